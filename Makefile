@@ -1,0 +1,47 @@
+# Everything runs inside .venv, created on first use: a fresh clone needs only python3.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+CHECKED_LIB := build/checked-lib
+
+.PHONY: build checked demo test test-release test-checked lint bench bench-core clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q setuptools wheel "Cython>=3.0.10" "numpy>=1.26"
+	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e ".[test,bench]"
+	touch $@
+
+build: $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+
+# The same sources with bounds/wraparound/None/initialisation checks on, built beside the release.
+checked: $(STAMP)
+	FLOWGATE_CHECKED=1 $(PY) setup.py -q build_ext --build-lib $(CHECKED_LIB)
+	cp ext/*.py $(CHECKED_LIB)/ext/
+
+demo: build
+	$(VENV)/bin/flowgate demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/cython-lint --max-line-length 100 ext/
+
+test: lint test-release test-checked
+
+test-release: build
+	$(PY) -m pytest -q
+
+test-checked: checked
+	FLOWGATE_EXPECT_CHECKED=1 PYTHONPATH=$(CHECKED_LIB) $(PY) -m pytest -q tests/unit tests/reference
+
+bench: bench-core
+
+bench-core: build
+	$(PY) -m bench.core
+
+clean:
+	rm -rf build ext/*.so ext/*.c

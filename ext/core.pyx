@@ -1,0 +1,1461 @@
+"""The matching and pre-trade risk core.
+
+One `MatchingCore` holds every book, account and balance of the venue in
+preallocated C memory. Commands come in as fixed-size `CommandRecord`s and
+leave `EventRecord`s in an event buffer; nothing on that path touches a Python
+object. See core.pxd for the records and the state.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport abort, calloc, free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memmove, memset
+
+cdef extern from *:
+    """
+    #ifndef FLOWGATE_CHECKED
+    #define FLOWGATE_CHECKED 0
+    #endif
+    typedef __int128 fg_int128;
+    static inline uint64_t fg_load_acquire(uint64_t *p) {
+        return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    }
+    static inline void fg_store_release(uint64_t *p, uint64_t v) {
+        __atomic_store_n(p, v, __ATOMIC_RELEASE);
+    }
+    """
+    int FLOWGATE_CHECKED
+    ctypedef long long fg_int128
+    uint64_t fg_load_acquire(uint64_t *p) nogil
+    void fg_store_release(uint64_t *p, uint64_t v) nogil
+
+CHECKED = bool(FLOWGATE_CHECKED)
+COMMAND_SIZE = sizeof(CommandRecord)
+EVENT_SIZE = sizeof(EventRecord)
+MAX_BALANCE = 1 << 62
+
+cdef int64_t _MAX_BALANCE = MAX_BALANCE
+cdef uint64_t _FNV_OFFSET = 0xcbf29ce484222325ULL
+cdef uint64_t _FNV_PRIME = 0x100000001b3ULL
+cdef uint64_t _GOLDEN = 0x9E3779B97F4A7C15ULL
+
+
+cdef inline Amount fee_of(Amount notional, int64_t bps) noexcept nogil:
+    # floor(notional * bps / 10000) without the product overflowing
+    return (notional // 10000) * bps + (notional % 10000) * bps // 10000
+
+
+cdef inline bint crosses(uint8_t taker_side, Price limit, Price level_price) noexcept nogil:
+    if taker_side == SIDE_BUY:
+        return level_price <= limit
+    return level_price >= limit
+
+
+cdef inline int64_t ladder_key(uint8_t side, Price price) noexcept nogil:
+    return price if side == SIDE_BUY else -price
+
+
+cdef inline uint64_t mix64(uint64_t h) noexcept nogil:
+    h ^= h >> 33
+    h *= _GOLDEN
+    h ^= h >> 29
+    return h
+
+
+cdef inline uint64_t coid_hash(int32_t account, const char *coid, uint8_t n) noexcept nogil:
+    cdef uint64_t h = _FNV_OFFSET
+    cdef uint64_t a = <uint64_t><uint32_t>account
+    cdef int i
+    for i in range(4):
+        h = (h ^ ((a >> (8 * i)) & 0xff)) * _FNV_PRIME
+    for i in range(n):
+        h = (h ^ <uint8_t>coid[i]) * _FNV_PRIME
+    return mix64(h)
+
+
+cdef inline uint8_t status_of(Order *o) noexcept nogil:
+    if o.leaves == 0:
+        return STATUS_FILLED
+    if o.filled > 0:
+        return STATUS_PARTIALLY_FILLED
+    return STATUS_NEW
+
+
+cdef uint64_t table_size(int64_t entries):
+    cdef uint64_t size = 16
+    while size < <uint64_t>(2 * entries):
+        size <<= 1
+    return size
+
+
+cdef class Ring:
+    """Single-producer single-consumer ring of fixed-size slots.
+
+    Positions are free-running 64-bit counters published with release stores
+    and read with acquire loads, so producer and consumer may live on
+    different threads (or, later, processes over shared memory).
+    """
+
+    def __cinit__(self, uint64_t capacity, Py_ssize_t slot_size):
+        if capacity == 0 or capacity & (capacity - 1):
+            raise ValueError("capacity must be a power of two")
+        if slot_size <= 0:
+            raise ValueError("slot_size must be positive")
+        self.capacity = capacity
+        self.mask = capacity - 1
+        self.slot_size = slot_size
+        self.buffer = <char *>calloc(1, 128 + capacity * slot_size)
+        if self.buffer == NULL:
+            raise MemoryError()
+        self.head = <uint64_t *>self.buffer
+        self.tail = <uint64_t *>(self.buffer + 64)
+        self.slots = self.buffer + 128
+
+    def __dealloc__(self):
+        free(self.buffer)
+
+    def __len__(self):
+        return fg_load_acquire(self.tail) - fg_load_acquire(self.head)
+
+    cdef inline char *slot(self, uint64_t position) noexcept nogil:
+        return self.slots + (position & self.mask) * self.slot_size
+
+    def write(self, const unsigned char[::1] records):
+        """Copy as many whole records as fit; return how many were written.
+
+        Fewer than given means the ring is full: the caller applies
+        back-pressure, nothing is dropped here.
+        """
+        cdef Py_ssize_t n = records.shape[0] // self.slot_size
+        if n * self.slot_size != records.shape[0]:
+            raise ValueError("records must be a whole number of slots")
+        cdef uint64_t tail = self.tail[0]
+        cdef uint64_t room = self.capacity - (tail - fg_load_acquire(self.head))
+        cdef uint64_t k = min(<uint64_t>n, room)
+        cdef uint64_t first = min(k, self.capacity - (tail & self.mask))
+        if k:
+            memcpy(self.slot(tail), &records[0], first * self.slot_size)
+            memcpy(self.slots, &records[first * self.slot_size], (k - first) * self.slot_size)
+            fg_store_release(self.tail, tail + k)
+        return k
+
+    def read(self, uint64_t max_records):
+        """Remove up to max_records and return them as bytes."""
+        cdef uint64_t head = self.head[0]
+        cdef uint64_t k = min(max_records, fg_load_acquire(self.tail) - head)
+        cdef uint64_t first = min(k, self.capacity - (head & self.mask))
+        out = PyBytes_FromStringAndSize(NULL, k * self.slot_size)
+        cdef char *dst = out
+        memcpy(dst, self.slot(head), first * self.slot_size)
+        memcpy(dst + first * self.slot_size, self.slots, (k - first) * self.slot_size)
+        fg_store_release(self.head, head + k)
+        return out
+
+
+cdef class MatchingCore:
+    """Books, accounts, balances and positions of the whole venue.
+
+    Capacities are fixed at construction; running out of order slots is the
+    `CAPACITY_EXCEEDED` rejection. Account ids are 1..n_accounts; assets and
+    instruments are indexed from 0.
+    """
+
+    def __cinit__(self, int32_t n_accounts, int32_t n_assets, int32_t n_instruments,
+                  int32_t order_capacity, int32_t retired_capacity, int32_t max_open_orders,
+                  int64_t event_capacity=4096):
+        cdef int32_t i
+        if min(n_accounts, n_assets, n_instruments, order_capacity) <= 0:
+            raise ValueError("counts and capacities must be positive")
+        if not 0 <= retired_capacity <= order_capacity:
+            raise ValueError("retired_capacity must be within 0..order_capacity")
+        self.n_accounts = n_accounts
+        self.n_assets = n_assets
+        self.n_instruments = n_instruments
+        self.order_capacity = order_capacity
+        self.retired_capacity = retired_capacity
+        self.max_open_orders = max_open_orders
+        self.level_capacity = order_capacity + 1
+        self.event_capacity = max(event_capacity, 16)
+        self.next_order_id = 1
+        self.next_trade_id = 1
+
+        self.orders = <Order *>calloc(order_capacity, sizeof(Order))
+        self.levels = <Level *>calloc(self.level_capacity, sizeof(Level))
+        self.instruments = <Instrument *>calloc(n_instruments, sizeof(Instrument))
+        self.accounts = <Account *>calloc(n_accounts + 1, sizeof(Account))
+        self.balances = <Balance *>calloc((n_accounts + 1) * n_assets, sizeof(Balance))
+        self.positions = <Position *>calloc((n_accounts + 1) * n_instruments, sizeof(Position))
+        self.fees_collected = <Amount *>calloc(n_assets, sizeof(Amount))
+        self.net_deposits = <Amount *>calloc(n_assets, sizeof(Amount))
+        self.id_mask = table_size(order_capacity) - 1
+        self.id_keys = <OrderId *>calloc(self.id_mask + 1, sizeof(OrderId))
+        self.id_slots = <Slot *>calloc(self.id_mask + 1, sizeof(Slot))
+        self.coid_mask = table_size(order_capacity) - 1
+        self.coid_hashes = <uint64_t *>calloc(self.coid_mask + 1, sizeof(uint64_t))
+        self.coid_slots = <Slot *>malloc((self.coid_mask + 1) * sizeof(Slot))
+        self.retired = <Slot *>calloc(max(retired_capacity, 1), sizeof(Slot))
+        self.expiries = <Expiry *>calloc(order_capacity, sizeof(Expiry))
+        self.touched_balances = <int32_t *>calloc((n_accounts + 1) * n_assets, sizeof(int32_t))
+        self.touched_positions = <int32_t *>calloc(
+            (n_accounts + 1) * n_instruments, sizeof(int32_t))
+        self.events = <EventRecord *>malloc(self.event_capacity * sizeof(EventRecord))
+        if (self.orders == NULL or self.levels == NULL or self.instruments == NULL
+                or self.accounts == NULL or self.balances == NULL or self.positions == NULL
+                or self.fees_collected == NULL or self.net_deposits == NULL
+                or self.id_keys == NULL or self.id_slots == NULL or self.coid_hashes == NULL
+                or self.coid_slots == NULL or self.retired == NULL or self.expiries == NULL
+                or self.touched_balances == NULL or self.touched_positions == NULL
+                or self.events == NULL):
+            raise MemoryError()
+        for i in range(n_instruments):
+            self.instruments[i].bids.levels = <int32_t *>malloc(self.level_capacity * 4)
+            self.instruments[i].asks.levels = <int32_t *>malloc(self.level_capacity * 4)
+            if self.instruments[i].bids.levels == NULL or self.instruments[i].asks.levels == NULL:
+                raise MemoryError()
+        for i in range(order_capacity):
+            self.orders[i].next = i + 1 if i + 1 < order_capacity else -1
+            self.orders[i].level = -1
+        self.free_head = 0
+        for i in range(self.level_capacity):
+            self.levels[i].head = i + 1 if i + 1 < self.level_capacity else -1
+        self.level_free_head = 0
+        for i in range(<int32_t>(self.coid_mask + 1)):
+            self.coid_slots[i] = -1
+
+    def __dealloc__(self):
+        cdef int32_t i
+        if self.instruments != NULL:
+            for i in range(self.n_instruments):
+                free(self.instruments[i].bids.levels)
+                free(self.instruments[i].asks.levels)
+        free(self.orders)
+        free(self.levels)
+        free(self.instruments)
+        free(self.accounts)
+        free(self.balances)
+        free(self.positions)
+        free(self.fees_collected)
+        free(self.net_deposits)
+        free(self.id_keys)
+        free(self.id_slots)
+        free(self.coid_hashes)
+        free(self.coid_slots)
+        free(self.retired)
+        free(self.expiries)
+        free(self.touched_balances)
+        free(self.touched_positions)
+        free(self.events)
+
+    # -- CONFIGURATION (cold) --
+
+    def configure_instrument(self, int32_t instrument, int32_t base_asset, int32_t quote_asset,
+                             int64_t quote_per_tick_lot, int64_t base_per_lot,
+                             Qty min_qty, Qty max_qty, Amount min_notional, Amount max_notional,
+                             Price max_price, Price reference_price, int64_t band_bps):
+        if not 0 <= instrument < self.n_instruments:
+            raise ValueError("instrument out of range")
+        if not (0 <= base_asset < self.n_assets and 0 <= quote_asset < self.n_assets):
+            raise ValueError("asset out of range")
+        cdef Instrument *ins = &self.instruments[instrument]
+        ins.base_asset = base_asset
+        ins.quote_asset = quote_asset
+        ins.quote_per_tick_lot = quote_per_tick_lot
+        ins.base_per_lot = base_per_lot
+        ins.min_qty = min_qty
+        ins.max_qty = max_qty
+        ins.min_notional = min_notional
+        ins.max_notional = max_notional
+        ins.max_price = max_price
+        ins.reference_price = reference_price
+        ins.band_bps = band_bps
+
+    def configure_account(self, int32_t account, int64_t maker_bps, int64_t taker_bps):
+        if not 1 <= account <= self.n_accounts:
+            raise ValueError("account out of range")
+        self.accounts[account].exists = 1
+        self.accounts[account].maker_bps = maker_bps
+        self.accounts[account].taker_bps = taker_bps
+        self.accounts[account].head = -1
+        self.accounts[account].tail = -1
+
+    def credit(self, int32_t account, int32_t asset, Amount amount):
+        """Opening balance from configuration: counted as a deposit, emits nothing."""
+        if not (1 <= account <= self.n_accounts and 0 <= asset < self.n_assets):
+            raise ValueError("account or asset out of range")
+        self.balances[account * self.n_assets + asset].total += amount
+        self.net_deposits[asset] += amount
+
+    # -- COMMANDS --
+
+    def apply_batch(self, const unsigned char[::1] records):
+        """Apply a block of CommandRecords in order; events accumulate in the buffer."""
+        cdef Py_ssize_t n = records.shape[0] // sizeof(CommandRecord)
+        cdef Py_ssize_t i
+        if n * <Py_ssize_t>sizeof(CommandRecord) != records.shape[0]:
+            raise ValueError("records must be a whole number of CommandRecords")
+        if n == 0:
+            return
+        cdef const CommandRecord *first = <const CommandRecord *>&records[0]
+        with nogil:
+            for i in range(n):
+                self.apply_record(first + i)
+
+    def drain(self, Ring ring, uint64_t max_records):
+        """Apply up to max_records commands straight from the ring's slots."""
+        if ring.slot_size != sizeof(CommandRecord):
+            raise ValueError("not a command ring")
+        cdef uint64_t head = ring.head[0]
+        cdef uint64_t k = min(max_records, fg_load_acquire(ring.tail) - head)
+        cdef uint64_t i
+        with nogil:
+            for i in range(k):
+                self.apply_record(<const CommandRecord *>ring.slot(head + i))
+        fg_store_release(ring.head, head + k)
+        return k
+
+    def place(self, int64_t seq, int64_t ts_ns, int32_t account, int32_t instrument,
+              uint8_t side, uint8_t order_type, uint8_t tif, Price price, Qty qty):
+        """One placement per Python call; returns the number of events it emitted."""
+        cdef CommandRecord c
+        memset(&c, 0, sizeof(CommandRecord))
+        c.type = CMD_PLACE
+        c.seq = seq
+        c.ts_ns = ts_ns
+        c.account = account
+        c.instrument = instrument
+        c.side = side
+        c.order_type = order_type
+        c.tif = tif
+        c.stp = STP_CANCEL_NEWEST
+        c.price = price
+        c.qty = qty
+        cdef int64_t before = self.n_events
+        self.apply_record(&c)
+        return self.n_events - before
+
+    def cancel(self, int64_t seq, int64_t ts_ns, int32_t account, OrderId order_id):
+        """One cancel per Python call; returns the number of events it emitted."""
+        cdef CommandRecord c
+        memset(&c, 0, sizeof(CommandRecord))
+        c.type = CMD_CANCEL
+        c.seq = seq
+        c.ts_ns = ts_ns
+        c.account = account
+        c.order_id = order_id
+        cdef int64_t before = self.n_events
+        self.apply_record(&c)
+        return self.n_events - before
+
+    def amend(self, int64_t seq, int64_t ts_ns, int32_t account, OrderId order_id,
+              Price price, Qty qty):
+        """One amend per Python call; returns the number of events it emitted."""
+        cdef CommandRecord c
+        memset(&c, 0, sizeof(CommandRecord))
+        c.type = CMD_AMEND
+        c.seq = seq
+        c.ts_ns = ts_ns
+        c.account = account
+        c.order_id = order_id
+        c.price = price
+        c.qty = qty
+        cdef int64_t before = self.n_events
+        self.apply_record(&c)
+        return self.n_events - before
+
+    def take_events(self):
+        """The events emitted since the last take/clear, as bytes; clears the buffer."""
+        out = PyBytes_FromStringAndSize(<char *>self.events, self.n_events * sizeof(EventRecord))
+        self.n_events = 0
+        return out
+
+    def clear_events(self):
+        self.n_events = 0
+
+    cdef void apply_record(self, const CommandRecord *cmd) noexcept nogil:
+        self.cmd = cmd
+        self.epoch += 1
+        self.last_seq = cmd.seq
+        self.n_touched_balances = 0
+        self.n_touched_positions = 0
+        self._expire_due()
+        if cmd.type == CMD_PLACE:
+            self._place()
+        elif cmd.type == CMD_CANCEL:
+            self._cancel()
+        elif cmd.type == CMD_AMEND:
+            self._amend()
+        elif cmd.type == CMD_MASS_CANCEL:
+            self._mass_cancel()
+        elif cmd.type == CMD_DEPOSIT or cmd.type == CMD_WITHDRAW:
+            self._transfer()
+        elif cmd.type == CMD_KILL_SWITCH:
+            self._kill_switch()
+        elif cmd.type != CMD_TICK:
+            self._reject(INVALID_COMMAND)
+        self._flush_touched()
+
+    cdef inline bint _known_account(self, int32_t account) noexcept nogil:
+        return 1 <= account <= self.n_accounts and self.accounts[account].exists
+
+    cdef uint16_t _place(self) noexcept nogil:
+        cdef const CommandRecord *c = self.cmd
+        cdef Instrument *ins
+        cdef Account *acct
+        cdef Order *o
+        cdef Slot s, previous = -1
+        cdef Price lo, hi, limit
+        cdef Amount notional, hold
+        cdef int32_t asset
+        cdef uint64_t h = 0
+        cdef bint post_only = c.post_only != 0
+        if not self._known_account(c.account):
+            return self._reject(UNKNOWN_ACCOUNT)
+        if not 0 <= c.instrument < self.n_instruments:
+            return self._reject(UNKNOWN_INSTRUMENT)
+        if c.coid_len > COID_CAPACITY:
+            return self._reject(INVALID_CLIENT_ORDER_ID)
+        if c.coid_len:
+            h = coid_hash(c.account, c.coid, c.coid_len)
+            previous = self._find_coid(c.account, c.coid, c.coid_len, h)
+            if previous >= 0:
+                o = &self.orders[previous]
+                if (o.instrument == c.instrument and o.side == c.side
+                        and o.order_type == c.order_type and o.tif == c.tif
+                        and o.post_only == post_only and o.stp == c.stp
+                        and o.orig_price == c.price and o.orig_qty == c.qty
+                        and o.expire_ns == c.expire_ns):
+                    self._emit_order(EV_ORDER_STATE, o).flags |= FLAG_RETRY
+                    return OK
+                if o.status == STATUS_NEW or o.status == STATUS_PARTIALLY_FILLED:
+                    return self._reject(DUPLICATE_CLIENT_ORDER_ID)
+        if c.side != SIDE_BUY and c.side != SIDE_SELL:
+            return self._reject(INVALID_SIDE)
+        if c.order_type != TYPE_LIMIT and c.order_type != TYPE_MARKET:
+            return self._reject(INVALID_ORDER_TYPE)
+        if not TIF_GTC <= c.tif <= TIF_GTD:
+            return self._reject(INVALID_TIF)
+        if not STP_CANCEL_NEWEST <= c.stp <= STP_CANCEL_BOTH:
+            return self._reject(INVALID_STP)
+        if c.order_type == TYPE_MARKET:
+            if post_only:
+                return self._reject(INVALID_ORDER_TYPE)
+            if c.tif != TIF_IOC and c.tif != TIF_FOK:
+                return self._reject(INVALID_TIF)
+            if c.price != 0:
+                return self._reject(INVALID_PRICE)
+        else:
+            if c.price <= 0:
+                return self._reject(INVALID_PRICE)
+            if post_only and c.tif != TIF_GTC and c.tif != TIF_GTD:
+                return self._reject(INVALID_TIF)
+        if c.qty <= 0:
+            return self._reject(INVALID_QUANTITY)
+        if c.tif == TIF_GTD:
+            if c.expire_ns <= c.ts_ns:
+                return self._reject(INVALID_EXPIRE_TIME)
+        elif c.expire_ns != 0:
+            return self._reject(INVALID_EXPIRE_TIME)
+
+        acct = &self.accounts[c.account]
+        ins = &self.instruments[c.instrument]
+        if acct.killed:
+            return self._reject(KILL_SWITCH_ACTIVE)
+        if c.qty < ins.min_qty:
+            return self._reject(QUANTITY_BELOW_MIN)
+        if c.qty > ins.max_qty:
+            return self._reject(QUANTITY_ABOVE_MAX)
+        self._band(ins, &lo, &hi)
+        if c.order_type == TYPE_LIMIT:
+            if c.price < lo or c.price > hi:
+                return self._reject(PRICE_OUT_OF_BAND)
+            limit = c.price
+            notional = c.price * c.qty * ins.quote_per_tick_lot
+        else:
+            limit = hi if c.side == SIDE_BUY else lo
+            notional = ins.reference_price * c.qty * ins.quote_per_tick_lot
+        if notional < ins.min_notional:
+            return self._reject(NOTIONAL_BELOW_MIN)
+        if notional > ins.max_notional:
+            return self._reject(NOTIONAL_ABOVE_MAX)
+        if (c.order_type == TYPE_LIMIT and (c.tif == TIF_GTC or c.tif == TIF_GTD)
+                and acct.open_count >= self.max_open_orders):
+            return self._reject(TOO_MANY_OPEN_ORDERS)
+        if post_only and self._would_take(ins, c.side, c.price):
+            return self._reject(POST_ONLY_WOULD_TAKE)
+        if c.side == SIDE_BUY:
+            notional = limit * c.qty * ins.quote_per_tick_lot
+            hold = notional + fee_of(notional, acct.taker_bps)
+            asset = ins.quote_asset
+        else:
+            hold = c.qty * ins.base_per_lot
+            asset = ins.base_asset
+        if hold > self._available(c.account, asset):
+            return self._reject(INSUFFICIENT_BALANCE)
+        s = self._allocate()
+        if s < 0:
+            return self._reject(CAPACITY_EXCEEDED)
+        if c.coid_len:
+            # a closed order of this account used the id before: the new order takes it over
+            previous = self._find_coid(c.account, c.coid, c.coid_len, h)
+            if previous >= 0:
+                self._remove_coid(previous)
+
+        o = &self.orders[s]
+        o.order_id = self.next_order_id
+        self.next_order_id += 1
+        o.price = c.price
+        o.limit = limit
+        o.qty = c.qty
+        o.leaves = c.qty
+        o.filled = 0
+        o.filled_quote = 0
+        o.locked = hold
+        o.expire_ns = c.expire_ns
+        o.orig_price = c.price
+        o.orig_qty = c.qty
+        o.account = c.account
+        o.instrument = c.instrument
+        o.prev = o.next = -1
+        o.account_prev = o.account_next = -1
+        o.level = -1
+        o.side = c.side
+        o.order_type = c.order_type
+        o.tif = c.tif
+        o.post_only = post_only
+        o.stp = c.stp
+        o.status = STATUS_NEW
+        o.is_open = 0
+        o.coid_len = c.coid_len
+        memcpy(o.coid, c.coid, c.coid_len)
+        self._insert_id(o.order_id, s)
+        if c.coid_len:
+            self._insert_coid(s)
+        self.balances[c.account * self.n_assets + asset].locked += hold
+        self._touch_balance(c.account, asset)
+        self._emit_order(EV_ACCEPTED, o)
+
+        if c.tif == TIF_FOK and not self._fok_fillable(s):
+            self._finish(s, STATUS_CANCELED, REASON_FOK_UNFILLABLE)
+        elif self._match(s):
+            pass
+        elif o.leaves == 0:
+            self._finish(s, STATUS_FILLED, 0)
+        elif c.order_type == TYPE_LIMIT and (c.tif == TIF_GTC or c.tif == TIF_GTD):
+            self._rest(s)
+        else:
+            self._finish(s, STATUS_CANCELED, REASON_UNFILLED)
+        return OK
+
+    cdef inline void _band(self, Instrument *ins, Price *lo, Price *hi) noexcept nogil:
+        cdef Price width = ins.reference_price * ins.band_bps // 10000
+        if ins.band_bps <= 0:
+            lo[0] = 1
+            hi[0] = ins.max_price
+            return
+        lo[0] = max(ins.reference_price - width, 1)
+        hi[0] = min(ins.reference_price + width, ins.max_price)
+
+    cdef uint16_t _cancel(self) noexcept nogil:
+        if not self._known_account(self.cmd.account):
+            return self._reject(UNKNOWN_ACCOUNT)
+        cdef Slot s = self._target()
+        if s < 0:
+            return self._reject(UNKNOWN_ORDER)
+        self._finish(s, STATUS_CANCELED, REASON_USER)
+        return OK
+
+    cdef uint16_t _amend(self) noexcept nogil:
+        cdef const CommandRecord *c = self.cmd
+        cdef Slot s
+        cdef Order *o
+        cdef Instrument *ins
+        cdef Price new_price, lo, hi
+        cdef Qty new_qty, new_leaves
+        cdef Amount notional, new_hold, delta
+        cdef int32_t asset
+        cdef bint keep
+        cdef EventRecord *e
+        if not self._known_account(c.account):
+            return self._reject(UNKNOWN_ACCOUNT)
+        s = self._target()
+        if s < 0:
+            return self._reject(UNKNOWN_ORDER)
+        o = &self.orders[s]
+        ins = &self.instruments[o.instrument]
+        if self.accounts[c.account].killed:
+            return self._reject(KILL_SWITCH_ACTIVE)
+        if c.price < 0:
+            return self._reject(INVALID_PRICE)
+        if c.qty < 0:
+            return self._reject(INVALID_QUANTITY)
+        new_price = c.price if c.price else o.price
+        new_qty = c.qty if c.qty else o.qty
+        if new_qty <= o.filled:
+            return self._reject(INVALID_QUANTITY)
+        if new_qty < ins.min_qty:
+            return self._reject(QUANTITY_BELOW_MIN)
+        if new_qty > ins.max_qty:
+            return self._reject(QUANTITY_ABOVE_MAX)
+        if new_price != o.price:
+            self._band(ins, &lo, &hi)
+            if new_price < lo or new_price > hi:
+                return self._reject(PRICE_OUT_OF_BAND)
+        notional = new_price * new_qty * ins.quote_per_tick_lot
+        if notional < ins.min_notional:
+            return self._reject(NOTIONAL_BELOW_MIN)
+        if notional > ins.max_notional:
+            return self._reject(NOTIONAL_ABOVE_MAX)
+        new_leaves = new_qty - o.filled
+        keep = new_price == o.price and new_leaves <= o.leaves
+        if not keep and o.post_only and self._would_take(ins, o.side, new_price):
+            return self._reject(POST_ONLY_WOULD_TAKE)
+        if o.side == SIDE_BUY:
+            notional = new_price * new_leaves * ins.quote_per_tick_lot
+            new_hold = notional + fee_of(notional, self.accounts[o.account].taker_bps)
+        else:
+            new_hold = new_leaves * ins.base_per_lot
+        delta = new_hold - o.locked
+        asset = self._hold_asset(o)
+        if delta > self._available(o.account, asset):
+            return self._reject(INSUFFICIENT_BALANCE)
+
+        if keep:
+            self.levels[o.level].total -= o.leaves - new_leaves
+        else:
+            self._unlink(s)
+            o.price = new_price
+            o.limit = new_price
+        o.qty = new_qty
+        o.leaves = new_leaves
+        o.locked = new_hold
+        self.balances[o.account * self.n_assets + asset].locked += delta
+        self._touch_balance(o.account, asset)
+        e = self._emit_order(EV_AMENDED, o)
+        if keep:
+            e.flags |= FLAG_PRIORITY_KEPT
+        elif self._match(s):
+            pass
+        elif o.leaves == 0:
+            self._finish(s, STATUS_FILLED, 0)
+        else:
+            self._rest(s)
+        return OK
+
+    cdef uint16_t _mass_cancel(self) noexcept nogil:
+        cdef const CommandRecord *c = self.cmd
+        cdef Slot s, following
+        cdef int64_t count = 0
+        cdef EventRecord *e
+        if not self._known_account(c.account):
+            return self._reject(UNKNOWN_ACCOUNT)
+        if not -1 <= c.instrument < self.n_instruments:
+            return self._reject(UNKNOWN_INSTRUMENT)
+        if c.side > SIDE_SELL:
+            return self._reject(INVALID_SIDE)
+        s = self.accounts[c.account].head
+        while s >= 0:
+            following = self.orders[s].account_next
+            if ((c.instrument < 0 or self.orders[s].instrument == c.instrument)
+                    and (c.side == 0 or self.orders[s].side == c.side)):
+                self._finish(s, STATUS_CANCELED, REASON_MASS)
+                count += 1
+            s = following
+        e = self._emit(EV_MASS_CANCELED)
+        e.account = c.account
+        e.instrument = c.instrument
+        e.side = c.side
+        e.qty = count
+        return OK
+
+    cdef uint16_t _transfer(self) noexcept nogil:
+        cdef const CommandRecord *c = self.cmd
+        cdef Balance *b
+        if not self._known_account(c.account):
+            return self._reject(UNKNOWN_ACCOUNT)
+        if not 0 <= c.instrument < self.n_assets:
+            return self._reject(UNKNOWN_ASSET)
+        b = &self.balances[c.account * self.n_assets + c.instrument]
+        if c.amount <= 0:
+            return self._reject(INVALID_AMOUNT)
+        if c.type == CMD_DEPOSIT:
+            if c.amount > _MAX_BALANCE - b.total:
+                return self._reject(INVALID_AMOUNT)
+            b.total += c.amount
+            self.net_deposits[c.instrument] += c.amount
+        else:
+            if c.amount > b.total - b.locked:
+                return self._reject(INSUFFICIENT_BALANCE)
+            b.total -= c.amount
+            self.net_deposits[c.instrument] -= c.amount
+        self._touch_balance(c.account, c.instrument)
+        return OK
+
+    cdef uint16_t _kill_switch(self) noexcept nogil:
+        cdef const CommandRecord *c = self.cmd
+        cdef Account *acct
+        cdef EventRecord *e
+        cdef Slot s, following
+        if not self._known_account(c.account):
+            return self._reject(UNKNOWN_ACCOUNT)
+        if c.amount != 0 and c.amount != 1:
+            return self._reject(INVALID_AMOUNT)
+        acct = &self.accounts[c.account]
+        acct.killed = <uint8_t>c.amount
+        e = self._emit(EV_KILL_SWITCH)
+        e.account = c.account
+        if c.amount:
+            e.flags = FLAG_KILL_SWITCH_ON
+            s = acct.head
+            while s >= 0:
+                following = self.orders[s].account_next
+                self._finish(s, STATUS_CANCELED, REASON_KILL_SWITCH)
+                s = following
+        return OK
+
+    cdef void _expire_due(self) noexcept nogil:
+        cdef Expiry top, last
+        cdef Slot s
+        cdef int32_t i, child, n
+        while self.expiry_size > 0 and self.expiries[0].expire_ns <= self.cmd.ts_ns:
+            top = self.expiries[0]
+            self.expiry_size -= 1
+            n = self.expiry_size
+            last = self.expiries[n]
+            i = 0
+            while True:
+                child = 2 * i + 1
+                if child >= n:
+                    break
+                if child + 1 < n and (
+                        self.expiries[child + 1].expire_ns < self.expiries[child].expire_ns
+                        or (self.expiries[child + 1].expire_ns == self.expiries[child].expire_ns
+                            and self.expiries[child + 1].order_id
+                            < self.expiries[child].order_id)):
+                    child += 1
+                if (self.expiries[child].expire_ns > last.expire_ns
+                        or (self.expiries[child].expire_ns == last.expire_ns
+                            and self.expiries[child].order_id > last.order_id)):
+                    break
+                self.expiries[i] = self.expiries[child]
+                i = child
+            if n > 0:
+                self.expiries[i] = last
+            s = self._find_id(top.order_id)
+            if s >= 0 and self.orders[s].is_open and self.orders[s].expire_ns == top.expire_ns:
+                self._finish(s, STATUS_EXPIRED, 0)
+
+    cdef void _push_expiry(self, Slot s) noexcept nogil:
+        cdef Expiry item
+        cdef int32_t i, parent, n = 0, j
+        cdef Slot t
+        if self.expiry_size == self.order_capacity:
+            # drop entries of orders no longer open, then rebuild the heap
+            for j in range(self.expiry_size):
+                t = self._find_id(self.expiries[j].order_id)
+                if t >= 0 and self.orders[t].is_open:
+                    self.expiries[n] = self.expiries[j]
+                    n += 1
+            self.expiry_size = 0
+            for j in range(n):
+                item = self.expiries[j]
+                self._sift_up(item)
+        item.expire_ns = self.orders[s].expire_ns
+        item.order_id = self.orders[s].order_id
+        self._sift_up(item)
+
+    cdef inline void _sift_up(self, Expiry item) noexcept nogil:
+        cdef int32_t i = self.expiry_size, parent
+        self.expiry_size += 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            if (self.expiries[parent].expire_ns < item.expire_ns
+                    or (self.expiries[parent].expire_ns == item.expire_ns
+                        and self.expiries[parent].order_id < item.order_id)):
+                break
+            self.expiries[i] = self.expiries[parent]
+            i = parent
+        self.expiries[i] = item
+
+    # -- MATCHING --
+
+    cdef bint _match(self, Slot taker) noexcept nogil:
+        """Trade the taker against the opposite side; true if self-trade prevention
+        canceled the taker."""
+        cdef Order *o = &self.orders[taker]
+        cdef Instrument *ins = &self.instruments[o.instrument]
+        cdef Ladder *ladder = &ins.asks if o.side == SIDE_BUY else &ins.bids
+        cdef Level *level
+        cdef Slot m, following
+        cdef Order *maker
+        while o.leaves > 0 and ladder.size > 0:
+            level = &self.levels[ladder.levels[ladder.size - 1]]
+            if not crosses(o.side, o.limit, level.price):
+                break
+            m = level.head
+            while m >= 0 and o.leaves > 0:
+                maker = &self.orders[m]
+                following = maker.next
+                if maker.account == o.account:
+                    if o.stp != STP_CANCEL_NEWEST:
+                        self._finish(m, STATUS_CANCELED, REASON_SELF_TRADE)
+                    if o.stp != STP_CANCEL_OLDEST:
+                        self._finish(taker, STATUS_CANCELED, REASON_SELF_TRADE)
+                        return True
+                else:
+                    self._fill(taker, m, level.price, min(o.leaves, maker.leaves))
+                    if maker.leaves == 0:
+                        self._finish(m, STATUS_FILLED, 0)
+                m = following
+        return False
+
+    cdef bint _fok_fillable(self, Slot taker) noexcept nogil:
+        # walks the book as _match would, without touching it
+        cdef Order *o = &self.orders[taker]
+        cdef Instrument *ins = &self.instruments[o.instrument]
+        cdef Ladder *ladder = &ins.asks if o.side == SIDE_BUY else &ins.bids
+        cdef Level *level
+        cdef Qty available = 0
+        cdef int32_t i = ladder.size - 1
+        cdef Slot m
+        while i >= 0:
+            level = &self.levels[ladder.levels[i]]
+            i -= 1
+            if level.count == 0:
+                continue
+            if not crosses(o.side, o.limit, level.price):
+                return False
+            m = level.head
+            while m >= 0:
+                if self.orders[m].account == o.account:
+                    if o.stp != STP_CANCEL_OLDEST:
+                        return False
+                else:
+                    available += self.orders[m].leaves
+                    if available >= o.leaves:
+                        return True
+                m = self.orders[m].next
+        return False
+
+    cdef void _fill(self, Slot taker, Slot maker, Price price, Qty qty) noexcept nogil:
+        cdef Order *o = &self.orders[taker]
+        cdef Order *mk = &self.orders[maker]
+        cdef Instrument *ins = &self.instruments[o.instrument]
+        cdef Amount notional = price * qty * ins.quote_per_tick_lot
+        cdef Amount taker_fee = fee_of(notional, self.accounts[o.account].taker_bps)
+        cdef Amount maker_fee = fee_of(notional, self.accounts[mk.account].maker_bps)
+        cdef EventRecord *e
+        o.leaves -= qty
+        o.filled += qty
+        o.filled_quote += price * qty
+        o.status = status_of(o)
+        mk.leaves -= qty
+        mk.filled += qty
+        mk.filled_quote += price * qty
+        mk.status = status_of(mk)
+        self.levels[mk.level].total -= qty
+        self._settle(mk, qty, notional, maker_fee, price)
+        self._settle(o, qty, notional, taker_fee, price)
+        self.fees_collected[ins.quote_asset] += taker_fee + maker_fee
+        ins.reference_price = price
+        e = self._emit(EV_TRADE)
+        e.trade_id = self.next_trade_id
+        self.next_trade_id += 1
+        e.instrument = o.instrument
+        e.price = price
+        e.qty = qty
+        e.side = o.side
+        e.order_id = o.order_id
+        e.account = o.account
+        e.leaves = o.leaves
+        e.filled = o.filled
+        e.filled_quote = o.filled_quote
+        e.status = o.status
+        e.maker_order_id = mk.order_id
+        e.maker_account = mk.account
+        e.maker_leaves = mk.leaves
+        e.taker_fee = taker_fee
+        e.maker_fee = maker_fee
+
+    cdef void _settle(self, Order *o, Qty qty, Amount notional, Amount fee,
+                      Price price) noexcept nogil:
+        cdef Instrument *ins = &self.instruments[o.instrument]
+        cdef Balance *base = &self.balances[o.account * self.n_assets + ins.base_asset]
+        cdef Balance *quote = &self.balances[o.account * self.n_assets + ins.quote_asset]
+        cdef Amount new_lock
+        self._touch_balance(o.account, ins.base_asset)
+        self._touch_balance(o.account, ins.quote_asset)
+        if o.side == SIDE_BUY:
+            new_lock = self._hold(o, o.leaves)
+            quote.locked -= o.locked - new_lock
+            o.locked = new_lock
+            quote.total -= notional + fee
+            base.total += qty * ins.base_per_lot
+            self._update_position(o.account, o.instrument, qty, price)
+        else:
+            o.locked -= qty * ins.base_per_lot
+            base.locked -= qty * ins.base_per_lot
+            base.total -= qty * ins.base_per_lot
+            quote.total += notional - fee
+            self._update_position(o.account, o.instrument, -qty, price)
+
+    cdef void _update_position(self, int32_t account, int32_t instrument, Qty delta,
+                               Price price) noexcept nogil:
+        cdef Position *p = &self.positions[account * self.n_instruments + instrument]
+        cdef Qty size = delta if delta > 0 else -delta
+        cdef Qty held, closing, rest
+        cdef int64_t removed
+        self._touch_position(account, instrument)
+        if p.net_qty == 0 or (p.net_qty > 0) == (delta > 0):
+            p.net_qty += delta
+            p.cost += price * size
+            return
+        held = p.net_qty if p.net_qty > 0 else -p.net_qty
+        closing = min(size, held)
+        removed = <int64_t>((<fg_int128>p.cost * closing) // held)
+        if p.net_qty > 0:
+            p.realized_pnl += (price * closing - removed) * self.instruments[instrument].quote_per_tick_lot
+            p.net_qty -= closing
+        else:
+            p.realized_pnl += (removed - price * closing) * self.instruments[instrument].quote_per_tick_lot
+            p.net_qty += closing
+        p.cost -= removed
+        rest = size - closing
+        if rest > 0:
+            p.net_qty = rest if delta > 0 else -rest
+            p.cost = price * rest
+
+    cdef void _finish(self, Slot s, uint8_t status, uint8_t reason) noexcept nogil:
+        """Close an order: out of the book and its account's list, hold released,
+        the closing event emitted, the slot retired."""
+        cdef Order *o = &self.orders[s]
+        cdef Account *acct = &self.accounts[o.account]
+        cdef int32_t asset = self._hold_asset(o)
+        o.status = status
+        if o.level >= 0:
+            self._unlink(s)
+        if o.is_open:
+            if o.account_prev >= 0:
+                self.orders[o.account_prev].account_next = o.account_next
+            else:
+                acct.head = o.account_next
+            if o.account_next >= 0:
+                self.orders[o.account_next].account_prev = o.account_prev
+            else:
+                acct.tail = o.account_prev
+            o.account_prev = o.account_next = -1
+            acct.open_count -= 1
+            o.is_open = 0
+        self.balances[o.account * self.n_assets + asset].locked -= o.locked
+        o.locked = 0
+        self._touch_balance(o.account, asset)
+        if status == STATUS_CANCELED:
+            self._emit_order(EV_CANCELED, o).reason = reason
+        elif status == STATUS_EXPIRED:
+            self._emit_order(EV_EXPIRED, o)
+        self._retire(s)
+
+    cdef void _rest(self, Slot s) noexcept nogil:
+        cdef Order *o = &self.orders[s]
+        cdef Instrument *ins = &self.instruments[o.instrument]
+        cdef int32_t lv = self._level_at(ins, o.side, o.price)
+        cdef Level *level = &self.levels[lv]
+        cdef Account *acct
+        o.level = lv
+        o.prev = level.tail
+        o.next = -1
+        if level.tail >= 0:
+            self.orders[level.tail].next = s
+        else:
+            level.head = s
+        level.tail = s
+        level.count += 1
+        level.total += o.leaves
+        if o.is_open:
+            return
+        acct = &self.accounts[o.account]
+        o.is_open = 1
+        o.account_prev = acct.tail
+        o.account_next = -1
+        if acct.tail >= 0:
+            self.orders[acct.tail].account_next = s
+        else:
+            acct.head = s
+        acct.tail = s
+        acct.open_count += 1
+        if o.tif == TIF_GTD:
+            self._push_expiry(s)
+
+    # -- BOOK --
+
+    cdef bint _would_take(self, Instrument *ins, uint8_t side, Price limit) noexcept nogil:
+        cdef Ladder *ladder = &ins.asks if side == SIDE_BUY else &ins.bids
+        if ladder.size == 0:
+            return False
+        return crosses(side, limit, self.levels[ladder.levels[ladder.size - 1]].price)
+
+    cdef int32_t _level_at(self, Instrument *ins, uint8_t side, Price price) noexcept nogil:
+        """The level at price, created in sorted position if absent."""
+        cdef Ladder *ladder = &ins.bids if side == SIDE_BUY else &ins.asks
+        cdef int64_t key = ladder_key(side, price)
+        cdef int32_t lo = 0, hi = ladder.size, mid, lv
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if ladder_key(side, self.levels[ladder.levels[mid]].price) < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < ladder.size and self.levels[ladder.levels[lo]].price == price:
+            return ladder.levels[lo]
+        if self.level_free_head < 0:
+            self._compact_levels()
+            return self._level_at(ins, side, price)
+        lv = self.level_free_head
+        self.level_free_head = self.levels[lv].head
+        self.levels[lv].price = price
+        self.levels[lv].total = 0
+        self.levels[lv].count = 0
+        self.levels[lv].head = -1
+        self.levels[lv].tail = -1
+        memmove(&ladder.levels[lo + 1], &ladder.levels[lo], (ladder.size - lo) * sizeof(int32_t))
+        ladder.levels[lo] = lv
+        ladder.size += 1
+        return lv
+
+    cdef void _unlink(self, Slot s) noexcept nogil:
+        cdef Order *o = &self.orders[s]
+        cdef Level *level = &self.levels[o.level]
+        cdef Instrument *ins = &self.instruments[o.instrument]
+        if o.prev >= 0:
+            self.orders[o.prev].next = o.next
+        else:
+            level.head = o.next
+        if o.next >= 0:
+            self.orders[o.next].prev = o.prev
+        else:
+            level.tail = o.prev
+        level.count -= 1
+        level.total -= o.leaves
+        o.level = -1
+        o.prev = o.next = -1
+        if level.count == 0:
+            self._trim(&ins.bids if o.side == SIDE_BUY else &ins.asks)
+
+    cdef void _trim(self, Ladder *ladder) noexcept nogil:
+        cdef int32_t lv
+        while ladder.size > 0:
+            lv = ladder.levels[ladder.size - 1]
+            if self.levels[lv].count:
+                return
+            self.levels[lv].head = self.level_free_head
+            self.level_free_head = lv
+            ladder.size -= 1
+
+    cdef void _compact_levels(self) noexcept nogil:
+        cdef int32_t i, j, n, lv, side
+        cdef Ladder *ladder
+        for i in range(self.n_instruments):
+            for side in range(2):
+                ladder = &self.instruments[i].bids if side == 0 else &self.instruments[i].asks
+                n = 0
+                for j in range(ladder.size):
+                    lv = ladder.levels[j]
+                    if self.levels[lv].count:
+                        ladder.levels[n] = lv
+                        n += 1
+                    else:
+                        self.levels[lv].head = self.level_free_head
+                        self.level_free_head = lv
+                ladder.size = n
+
+    # -- RISK --
+
+    cdef Amount _hold(self, Order *o, Qty leaves) noexcept nogil:
+        """What an order with these leaves must hold: quote notional at its limit plus
+        the worst-case (taker) fee for a buy, the base quantity for a sell."""
+        cdef Instrument *ins = &self.instruments[o.instrument]
+        cdef Amount notional
+        if o.side == SIDE_BUY:
+            notional = o.limit * leaves * ins.quote_per_tick_lot
+            return notional + fee_of(notional, self.accounts[o.account].taker_bps)
+        return leaves * ins.base_per_lot
+
+    cdef Amount _available(self, int32_t account, int32_t asset) noexcept nogil:
+        cdef Balance *b = &self.balances[account * self.n_assets + asset]
+        return b.total - b.locked
+
+    cdef int32_t _hold_asset(self, Order *o) noexcept nogil:
+        cdef Instrument *ins = &self.instruments[o.instrument]
+        return ins.quote_asset if o.side == SIDE_BUY else ins.base_asset
+
+    # -- ORDERS, INDEXES, EVENTS --
+
+    cdef Slot _allocate(self) noexcept nogil:
+        cdef Slot s = self.free_head
+        if s >= 0:
+            self.free_head = self.orders[s].next
+            return s
+        if self.retired_size == 0:
+            return -1
+        s = self.retired[self.retired_head]
+        self.retired_head = (self.retired_head + 1) % self.retired_capacity
+        self.retired_size -= 1
+        self._release(s)
+        return s
+
+    cdef void _retire(self, Slot s) noexcept nogil:
+        cdef Slot oldest
+        if self.retired_capacity == 0:
+            self._release(s)
+            self.orders[s].next = self.free_head
+            self.free_head = s
+            return
+        if self.retired_size == self.retired_capacity:
+            oldest = self.retired[self.retired_head]
+            self.retired_head = (self.retired_head + 1) % self.retired_capacity
+            self.retired_size -= 1
+            self._release(oldest)
+            self.orders[oldest].next = self.free_head
+            self.free_head = oldest
+        self.retired[(self.retired_head + self.retired_size) % self.retired_capacity] = s
+        self.retired_size += 1
+
+    cdef void _release(self, Slot s) noexcept nogil:
+        self._remove_id(self.orders[s].order_id)
+        if self.orders[s].coid_len:
+            self._remove_coid(s)
+
+    cdef Slot _find_id(self, OrderId order_id) noexcept nogil:
+        cdef uint64_t i = mix64(<uint64_t>order_id) & self.id_mask
+        while self.id_keys[i]:
+            if self.id_keys[i] == order_id:
+                return self.id_slots[i]
+            i = (i + 1) & self.id_mask
+        return -1
+
+    cdef void _insert_id(self, OrderId order_id, Slot s) noexcept nogil:
+        cdef uint64_t i = mix64(<uint64_t>order_id) & self.id_mask
+        while self.id_keys[i]:
+            i = (i + 1) & self.id_mask
+        self.id_keys[i] = order_id
+        self.id_slots[i] = s
+
+    cdef void _remove_id(self, OrderId order_id) noexcept nogil:
+        # linear probing with backward-shift deletion: no tombstones
+        cdef uint64_t i = mix64(<uint64_t>order_id) & self.id_mask, j, home
+        while self.id_keys[i] != order_id:
+            if self.id_keys[i] == 0:
+                return
+            i = (i + 1) & self.id_mask
+        j = i
+        while True:
+            j = (j + 1) & self.id_mask
+            if self.id_keys[j] == 0:
+                break
+            home = mix64(<uint64_t>self.id_keys[j]) & self.id_mask
+            if ((j - home) & self.id_mask) >= ((j - i) & self.id_mask):
+                self.id_keys[i] = self.id_keys[j]
+                self.id_slots[i] = self.id_slots[j]
+                i = j
+        self.id_keys[i] = 0
+
+    cdef Slot _find_coid(self, int32_t account, const char *coid, uint8_t n,
+                         uint64_t h) noexcept nogil:
+        cdef uint64_t i = h & self.coid_mask
+        cdef Slot s
+        while self.coid_slots[i] >= 0:
+            s = self.coid_slots[i]
+            if (self.coid_hashes[i] == h and self.orders[s].account == account
+                    and self.orders[s].coid_len == n
+                    and memcmp(self.orders[s].coid, coid, n) == 0):
+                return s
+            i = (i + 1) & self.coid_mask
+        return -1
+
+    cdef void _insert_coid(self, Slot s) noexcept nogil:
+        cdef Order *o = &self.orders[s]
+        cdef uint64_t h = coid_hash(o.account, o.coid, o.coid_len)
+        cdef uint64_t i = h & self.coid_mask
+        while self.coid_slots[i] >= 0:
+            i = (i + 1) & self.coid_mask
+        self.coid_hashes[i] = h
+        self.coid_slots[i] = s
+
+    cdef void _remove_coid(self, Slot s) noexcept nogil:
+        cdef Order *o = &self.orders[s]
+        cdef uint64_t h = coid_hash(o.account, o.coid, o.coid_len)
+        cdef uint64_t i = h & self.coid_mask, j, home
+        while self.coid_slots[i] != s:
+            if self.coid_slots[i] < 0:
+                return      # another order has taken this id over
+            i = (i + 1) & self.coid_mask
+        j = i
+        while True:
+            j = (j + 1) & self.coid_mask
+            if self.coid_slots[j] < 0:
+                break
+            home = self.coid_hashes[j] & self.coid_mask
+            if ((j - home) & self.coid_mask) >= ((j - i) & self.coid_mask):
+                self.coid_hashes[i] = self.coid_hashes[j]
+                self.coid_slots[i] = self.coid_slots[j]
+                i = j
+        self.coid_slots[i] = -1
+
+    cdef Slot _target(self) noexcept nogil:
+        """The resting order of this account named by the command's order id, or
+        by its client order id when the order id is 0; -1 if none."""
+        cdef const CommandRecord *c = self.cmd
+        cdef Slot s = -1
+        if c.order_id != 0:
+            s = self._find_id(c.order_id)
+        elif 0 < c.coid_len <= COID_CAPACITY:
+            s = self._find_coid(c.account, c.coid, c.coid_len,
+                                coid_hash(c.account, c.coid, c.coid_len))
+        if s < 0 or self.orders[s].account != c.account or not self.orders[s].is_open:
+            return -1
+        return s
+
+    cdef void _touch_balance(self, int32_t account, int32_t asset) noexcept nogil:
+        cdef int32_t index = account * self.n_assets + asset
+        if self.balances[index].touched != self.epoch:
+            self.balances[index].touched = self.epoch
+            self.touched_balances[self.n_touched_balances] = index
+            self.n_touched_balances += 1
+
+    cdef void _touch_position(self, int32_t account, int32_t instrument) noexcept nogil:
+        cdef int32_t index = account * self.n_instruments + instrument
+        if self.positions[index].touched != self.epoch:
+            self.positions[index].touched = self.epoch
+            self.touched_positions[self.n_touched_positions] = index
+            self.n_touched_positions += 1
+
+    cdef void _flush_touched(self) noexcept nogil:
+        cdef int32_t i, index
+        cdef EventRecord *e
+        for i in range(self.n_touched_balances):
+            index = self.touched_balances[i]
+            e = self._emit(EV_BALANCE)
+            e.account = index // self.n_assets
+            e.instrument = index % self.n_assets
+            e.total = self.balances[index].total
+            e.locked = self.balances[index].locked
+        for i in range(self.n_touched_positions):
+            index = self.touched_positions[i]
+            e = self._emit(EV_POSITION)
+            e.account = index // self.n_instruments
+            e.instrument = index % self.n_instruments
+            e.net_qty = self.positions[index].net_qty
+            e.cost = self.positions[index].cost
+            e.realized_pnl = self.positions[index].realized_pnl
+
+    cdef EventRecord *_emit(self, uint8_t type) noexcept nogil:
+        cdef EventRecord *grown
+        cdef EventRecord *e
+        if self.n_events == self.event_capacity:
+            grown = <EventRecord *>realloc(
+                self.events, 2 * self.event_capacity * sizeof(EventRecord))
+            if grown == NULL:
+                abort()
+            self.events = grown
+            self.event_capacity *= 2
+        e = &self.events[self.n_events]
+        self.n_events += 1
+        memset(e, 0, sizeof(EventRecord))
+        e.seq = self.cmd.seq
+        e.ts_ns = self.cmd.ts_ns
+        e.recv_ns = self.cmd.recv_ns
+        e.type = type
+        e.cmd_type = self.cmd.type
+        return e
+
+    cdef EventRecord *_emit_order(self, uint8_t type, Order *o) noexcept nogil:
+        cdef EventRecord *e = self._emit(type)
+        e.order_id = o.order_id
+        e.account = o.account
+        e.instrument = o.instrument
+        e.side = o.side
+        e.order_type = o.order_type
+        e.tif = o.tif
+        e.stp = o.stp
+        e.price = o.price
+        e.qty = o.qty
+        e.leaves = o.leaves
+        e.filled = o.filled
+        e.filled_quote = o.filled_quote
+        e.expire_ns = o.expire_ns
+        e.status = o.status
+        if o.post_only:
+            e.flags = FLAG_POST_ONLY
+        e.coid_len = o.coid_len
+        memcpy(e.coid, o.coid, o.coid_len)
+        return e
+
+    cdef uint16_t _reject(self, uint16_t result) noexcept nogil:
+        cdef const CommandRecord *c = self.cmd
+        cdef EventRecord *e = self._emit(EV_REJECTED)
+        e.result = result
+        e.status = STATUS_REJECTED
+        e.account = c.account
+        e.instrument = c.instrument
+        e.order_id = c.order_id
+        e.side = c.side
+        e.order_type = c.order_type
+        e.tif = c.tif
+        e.stp = c.stp
+        e.price = c.price
+        e.qty = c.qty
+        e.coid_len = min(c.coid_len, <uint8_t>COID_CAPACITY)
+        memcpy(e.coid, c.coid, e.coid_len)
+        return result
+
+    # -- QUERIES (cold: tests, snapshots, tools) --
+
+    def balance(self, int32_t account, int32_t asset):
+        """(total, locked) of an account's asset."""
+        self._check_account(account)
+        cdef Balance *b = &self.balances[account * self.n_assets + asset]
+        return b.total, b.locked
+
+    def position(self, int32_t account, int32_t instrument):
+        """(net_qty, cost, realized_pnl) of an account in an instrument."""
+        self._check_account(account)
+        cdef Position *p = &self.positions[account * self.n_instruments + instrument]
+        return p.net_qty, p.cost, p.realized_pnl
+
+    def fees_collected_in(self, int32_t asset):
+        return self.fees_collected[asset]
+
+    def net_deposits_in(self, int32_t asset):
+        return self.net_deposits[asset]
+
+    def reference_price(self, int32_t instrument):
+        return self.instruments[instrument].reference_price
+
+    def kill_switch(self, int32_t account):
+        self._check_account(account)
+        return bool(self.accounts[account].killed)
+
+    def open_orders(self, int32_t account):
+        """Order ids of the account's open orders, oldest first."""
+        self._check_account(account)
+        out = []
+        cdef Slot s = self.accounts[account].head
+        while s >= 0:
+            out.append(self.orders[s].order_id)
+            s = self.orders[s].account_next
+        return out
+
+    def order(self, OrderId order_id):
+        """An open or recently closed order as a dict, or None."""
+        cdef Slot s = self._find_id(order_id)
+        if s < 0:
+            return None
+        cdef Order *o = &self.orders[s]
+        return dict(
+            order_id=o.order_id, account=o.account, instrument=o.instrument, side=o.side,
+            order_type=o.order_type, tif=o.tif, price=o.price, qty=o.qty, leaves=o.leaves,
+            filled=o.filled, filled_quote=o.filled_quote, locked=o.locked, status=o.status,
+            expire_ns=o.expire_ns, client_order_id=o.coid[:o.coid_len].decode(),
+        )
+
+    def book(self, int32_t instrument, uint8_t side):
+        """Levels of one side, best first: [(price, total, [order ids in FIFO order])]."""
+        if not 0 <= instrument < self.n_instruments:
+            raise ValueError("instrument out of range")
+        cdef Ladder *ladder = (&self.instruments[instrument].bids if side == SIDE_BUY
+                               else &self.instruments[instrument].asks)
+        cdef int32_t i
+        cdef Level *level
+        cdef Slot s
+        out = []
+        for i in range(ladder.size - 1, -1, -1):
+            level = &self.levels[ladder.levels[i]]
+            if level.count == 0:
+                continue
+            ids = []
+            s = level.head
+            while s >= 0:
+                ids.append(self.orders[s].order_id)
+                s = self.orders[s].next
+            out.append((level.price, level.total, ids))
+        return out
+
+    def retired_order_ids(self):
+        """Closed orders still remembered for exactly-once retries, oldest first."""
+        return [self.orders[self.retired[(self.retired_head + i) % self.retired_capacity]].order_id
+                for i in range(self.retired_size)]
+
+    def state_ints(self):
+        """The whole state as a canonical list of integers (see engine.state_hash)."""
+        cdef int32_t a, k, i, side
+        cdef Balance *b
+        cdef Position *p
+        cdef Order *o
+        out = [self.next_order_id, self.next_trade_id]
+        for k in range(self.n_assets):
+            out += [self.fees_collected[k], self.net_deposits[k]]
+        for a in range(1, self.n_accounts + 1):
+            if not self.accounts[a].exists:
+                continue
+            out += [a, self.accounts[a].killed]
+            for k in range(self.n_assets):
+                b = &self.balances[a * self.n_assets + k]
+                out += [b.total, b.locked]
+            for k in range(self.n_instruments):
+                p = &self.positions[a * self.n_instruments + k]
+                out += [p.net_qty, p.cost, p.realized_pnl]
+        for i in range(self.n_instruments):
+            out.append(self.instruments[i].reference_price)
+            for side in (SIDE_BUY, SIDE_SELL):
+                levels = self.book(i, side)
+                out.append(len(levels))
+                for price, total, ids in levels:
+                    out += [price, total, len(ids)]
+                    for order_id in ids:
+                        o = &self.orders[self._find_id(order_id)]
+                        out += [o.order_id, o.account, o.leaves, o.filled, o.filled_quote,
+                                o.locked, o.expire_ns]
+        retired = self.retired_order_ids()
+        out.append(len(retired))
+        out += retired
+        return out
+
+    def _check_account(self, int32_t account):
+        if not 1 <= account <= self.n_accounts:
+            raise ValueError("account out of range")
+
+
+def record_layout():
+    """Offsets and sizes of the wire records, for the numpy dtypes to be checked against."""
+    cdef CommandRecord c
+    cdef EventRecord e
+    cdef char *cb = <char *>&c
+    cdef char *eb = <char *>&e
+    command = dict(
+        seq=<char *>&c.seq - cb, ts_ns=<char *>&c.ts_ns - cb, recv_ns=<char *>&c.recv_ns - cb,
+        order_id=<char *>&c.order_id - cb, price=<char *>&c.price - cb, qty=<char *>&c.qty - cb,
+        expire_ns=<char *>&c.expire_ns - cb, amount=<char *>&c.amount - cb,
+        account=<char *>&c.account - cb, instrument=<char *>&c.instrument - cb,
+        type=<char *>&c.type - cb, side=<char *>&c.side - cb,
+        order_type=<char *>&c.order_type - cb, tif=<char *>&c.tif - cb,
+        post_only=<char *>&c.post_only - cb, stp=<char *>&c.stp - cb,
+        coid_len=<char *>&c.coid_len - cb, coid=<char *>&c.coid - cb,
+    )
+    event = dict(
+        seq=<char *>&e.seq - eb, ts_ns=<char *>&e.ts_ns - eb, recv_ns=<char *>&e.recv_ns - eb,
+        order_id=<char *>&e.order_id - eb, price=<char *>&e.price - eb, qty=<char *>&e.qty - eb,
+        leaves=<char *>&e.leaves - eb, filled=<char *>&e.filled - eb,
+        filled_quote=<char *>&e.filled_quote - eb, expire_ns=<char *>&e.expire_ns - eb,
+        trade_id=<char *>&e.trade_id - eb, maker_order_id=<char *>&e.maker_order_id - eb,
+        maker_leaves=<char *>&e.maker_leaves - eb, taker_fee=<char *>&e.taker_fee - eb,
+        maker_fee=<char *>&e.maker_fee - eb, total=<char *>&e.total - eb,
+        locked=<char *>&e.locked - eb, net_qty=<char *>&e.net_qty - eb,
+        cost=<char *>&e.cost - eb, realized_pnl=<char *>&e.realized_pnl - eb,
+        account=<char *>&e.account - eb, instrument=<char *>&e.instrument - eb,
+        maker_account=<char *>&e.maker_account - eb, result=<char *>&e.result - eb,
+        type=<char *>&e.type - eb, cmd_type=<char *>&e.cmd_type - eb, side=<char *>&e.side - eb,
+        order_type=<char *>&e.order_type - eb, tif=<char *>&e.tif - eb, stp=<char *>&e.stp - eb,
+        status=<char *>&e.status - eb, reason=<char *>&e.reason - eb,
+        flags=<char *>&e.flags - eb, coid_len=<char *>&e.coid_len - eb,
+        coid=<char *>&e.coid - eb,
+    )
+    return (sizeof(CommandRecord), command), (sizeof(EventRecord), event)
