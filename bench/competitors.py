@@ -80,8 +80,12 @@ def _aggressive_stream(n_ops: int, rng: random.Random) -> list[Op]:
     ops: list[Op] = [(SETUP, LIMIT, ref, *order) for ref, order in enumerate(resting)]
 
     # Price-time priority of the resting book: best price first, FIFO within a price.
-    bids = sorted((r for r in range(n_ops) if resting[r][0] == BUY), key=lambda r: (-resting[r][1], r))
-    asks = sorted((r for r in range(n_ops) if resting[r][0] == SELL), key=lambda r: (resting[r][1], r))
+    bids = sorted(
+        (r for r in range(n_ops) if resting[r][0] == BUY), key=lambda r: (-resting[r][1], r)
+    )
+    asks = sorted(
+        (r for r in range(n_ops) if resting[r][0] == SELL), key=lambda r: (resting[r][1], r)
+    )
 
     # Each taker is limited at the price of the order at the head of the queue and
     # carries exactly its quantity, so it produces one trade that fully fills both
@@ -240,7 +244,9 @@ def run_stream(adapter: BookAdapter, stream: list[tuple], warmup: bool = True) -
     return n * 1e9 / elapsed_ns
 
 
-def run_streams(adapter: BookAdapter, streams: dict[str, list[tuple]], warmup: bool = True) -> dict[str, Any]:
+def run_streams(
+    adapter: BookAdapter, streams: dict[str, list[tuple]], warmup: bool = True
+) -> dict[str, Any]:
     """Run every stream through ``adapter``; keys are ``<stream>_ops_per_s``."""
     result: dict[str, Any] = {"version": adapter.version}
     for name, stream in streams.items():
@@ -417,10 +423,15 @@ class LiquibookAdapter:
 
 
 def run_operation_benchmarks(n_ops: int = 200_000, depth: int = 1000, seed: int = 1) -> dict:
-    """Return {"nanobook": {"version": str, "insert_ops_per_s": float, "cancel_ops_per_s": float, "aggressive_ops_per_s": float},
-               "liquibook": {...same keys...}}"""
+    """Measure both competitors on :func:`operation_streams` (see :func:`describe`).
+
+    Returns ``{"nanobook": {"version": str, "insert_ops_per_s": float,
+    "cancel_ops_per_s": float, "aggressive_ops_per_s": float}, "liquibook": {...same
+    keys...}}``.  Raises ``ImportError`` if either package is missing.
+    """
     streams = operation_streams(n_ops, depth, seed)
-    return {adapter.name: run_streams(adapter, streams) for adapter in (NanobookAdapter(), LiquibookAdapter())}
+    adapters = (NanobookAdapter(), LiquibookAdapter())
+    return {adapter.name: run_streams(adapter, streams) for adapter in adapters}
 
 
 def describe() -> str:
