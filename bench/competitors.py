@@ -35,8 +35,6 @@ SETUP, TIMED = "setup", "timed"
 LIMIT, IOC, CANCEL = "limit", "ioc", "cancel"
 BUY, SELL = "buy", "sell"
 
-STREAM_NAMES = ("insert", "cancel", "aggressive")
-
 # An operation is (phase, action, ref, side, price, qty):
 #   phase   SETUP (applied untimed, in order) or TIMED (the measured loop)
 #   action  LIMIT  - passive good-till-cancel limit order that must rest
@@ -108,8 +106,8 @@ def operation_streams(n_ops: int, depth: int, seed: int) -> dict[str, list[tuple
     """Build the three deterministic operation streams.
 
     ``insert``:     ``depth`` resting orders (setup), then ``n_ops`` passive limit
-                    orders (timed).  All orders alternate buy/sell and sit 1..50 ticks
-                    from ``MID_PRICE`` on their own side, so nothing ever crosses.
+                    orders (timed).  All orders alternate buy/sell and sit 1..PRICE_BAND
+                    ticks from ``MID_PRICE`` on their own side, so nothing crosses.
     ``cancel``:     ``n_ops`` resting orders (setup), then one cancel for each of them
                     in random order (timed).  The book ends empty.
     ``aggressive``: ``n_ops`` resting orders (setup), then ``n_ops`` IOC limit orders
@@ -117,8 +115,8 @@ def operation_streams(n_ops: int, depth: int, seed: int) -> dict[str, list[tuple
                     order of equal quantity.  The book ends empty after ``n_ops``
                     trades.
 
-    Each stream lists its setup operations first.  Streams are identical for a
-    given (n_ops, depth, seed) on every platform and Python version.
+    Each stream lists its setup operations first.  The streams depend only on
+    (n_ops, depth, seed).
     """
     if n_ops < 1:
         raise ValueError("n_ops must be positive")
@@ -362,7 +360,8 @@ class LiquibookAdapter:
     internally).  IOC must be passed as ``add(order, oc_immediate_or_cancel)``: the
     condition given to the ``SimpleOrder`` constructor is ignored by the book.
     Orders are identified by object identity, not ``order_id_``, so cancelling
-    needs the ``SimpleOrder`` that was added.
+    needs the ``SimpleOrder`` that was added, and the book finds it by a linear
+    scan of the orders at its price.
     """
 
     name = "liquibook"
@@ -441,25 +440,28 @@ def describe() -> str:
         "operation (liquibook additionally needs a SimpleOrder object per submission, "
         "which is built inside the timed loop); setup is untimed, the cyclic garbage "
         "collector is disabled while timing, and the rate is operations divided by "
-        "the perf_counter_ns time of the whole loop. Orders alternate buy and sell, "
-        f"rest 1 to {PRICE_BAND} ticks from a mid price of {MID_PRICE} ticks on their "
-        f"own side, and carry 1 to {MAX_QTY} lots. Insert: passive GTC limit orders "
-        "added to a book pre-seeded with the given number of resting orders; nothing "
-        "crosses. Cancel: every one of n resting orders is cancelled, in random order, "
-        "by order id (nanobook) or by the order object (liquibook); the book ends "
-        "empty. Note that liquibook finds an order by scanning its price level, so "
-        "its cancel rate falls as queues lengthen (about n/100 orders per level "
-        "here). Aggressive: n resting orders are loaded untimed, then n "
-        "immediate-or-cancel limit orders are timed, each priced at and sized to the "
-        "order at the head of the opposite queue, so every taker produces exactly "
-        "one trade that fully fills both sides; the book ends empty. After each "
-        "phase the resting orders, resting quantity and (where available) trade "
-        "count are checked against the expected values."
+        "the perf_counter_ns time of the whole loop, measured on a second replay "
+        "after an identical warm-up replay. Orders alternate buy and sell, rest 1 to "
+        f"{PRICE_BAND} ticks from a mid price of {MID_PRICE} ticks on their own side, "
+        f"and carry 1 to {MAX_QTY} lots. Insert: passive GTC limit orders added to a "
+        "book pre-seeded with the given number of resting orders; nothing crosses. "
+        "Cancel: every one of n resting orders is cancelled, in random order, by "
+        "order id (nanobook) or by the order object (liquibook); the book ends empty. "
+        "Note that liquibook finds an order by scanning its price level, so its "
+        "cancel rate falls as queues lengthen (about n/"
+        f"{2 * PRICE_BAND} orders per level here). Aggressive: n resting orders are "
+        "loaded untimed, then n immediate-or-cancel limit orders are timed, each "
+        "priced at and sized to the order at the head of the opposite queue, so every "
+        "taker produces exactly one trade that fully fills both sides; the book ends "
+        "empty. After each phase the resting orders, resting quantity and (where "
+        "available) trade count are checked against the expected values."
     )
 
 
 def _self_check() -> None:
     """Small replay with full verification, including liquibook trade counts."""
+    # An odd n_ops leaves one side with an extra order, exercising the path where
+    # the takers can no longer alternate sides.
     streams = operation_streams(n_ops=2_001, depth=100, seed=7)
     for adapter in (NanobookAdapter(), LiquibookAdapter(count_fills=True)):
         # run_stream raises on any mismatch of resting orders, quantity or trades.
