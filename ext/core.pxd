@@ -356,6 +356,7 @@ cdef class MatchingCore:
     cdef Slot _allocate(self) noexcept nogil
     cdef void _retire(self, Slot s) noexcept nogil
     cdef void _release(self, Slot s) noexcept nogil
+    cdef inline uint64_t _id_distance(self, uint64_t i) noexcept nogil
     cdef Slot _find_id(self, OrderId order_id) noexcept nogil
     cdef void _insert_id(self, OrderId order_id, Slot s) noexcept nogil
     cdef void _remove_id(self, OrderId order_id) noexcept nogil

@@ -10,6 +10,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport abort, calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef extern from *:
     """
@@ -300,6 +301,26 @@ cdef class MatchingCore:
             for i in range(n):
                 self.apply_record(first + i)
 
+    def apply_batch_timed(self, const unsigned char[::1] records, int64_t[::1] elapsed_ns):
+        """apply_batch, also writing each command's own apply time (ns) to elapsed_ns.
+
+        For latency percentiles: the two clock reads add ~40 ns per command.
+        """
+        cdef Py_ssize_t n = records.shape[0] // sizeof(CommandRecord)
+        cdef Py_ssize_t i
+        cdef timespec t0, t1
+        if n * <Py_ssize_t>sizeof(CommandRecord) != records.shape[0] or elapsed_ns.shape[0] < n:
+            raise ValueError("need whole CommandRecords and one elapsed slot per record")
+        if n == 0:
+            return
+        cdef const CommandRecord *first = <const CommandRecord *>&records[0]
+        with nogil:
+            for i in range(n):
+                clock_gettime(CLOCK_MONOTONIC, &t0)
+                self.apply_record(first + i)
+                clock_gettime(CLOCK_MONOTONIC, &t1)
+                elapsed_ns[i] = (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
+
     def drain(self, Ring ring, uint64_t max_records):
         """Apply up to max_records commands straight from the ring's slots."""
         if ring.slot_size != sizeof(CommandRecord):
@@ -315,7 +336,11 @@ cdef class MatchingCore:
 
     def place(self, int64_t seq, int64_t ts_ns, int32_t account, int32_t instrument,
               uint8_t side, uint8_t order_type, uint8_t tif, Price price, Qty qty):
-        """One placement per Python call; returns the number of events it emitted."""
+        """One placement per Python call; returns the number of events it emitted.
+
+        The per-call methods start each command with an empty event buffer: its
+        events are there for `take_events` until the next command.
+        """
         cdef CommandRecord c
         memset(&c, 0, sizeof(CommandRecord))
         c.type = CMD_PLACE
@@ -329,9 +354,9 @@ cdef class MatchingCore:
         c.stp = STP_CANCEL_NEWEST
         c.price = price
         c.qty = qty
-        cdef int64_t before = self.n_events
+        self.n_events = 0
         self.apply_record(&c)
-        return self.n_events - before
+        return self.n_events
 
     def cancel(self, int64_t seq, int64_t ts_ns, int32_t account, OrderId order_id):
         """One cancel per Python call; returns the number of events it emitted."""
@@ -342,9 +367,9 @@ cdef class MatchingCore:
         c.ts_ns = ts_ns
         c.account = account
         c.order_id = order_id
-        cdef int64_t before = self.n_events
+        self.n_events = 0
         self.apply_record(&c)
-        return self.n_events - before
+        return self.n_events
 
     def amend(self, int64_t seq, int64_t ts_ns, int32_t account, OrderId order_id,
               Price price, Qty qty):
@@ -358,9 +383,9 @@ cdef class MatchingCore:
         c.order_id = order_id
         c.price = price
         c.qty = qty
-        cdef int64_t before = self.n_events
+        self.n_events = 0
         self.apply_record(&c)
-        return self.n_events - before
+        return self.n_events
 
     def take_events(self):
         """The events emitted since the last take/clear, as bytes; clears the buffer."""
@@ -1124,38 +1149,54 @@ cdef class MatchingCore:
         if self.orders[s].coid_len:
             self._remove_coid(s)
 
+    # Order ids are sequential, so the id itself is the hash: recent orders sit in
+    # neighbouring buckets, which keeps placement and lookup in cache. Live ids
+    # form long runs of full buckets, so the table keeps Robin Hood order (the
+    # further an entry is from home, the earlier it wins a bucket): a lookup or a
+    # deletion stops at the first entry nearer its home than the probe is.
+
+    cdef inline uint64_t _id_distance(self, uint64_t i) noexcept nogil:
+        return (i - <uint64_t>self.id_keys[i]) & self.id_mask
+
     cdef Slot _find_id(self, OrderId order_id) noexcept nogil:
-        cdef uint64_t i = mix64(<uint64_t>order_id) & self.id_mask
+        cdef uint64_t i = <uint64_t>order_id & self.id_mask, d = 0
         while self.id_keys[i]:
             if self.id_keys[i] == order_id:
                 return self.id_slots[i]
+            if self._id_distance(i) < d:
+                return -1
             i = (i + 1) & self.id_mask
+            d += 1
         return -1
 
     cdef void _insert_id(self, OrderId order_id, Slot s) noexcept nogil:
-        cdef uint64_t i = mix64(<uint64_t>order_id) & self.id_mask
+        cdef uint64_t i = <uint64_t>order_id & self.id_mask, d = 0, there
+        cdef OrderId key = order_id, displaced_key
+        cdef Slot value = s, displaced_value
         while self.id_keys[i]:
+            there = self._id_distance(i)
+            if there < d:
+                displaced_key, displaced_value = self.id_keys[i], self.id_slots[i]
+                self.id_keys[i], self.id_slots[i] = key, value
+                key, value, d = displaced_key, displaced_value, there
             i = (i + 1) & self.id_mask
-        self.id_keys[i] = order_id
-        self.id_slots[i] = s
+            d += 1
+        self.id_keys[i] = key
+        self.id_slots[i] = value
 
     cdef void _remove_id(self, OrderId order_id) noexcept nogil:
-        # linear probing with backward-shift deletion: no tombstones
-        cdef uint64_t i = mix64(<uint64_t>order_id) & self.id_mask, j, home
+        cdef uint64_t i = <uint64_t>order_id & self.id_mask, d = 0, j
         while self.id_keys[i] != order_id:
-            if self.id_keys[i] == 0:
+            if self.id_keys[i] == 0 or self._id_distance(i) < d:
                 return
             i = (i + 1) & self.id_mask
-        j = i
-        while True:
+            d += 1
+        j = (i + 1) & self.id_mask
+        while self.id_keys[j] and self._id_distance(j) > 0:
+            self.id_keys[i] = self.id_keys[j]
+            self.id_slots[i] = self.id_slots[j]
+            i = j
             j = (j + 1) & self.id_mask
-            if self.id_keys[j] == 0:
-                break
-            home = mix64(<uint64_t>self.id_keys[j]) & self.id_mask
-            if ((j - home) & self.id_mask) >= ((j - i) & self.id_mask):
-                self.id_keys[i] = self.id_keys[j]
-                self.id_slots[i] = self.id_slots[j]
-                i = j
         self.id_keys[i] = 0
 
     cdef Slot _find_coid(self, int32_t account, const char *coid, uint8_t n,
