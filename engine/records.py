@@ -212,3 +212,32 @@ def decode_event(r) -> m.Event:
         on = bool(r["flags"] & core.EventFlag.FLAG_KILL_SWITCH_ON)
         return m.KillSwitchChanged(seq, ts, int(r["account"]), on)
     raise ValueError(f"unknown event type {kind}")
+
+
+def decode_command(r) -> m.Command:
+    """The command Struct of one COMMAND_DTYPE record (its stamps are not part of it)."""
+    kind = int(r["type"])
+    account = int(r["account"])
+    coid = bytes(r["coid"][: r["coid_len"]]).decode(errors="replace")
+    if kind == _CMD.CMD_PLACE:
+        return m.PlaceOrder(
+            account=account, instrument=int(r["instrument"]), side=m.SIDE_OF[r["side"]],
+            type=m.TYPE_OF[r["order_type"]], qty=int(r["qty"]), price=int(r["price"]),
+            tif=m.TIF_OF[r["tif"]], post_only=bool(r["post_only"]), stp=m.STP_OF[r["stp"]],
+            client_order_id=coid, expire_ns=int(r["expire_ns"]),
+        )  # fmt: skip
+    if kind == _CMD.CMD_CANCEL:
+        return m.CancelOrder(account, int(r["order_id"]), coid)
+    if kind == _CMD.CMD_AMEND:
+        return m.AmendOrder(account, int(r["order_id"]), coid, int(r["price"]), int(r["qty"]))
+    if kind == _CMD.CMD_MASS_CANCEL:
+        side = m.SIDE_OF.get(int(r["side"]))
+        return m.MassCancel(account, int(r["instrument"]), side)
+    if kind in (_CMD.CMD_DEPOSIT, _CMD.CMD_WITHDRAW):
+        cls = m.Deposit if kind == _CMD.CMD_DEPOSIT else m.Withdraw
+        return cls(account, int(r["instrument"]), int(r["amount"]))
+    if kind == _CMD.CMD_KILL_SWITCH:
+        return m.SetKillSwitch(account, bool(r["amount"]))
+    if kind == _CMD.CMD_TICK:
+        return m.Tick()
+    raise ValueError(f"unknown command type {kind}")

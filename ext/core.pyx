@@ -335,7 +335,9 @@ cdef class MatchingCore:
         return k
 
     def place(self, int64_t seq, int64_t ts_ns, int32_t account, int32_t instrument,
-              uint8_t side, uint8_t order_type, uint8_t tif, Price price, Qty qty):
+              uint8_t side, uint8_t order_type, uint8_t tif, Price price, Qty qty,
+              uint8_t stp=STP_CANCEL_NEWEST, bint post_only=False, Nanos expire_ns=0,
+              bytes client_order_id=b""):
         """One placement per Python call; returns the number of events it emitted.
 
         The per-call methods start each command with an empty event buffer: its
@@ -351,9 +353,14 @@ cdef class MatchingCore:
         c.side = side
         c.order_type = order_type
         c.tif = tif
-        c.stp = STP_CANCEL_NEWEST
+        c.stp = stp
+        c.post_only = post_only
+        c.expire_ns = expire_ns
         c.price = price
         c.qty = qty
+        if client_order_id:
+            c.coid_len = <uint8_t>min(len(client_order_id), 255)
+            memcpy(c.coid, <char *>client_order_id, min(c.coid_len, COID_CAPACITY))
         self.n_events = 0
         self.apply_record(&c)
         return self.n_events

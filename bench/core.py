@@ -1,0 +1,365 @@
+"""Core benchmark: the mixed flow through the batch path and one Python call per
+command, per-command latency percentiles, Python allocations, the pure-Python
+reference, and nanobook / liquibook on the operations they support.
+
+    python -m bench.core [--commands N] [--cpu K] [--json]
+
+Writes bench/results/core.json and prints a Markdown report. Every run checks
+its own results: the batch and per-call paths must end in the same state hash,
+equal to the reference's on the prefix the reference runs.
+"""
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from bench import competitors
+from bench.flow import mixed_flow
+from engine import config as venue_config
+from engine.engine import Engine, state_hash
+from engine.records import decode_command
+from ext import core
+
+RESULTS = Path(__file__).parent / "results"
+CMD = core.CommandType
+BATCH = 1024  # commands per apply_batch call, as the runtime drains its ring
+
+
+def batch_run(config, records) -> tuple[float, str]:
+    """Commands/s through apply_batch in ring-sized batches, and the final state hash."""
+    engine = Engine(config)
+    raw = records.view(np.uint8)
+    width = records.dtype.itemsize * BATCH
+    batches = [raw[k : k + width] for k in range(0, len(raw), width)]
+    apply, clear = engine.core.apply_batch, engine.core.clear_events
+    gc.collect()
+    gc.disable()
+    start = time.perf_counter_ns()
+    for batch in batches:
+        apply(batch)
+        clear()  # the runtime hands each batch's events on, then reuses the buffer
+    elapsed = time.perf_counter_ns() - start
+    gc.enable()
+    return len(records) * 1e9 / elapsed, engine.state_hash()
+
+
+def per_call_run(config, records) -> tuple[float, str]:
+    """Commands/s with one Python call per command, and the final state hash."""
+    engine = Engine(config)
+    c = engine.core
+    place, cancel, amend = c.place, c.cancel, c.amend
+    calls = []
+    for r in records.tolist():
+        seq, ts, _, order_id, price, qty, _, _, account, instrument, kind, side, otype, tif = r[:14]
+        if kind == CMD.CMD_PLACE:
+            calls.append((place, (seq, ts, account, instrument, side, otype, tif, price, qty)))
+        elif kind == CMD.CMD_CANCEL:
+            calls.append((cancel, (seq, ts, account, order_id)))
+        elif kind == CMD.CMD_AMEND:
+            calls.append((amend, (seq, ts, account, order_id, price, qty)))
+        else:
+            raise ValueError("the mixed flow only places, cancels and amends")
+    gc.collect()
+    gc.disable()
+    start = time.perf_counter_ns()
+    for method, args in calls:
+        method(*args)
+    elapsed = time.perf_counter_ns() - start
+    gc.enable()
+    return len(records) * 1e9 / elapsed, engine.state_hash()
+
+
+def reference_run(config, records) -> tuple[float, str, str]:
+    """Commands/s of the pure-Python reference, its state hash, and the core's on the
+    same commands."""
+    from tests.reference.model import ReferenceEngine
+
+    reference = ReferenceEngine(config)
+    commands = [(decode_command(r), int(r["ts_ns"])) for r in records]
+    start = time.perf_counter_ns()
+    for command, ts in commands:
+        reference.apply(command, ts)
+    elapsed = time.perf_counter_ns() - start
+    engine = Engine(config)
+    engine.apply_batch(records)
+    return len(records) * 1e9 / elapsed, state_hash(reference.state_ints()), engine.state_hash()
+
+
+def latency_run(config, records) -> dict:
+    """Per-command apply time on the batch path, from an HDR histogram (ns)."""
+    engine = Engine(config)
+    raw = records.view(np.uint8)
+    elapsed = np.zeros(len(records), dtype=np.int64)
+    size = records.dtype.itemsize
+    for k in range(0, len(records), BATCH):
+        engine.core.apply_batch_timed(raw[k * size : (k + BATCH) * size], elapsed[k : k + BATCH])
+        engine.core.clear_events()
+    histogram = HdrHistogram(1, 10**9, 3)
+    for value in elapsed.tolist():
+        histogram.record_value(max(value, 1))
+    return {
+        "p50_ns": histogram.get_value_at_percentile(50),
+        "p90_ns": histogram.get_value_at_percentile(90),
+        "p99_ns": histogram.get_value_at_percentile(99),
+        "p999_ns": histogram.get_value_at_percentile(99.9),
+        "max_ns": histogram.get_max_value(),
+        "clock_overhead_ns": _clock_overhead_ns(),
+    }
+
+
+def _clock_overhead_ns() -> int:
+    """What the timing itself adds per command: an empty batch of TICK commands."""
+    engine = Engine(venue_config.demo(accounts=1))
+    ticks = np.zeros(100_000, dtype=engine._record.dtype)
+    ticks["type"] = CMD.CMD_TICK
+    elapsed = np.zeros(len(ticks), dtype=np.int64)
+    engine.core.apply_batch_timed(ticks.view(np.uint8), elapsed)
+    return int(np.median(elapsed))
+
+
+def allocation_run(config, records) -> dict:
+    """Python memory traced while the batch path runs, after a warm-up batch.
+
+    The batch loop runs without the GIL, so it cannot create Python objects; this
+    shows it: the traced peak does not grow with the number of commands.
+    """
+    engine = Engine(config)
+    raw = records.view(np.uint8)
+    size = records.dtype.itemsize
+    warm, rest = raw[: BATCH * size], raw[BATCH * size :]
+    engine.core.apply_batch(warm)
+    engine.core.clear_events()
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    engine.core.apply_batch(rest)
+    after, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    engine.core.clear_events()
+    return {
+        "commands": len(records) - BATCH,
+        "traced_bytes_retained": after - before,
+        "traced_peak_growth_bytes": peak - before,
+    }
+
+
+class FlowgateAdapter:
+    """The competitor streams through MatchingCore's one-call-per-command API.
+
+    Buys come from account 1 and sells from account 2, so self-trade prevention
+    never fires; fees are zero like the other books'.
+    """
+
+    name = "flowgate"
+    version = "this tree"
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.reset()
+
+    def reset(self):
+        self.core = core.MatchingCore(2, 2, 1, self.capacity, 0, self.capacity)
+        mid = competitors.MID_PRICE
+        self.core.configure_instrument(0, 0, 1, 1, 1, 1, 10**6, 0, 10**18, 10 * mid, mid, 0)
+        for account in (1, 2):
+            self.core.configure_account(account, 0, 0)
+            self.core.credit(account, 0, 10**17)
+            self.core.credit(account, 1, 10**17)
+        self.seq = 0
+
+    def _side(self, side):
+        return core.Side.SIDE_BUY if side == competitors.BUY else core.Side.SIDE_SELL
+
+    def place(self, side, price, qty):
+        self.seq += 1
+        s = self._side(side)
+        self.core.place(self.seq, self.seq, s, 0, s, core.OrderType.TYPE_LIMIT, core.TimeInForce.TIF_GTC, price, qty)
+        return self.core.next_order_id - 1
+
+    def prepare(self, action, ops, handles):
+        seq = self.seq
+        args = []
+        for _, _, ref, side, price, qty in ops:
+            seq += 1
+            s = int(self._side(side))
+            if action == competitors.CANCEL:
+                args.append((seq, seq, s, handles[ref]))
+            else:
+                tif = core.TimeInForce.TIF_GTC if action == competitors.LIMIT else core.TimeInForce.TIF_IOC
+                args.append((seq, seq, s, 0, s, int(core.OrderType.TYPE_LIMIT), int(tif), price, qty))
+        return args
+
+    def execute(self, action, args):
+        if action == competitors.CANCEL:
+            cancel = self.core.cancel
+            for seq, ts, account, order_id in args:
+                cancel(seq, ts, account, order_id)
+            return
+        place = self.core.place
+        for seq, ts, account, instrument, side, otype, tif, price, qty in args:
+            place(seq, ts, account, instrument, side, otype, tif, price, qty)
+
+    def resting(self):
+        levels = self.core.book(0, core.Side.SIDE_BUY) + self.core.book(0, core.Side.SIDE_SELL)
+        return sum(len(ids) for _, _, ids in levels), sum(total for _, total, _ in levels)
+
+    def trade_count(self):
+        return self.core.next_trade_id - 1
+
+
+def competitor_run(n_ops: int, depth: int, seed: int) -> dict:
+    streams = competitors.operation_streams(n_ops, depth, seed)
+    ours = competitors.run_streams(FlowgateAdapter(n_ops + depth + 16), streams)
+    out = {}
+    for adapter in (competitors.NanobookAdapter(), competitors.LiquibookAdapter()):
+        theirs = competitors.run_streams(adapter, streams)
+        out[adapter.name] = {"version": theirs["version"]}
+        for op in streams:
+            them, us = theirs[f"{op}_ops_per_s"], ours[f"{op}_ops_per_s"]
+            out[adapter.name][op] = {
+                "them_ops_per_s": round(them),
+                "flowgate_ops_per_s": round(us),
+                "ratio": round(us / them, 2),
+            }
+    return out
+
+
+def conditions(args) -> dict:
+    import Cython
+    import msgspec
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "cython": Cython.__version__,
+        "numpy": np.__version__,
+        "msgspec": msgspec.__version__,
+        "checked_build": core.CHECKED,
+        "pinned_cpu": args.cpu,
+        "commands": args.commands,
+        "resting_orders": args.depth,
+        "accounts": args.accounts,
+        "batch_size": BATCH,
+        "reference_commands": args.reference_commands,
+        "competitor_ops": args.competitor_ops,
+        "seed": args.seed,
+        "repeats": args.repeats,
+    }
+
+
+def run(args) -> dict:
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    config, records = mixed_flow(args.commands, args.depth, args.accounts, args.seed)
+    batch = [batch_run(config, records) for _ in range(args.repeats)]
+    per_call = [per_call_run(config, records) for _ in range(args.repeats)]
+    hashes = {h for _, h in batch + per_call}
+    if len(hashes) != 1:
+        raise RuntimeError(f"batch and per-call runs disagree on the final state: {hashes}")
+    prefix = records[: args.reference_commands]
+    reference_rate, reference_hash, core_hash = reference_run(config, prefix)
+    if reference_hash != core_hash:
+        raise RuntimeError("the core and the reference disagree on the mixed flow")
+    result = {
+        "conditions": conditions(args),
+        "batch_cmds_per_s": round(statistics.median(r for r, _ in batch)),
+        "per_call_cmds_per_s": round(statistics.median(r for r, _ in per_call)),
+        "reference_cmds_per_s": round(reference_rate),
+        "state_hash": hashes.pop(),
+        "latency": latency_run(config, records),
+        "python_allocations": allocation_run(config, records),
+    }
+    result.update(competitor_run(args.competitor_ops, args.depth, args.seed))
+    return result
+
+
+def report(result: dict) -> str:
+    c = result["conditions"]
+    lat = result["latency"]
+    alloc = result["python_allocations"]
+    lines = [
+        f"Core benchmark, {c['date']}: {c['cpu']}, {c['cores']} cores, Linux {c['kernel']}, "
+        f"Python {c['python']}, Cython {c['cython']}, numpy {c['numpy']}, "
+        f"pinned to CPU {c['pinned_cpu']}, {'checked' if c['checked_build'] else 'release'} build.",
+        "",
+        f"Mixed flow: {c['commands']:,} commands, ~{c['resting_orders']:,} resting orders, "
+        f"{c['accounts']:,} accounts, seed {c['seed']}; median of {c['repeats']} runs.",
+        "",
+        "| path | commands/s |",
+        "|---|---:|",
+        f"| batch (`apply_batch`, {c['batch_size']} per call) | {result['batch_cmds_per_s']:,} |",
+        f"| one Python call per command | {result['per_call_cmds_per_s']:,} |",
+        f"| pure-Python reference (first {c['reference_commands']:,}) "
+        f"| {result['reference_cmds_per_s']:,} |",
+        "",
+        "Per-command apply time on the batch path (HDR histogram, ns; includes "
+        f"~{lat['clock_overhead_ns']} ns of clock reads):",
+        "",
+        "| p50 | p90 | p99 | p99.9 | max |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {lat['p50_ns']:,} | {lat['p90_ns']:,} | {lat['p99_ns']:,} | {lat['p999_ns']:,} "
+        f"| {lat['max_ns']:,} |",
+        "",
+        f"Python allocations on the batch path: over {alloc['commands']:,} commands the traced "
+        f"peak grew by {alloc['traced_peak_growth_bytes']} bytes and "
+        f"{alloc['traced_bytes_retained']} bytes stayed allocated.",
+        "",
+        f"Other books, one Python call per operation ({c['competitor_ops']:,} operations):",
+        "",
+        "| operation | nanobook | liquibook | Flowgate | vs nanobook | vs liquibook |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    nb, lb = result["nanobook"], result["liquibook"]
+    for op in ("insert", "cancel", "aggressive"):
+        lines.append(
+            f"| {op} | {nb[op]['them_ops_per_s']:,} | {lb[op]['them_ops_per_s']:,} "
+            f"| {nb[op]['flowgate_ops_per_s']:,} | {nb[op]['ratio']}x | {lb[op]['ratio']}x |"
+        )
+    lines.append("")
+    lines.append(f"nanobook {nb['version']}, liquibook {lb['version']}.")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.core", description=__doc__.split("\n")[0])
+    parser.add_argument("--commands", type=int, default=1_000_000)
+    parser.add_argument("--depth", type=int, default=1000)
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--reference-commands", type=int, default=100_000)
+    parser.add_argument("--competitor-ops", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cpu", type=int, default=None, help="pin the benchmark to this CPU")
+    parser.add_argument("--output", type=Path, default=RESULTS / "core.json")
+    parser.add_argument("--json", action="store_true", help="print the JSON instead of Markdown")
+    args = parser.parse_args(argv)
+    result = run(args)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2) if args.json else report(result))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
