@@ -1,0 +1,104 @@
+"""The `flowgate` command."""
+
+import argparse
+import sys
+
+from engine import config as venue_config
+from engine import messages as m
+from engine.engine import Engine
+
+
+def demo(args) -> int:
+    """Drive the core through a short session on the demo venue and show the result."""
+    engine = Engine(venue_config.demo())
+    btc = engine.instrument("BTC-USDT")
+    usdt = engine.assets["USDT"]
+    ts = 0
+
+    def send(command):
+        nonlocal ts
+        ts += 1_000_000
+        events = engine.apply(command, ts)
+        for e in events:
+            if not isinstance(e, m.BalanceChanged | m.PositionChanged):
+                print(f"  {describe(e, btc)}")
+        return events
+
+    def order(account, side, price, qty, **fields):
+        fields.setdefault("type", m.OrderType.LIMIT)
+        command = m.PlaceOrder(
+            account=account, instrument=btc.index, side=side,
+            price=btc.price_to_ticks(price) if price else 0, qty=btc.qty_to_lots(qty), **fields,
+        )  # fmt: skip
+        extra = " ".join(f"{k}={v}" for k, v in fields.items() if k != "type")
+        print(f"account {account} {side} {qty} BTC-USDT @ {price or 'market'} {extra}")
+        return send(command)
+
+    print("Flowgate core demo: BTC-USDT, tick 0.01, lot 0.0001, 10% price band\n")
+    for i, (bid, ask) in enumerate([("49999.50", "50000.50"), ("49999", "50001")]):
+        order(1, m.Side.BUY, bid, "0.5", client_order_id=f"mm-bid-{i}")
+        order(1, m.Side.SELL, ask, "0.5", client_order_id=f"mm-ask-{i}")
+    order(2, m.Side.BUY, "", "0.7", type=m.OrderType.MARKET, tif=m.TimeInForce.IOC)
+    order(3, m.Side.SELL, "49999.50", "0.2", post_only=True)
+    order(3, m.Side.SELL, "60000", "0.2")
+    print("account 1 amends mm-bid-1 to 0.3 (keeps its place)")
+    send(m.AmendOrder(account=1, client_order_id="mm-bid-1", qty=btc.qty_to_lots("0.3")))
+    print("\nbook:")
+    for side in (m.Side.SELL, m.Side.BUY):
+        levels = engine.core.book(btc.index, m.SIDE_CODE[side])
+        for price, total, ids in reversed(levels) if side == m.Side.SELL else levels:
+            print(f"  {side:4} {btc.ticks_to_price(price):>10} {btc.lots_to_qty(total):>8} "
+                  f"({len(ids)} orders)")  # fmt: skip
+    print("\nbalances (USDT total / locked):")
+    for account in (1, 2, 3):
+        total, locked = engine.core.balance(account, usdt)
+        print(f"  account {account}: {btc.quote_to_text(total)} / {btc.quote_to_text(locked)}")
+    print(f"\nstate hash {engine.state_hash()}")
+    return 0
+
+
+def describe(e: m.Event, spec) -> str:
+    name = type(e).__struct_config__.tag
+    if isinstance(e, m.Trade):
+        return (f"trade #{e.trade_id}: {spec.lots_to_qty(e.qty)} @ {spec.ticks_to_price(e.price)}"
+                f" taker order {e.taker_order_id} maker order {e.maker_order_id},"
+                f" fees {spec.quote_to_text(e.taker_fee)} / {spec.quote_to_text(e.maker_fee)}")
+    if isinstance(e, m.OrderRejected):
+        return f"rejected: {e.code}"
+    if isinstance(e, m.OrderCanceled):
+        return f"order {e.order_id} canceled ({e.reason}), {spec.lots_to_qty(e.leaves)} unfilled"
+    if isinstance(e, m.OrderAmended):
+        kept = "kept" if e.priority_kept else "lost"
+        return f"order {e.order_id} amended to {spec.lots_to_qty(e.qty)}, priority {kept}"
+    if isinstance(e, m.OrderAccepted):
+        return f"order {e.order_id} accepted"
+    return name  # fmt: skip
+
+
+def check_config(args) -> int:
+    try:
+        config = venue_config.load(args.file)
+        specs = venue_config.instrument_specs(config)
+    except (OSError, venue_config.ConfigError) as e:
+        print(f"{args.file}: {e}", file=sys.stderr)
+        return 1
+    for s in specs:
+        print(f"{s.symbol}: tick {s.ticks_to_price(1)}, lot {s.lots_to_qty(1)}, "
+              f"qty {s.lots_to_qty(s.min_qty)}..{s.lots_to_qty(s.max_qty)}, "
+              f"reference {s.ticks_to_price(s.reference_price)} +/- {s.band_bps} bps")  # fmt: skip
+    print(f"{len(config.accounts)} accounts, {len(config.assets)} assets: OK")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="flowgate")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="run a short session through the core on the demo venue")
+    check = commands.add_parser("check-config", help="validate a venue configuration file")
+    check.add_argument("file")
+    args = parser.parse_args(argv)
+    return {"demo": demo, "check-config": check_config}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

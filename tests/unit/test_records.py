@@ -1,0 +1,44 @@
+"""The numpy dtypes of the wire records match the C structs byte for byte."""
+
+import numpy as np
+
+from engine.records import COMMAND_DTYPE, EVENT_DTYPE
+from ext import core
+
+
+def test_record_layouts_match_the_c_structs():
+    (command_size, command), (event_size, event) = core.record_layout()
+    assert COMMAND_DTYPE.itemsize == command_size == core.COMMAND_SIZE
+    assert EVENT_DTYPE.itemsize == event_size == core.EVENT_SIZE
+    for name, offset in command.items():
+        assert COMMAND_DTYPE.fields[name][1] == offset, name
+    for name, offset in event.items():
+        assert EVENT_DTYPE.fields[name][1] == offset, name
+    assert command_size % 8 == 0 and event_size % 8 == 0
+
+
+def test_events_carry_the_command_stamps():
+    from engine import config, messages as m
+    from engine.engine import Engine
+
+    engine = Engine(config.demo())
+    records = np.zeros(1, dtype=COMMAND_DTYPE)
+    records["seq"], records["ts_ns"], records["recv_ns"] = 41, 1234, 1200
+    records["type"] = core.CommandType.CMD_CANCEL
+    records["account"], records["order_id"] = 1, 999
+    (event,) = engine.apply_batch(records)
+    assert (event["seq"], event["ts_ns"], event["recv_ns"]) == (41, 1234, 1200)
+    assert event["result"] == core.Result.UNKNOWN_ORDER
+    assert engine.seq == 41
+    assert isinstance(engine.apply(m.Tick(), ts_ns=2000), list) and engine.seq == 42
+
+
+def test_unknown_command_type_is_rejected():
+    from engine import config
+    from engine.engine import Engine
+
+    engine = Engine(config.demo())
+    records = np.zeros(1, dtype=COMMAND_DTYPE)
+    records["type"] = 200
+    (event,) = engine.apply_batch(records)
+    assert event["result"] == core.Result.INVALID_COMMAND

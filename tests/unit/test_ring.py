@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from engine import config, messages as m
+from engine.engine import Engine
+from engine.records import COMMAND_DTYPE, encode_command
+from ext.core import COMMAND_SIZE, Ring
+
+
+def records(n, start=0):
+    return (np.arange(start, start + n, dtype="<u8").repeat(2)).tobytes()  # 16-byte slots
+
+
+def test_batches_go_through_in_order_across_the_wrap():
+    ring = Ring(8, 16)
+    assert ring.write(records(5)) == 5
+    assert ring.read(3) == records(3)
+    assert ring.write(records(6, 5)) == 6  # wraps around the end
+    assert len(ring) == 8
+    assert ring.read(100) == records(8, 3)
+    assert len(ring) == 0 and ring.read(4) == b""
+
+
+def test_a_full_ring_takes_only_what_fits():
+    ring = Ring(4, 16)
+    assert ring.write(records(6)) == 4
+    assert ring.write(records(1)) == 0
+    assert ring.read(1) == records(1)
+    assert ring.write(records(2, 10)) == 1
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError):
+        Ring(6, 16)
+    with pytest.raises(ValueError):
+        Ring(4, 16).write(b"x" * 17)
+
+
+def test_engine_drains_commands_straight_from_the_ring():
+    engine = Engine(config.demo())
+    ring = Ring(4, COMMAND_SIZE)
+    batch = np.zeros(3, dtype=COMMAND_DTYPE)
+    for i, price in enumerate([4_999_000, 4_998_000, 4_997_000]):
+        order = m.PlaceOrder(account=1, instrument=0, side=m.Side.BUY, type=m.OrderType.LIMIT,
+                             price=price, qty=1)  # fmt: skip
+        encode_command(order, batch[i : i + 1], seq=i + 1, ts_ns=i + 1)
+    assert ring.write(batch.view(np.uint8)) == 3
+    assert engine.core.drain(ring, 2) == 2
+    assert engine.core.drain(ring, 10) == 1
+    assert len(ring) == 0
+    assert [p for p, _, _ in engine.core.book(0, 1)] == [4_999_000, 4_998_000, 4_997_000]
