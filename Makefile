@@ -28,7 +28,7 @@ demo: build
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/cython-lint --max-line-length 100 ext/
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cython-lint --max-line-length 100 ext/
 
 test: lint test-release test-checked
 

@@ -184,7 +184,17 @@ class FlowgateAdapter:
     def place(self, side, price, qty):
         self.seq += 1
         s = self._side(side)
-        self.core.place(self.seq, self.seq, s, 0, s, core.OrderType.TYPE_LIMIT, core.TimeInForce.TIF_GTC, price, qty)
+        self.core.place(
+            self.seq,
+            self.seq,
+            s,
+            0,
+            s,
+            core.OrderType.TYPE_LIMIT,
+            core.TimeInForce.TIF_GTC,
+            price,
+            qty,
+        )
         return self.core.next_order_id - 1
 
     def prepare(self, action, ops, handles):
@@ -196,8 +206,14 @@ class FlowgateAdapter:
             if action == competitors.CANCEL:
                 args.append((seq, seq, s, handles[ref]))
             else:
-                tif = core.TimeInForce.TIF_GTC if action == competitors.LIMIT else core.TimeInForce.TIF_IOC
-                args.append((seq, seq, s, 0, s, int(core.OrderType.TYPE_LIMIT), int(tif), price, qty))
+                tif = (
+                    core.TimeInForce.TIF_GTC
+                    if action == competitors.LIMIT
+                    else core.TimeInForce.TIF_IOC
+                )
+                args.append(
+                    (seq, seq, s, 0, s, int(core.OrderType.TYPE_LIMIT), int(tif), price, qty)
+                )
         return args
 
     def execute(self, action, args):
@@ -343,7 +359,9 @@ def report(result: dict) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.core", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.core", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--commands", type=int, default=1_000_000)
     parser.add_argument("--depth", type=int, default=1000)
     parser.add_argument("--accounts", type=int, default=1000)

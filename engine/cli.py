@@ -60,9 +60,11 @@ def demo(args) -> int:
 def describe(e: m.Event, spec) -> str:
     name = type(e).__struct_config__.tag
     if isinstance(e, m.Trade):
-        return (f"trade #{e.trade_id}: {spec.lots_to_qty(e.qty)} @ {spec.ticks_to_price(e.price)}"
-                f" taker order {e.taker_order_id} maker order {e.maker_order_id},"
-                f" fees {spec.quote_to_text(e.taker_fee)} / {spec.quote_to_text(e.maker_fee)}")
+        return (
+            f"trade #{e.trade_id}: {spec.lots_to_qty(e.qty)} @ {spec.ticks_to_price(e.price)}"
+            f" taker order {e.taker_order_id} maker order {e.maker_order_id},"
+            f" fees {spec.quote_to_text(e.taker_fee)} / {spec.quote_to_text(e.maker_fee)}"
+        )
     if isinstance(e, m.OrderRejected):
         return f"rejected: {e.code}"
     if isinstance(e, m.OrderCanceled):

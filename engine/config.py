@@ -157,7 +157,9 @@ def instrument_specs(config: VenueConfig) -> list[InstrumentSpec]:
         lot = _decimal(ins.lot_size, qty_scale, f"{where} lot_size")
         if tick <= 0 or lot <= 0:
             raise ConfigError(f"{where}: tick and lot sizes must be positive")
-        quote_per_tick_lot = Fraction(tick * lot * 10**quote.decimals, 10 ** (price_scale + qty_scale))
+        quote_per_tick_lot = Fraction(
+            tick * lot * 10**quote.decimals, 10 ** (price_scale + qty_scale)
+        )
         base_per_lot = Fraction(lot * 10**base.decimals, 10**qty_scale)
         if quote_per_tick_lot.denominator != 1 or base_per_lot.denominator != 1:
             raise ConfigError(

@@ -778,7 +778,7 @@ cdef class MatchingCore:
 
     cdef void _push_expiry(self, Slot s) noexcept nogil:
         cdef Expiry item
-        cdef int32_t i, parent, n = 0, j
+        cdef int32_t n = 0, j
         cdef Slot t
         if self.expiry_size == self.order_capacity:
             # drop entries of orders no longer open, then rebuild the heap
@@ -936,6 +936,7 @@ cdef class MatchingCore:
         cdef Qty size = delta if delta > 0 else -delta
         cdef Qty held, closing, rest
         cdef int64_t removed
+        cdef int64_t per_tick_lot = self.instruments[instrument].quote_per_tick_lot
         self._touch_position(account, instrument)
         if p.net_qty == 0 or (p.net_qty > 0) == (delta > 0):
             p.net_qty += delta
@@ -945,10 +946,10 @@ cdef class MatchingCore:
         closing = min(size, held)
         removed = <int64_t>((<fg_int128>p.cost * closing) // held)
         if p.net_qty > 0:
-            p.realized_pnl += (price * closing - removed) * self.instruments[instrument].quote_per_tick_lot
+            p.realized_pnl += (price * closing - removed) * per_tick_lot
             p.net_qty -= closing
         else:
-            p.realized_pnl += (removed - price * closing) * self.instruments[instrument].quote_per_tick_lot
+            p.realized_pnl += (removed - price * closing) * per_tick_lot
             p.net_qty += closing
         p.cost -= removed
         rest = size - closing

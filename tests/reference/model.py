@@ -114,7 +114,9 @@ class ReferenceEngine:
         }[type(c)]  # fmt: skip
         instrument = getattr(c, "instrument", getattr(c, "asset", 0))
         coid = getattr(c, "client_order_id", "").encode()[:36].decode(errors="replace")
-        self.emit(m.OrderRejected, name, code, c.account, instrument, getattr(c, "order_id", 0), coid)
+        self.emit(
+            m.OrderRejected, name, code, c.account, instrument, getattr(c, "order_id", 0), coid
+        )
 
     def touch_balance(self, account, asset):
         if (account, asset) not in self.touched_balances:

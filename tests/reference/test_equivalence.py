@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from engine import config as venue_config
 from engine import messages as m
 from engine.engine import Engine, state_hash
-from tests.reference.model import ReferenceEngine
 from tests.reference.invariants import check_invariants
+from tests.reference.model import ReferenceEngine
 
 ACCOUNTS = [1, 2, 3]
 REFERENCE = {0: 5_000_000, 1: 300_000}  # reference prices in ticks
@@ -33,7 +33,11 @@ def valid_places(draw):
     instrument = draw(st.sampled_from([0, 0, 0, 1]))
     order_type = draw(st.sampled_from([m.OrderType.LIMIT] * 5 + [m.OrderType.MARKET]))
     if order_type == m.OrderType.MARKET:
-        tif, price, post_only = draw(st.sampled_from([m.TimeInForce.IOC, m.TimeInForce.FOK])), 0, False
+        tif, price, post_only = (
+            draw(st.sampled_from([m.TimeInForce.IOC, m.TimeInForce.FOK])),
+            0,
+            False,
+        )
     else:
         tif = draw(st.sampled_from([m.TimeInForce.GTC] * 4 + list(m.TimeInForce)))
         price = REFERENCE[instrument] + draw(st.integers(-6, 6))
@@ -81,16 +85,43 @@ WEIGHTED = [
     (12, cancels),
     (14, amends),
     (3, st.builds(m.CancelOrder, account=st.sampled_from(ACCOUNTS), client_order_id=coids)),
-    (3, st.builds(m.AmendOrder, account=st.sampled_from(ACCOUNTS), client_order_id=coids,
-                  price=st.sampled_from([0, -1, REFERENCE[0], 10**8]),
-                  qty=st.sampled_from([0, -1, 1, 5, 10**7]))),
-    (2, st.builds(m.MassCancel, account=st.sampled_from(ACCOUNTS),
-                  instrument=st.sampled_from([-1, 0, 1, 7]),
-                  side=st.sampled_from([None, m.Side.BUY, m.Side.SELL]))),
-    (2, st.builds(m.Deposit, account=st.sampled_from(ACCOUNTS + [9]),
-                  asset=st.sampled_from([0, 2, 3]), amount=st.sampled_from([0, 10**6, 10**9, 1 << 62]))),
-    (2, st.builds(m.Withdraw, account=st.sampled_from(ACCOUNTS), asset=st.sampled_from([0, 2]),
-                  amount=st.sampled_from([1, 10**6, 10**14]))),
+    (
+        3,
+        st.builds(
+            m.AmendOrder,
+            account=st.sampled_from(ACCOUNTS),
+            client_order_id=coids,
+            price=st.sampled_from([0, -1, REFERENCE[0], 10**8]),
+            qty=st.sampled_from([0, -1, 1, 5, 10**7]),
+        ),
+    ),
+    (
+        2,
+        st.builds(
+            m.MassCancel,
+            account=st.sampled_from(ACCOUNTS),
+            instrument=st.sampled_from([-1, 0, 1, 7]),
+            side=st.sampled_from([None, m.Side.BUY, m.Side.SELL]),
+        ),
+    ),
+    (
+        2,
+        st.builds(
+            m.Deposit,
+            account=st.sampled_from(ACCOUNTS + [9]),
+            asset=st.sampled_from([0, 2, 3]),
+            amount=st.sampled_from([0, 10**6, 10**9, 1 << 62]),
+        ),
+    ),
+    (
+        2,
+        st.builds(
+            m.Withdraw,
+            account=st.sampled_from(ACCOUNTS),
+            asset=st.sampled_from([0, 2]),
+            amount=st.sampled_from([1, 10**6, 10**14]),
+        ),
+    ),
     (1, st.builds(m.SetKillSwitch, account=st.sampled_from(ACCOUNTS), on=st.booleans())),
     (3, st.builds(m.Tick)),
 ]

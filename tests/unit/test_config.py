@@ -16,9 +16,7 @@ def test_demo_config_in_integers():
 
 def test_config_round_trips_through_toml(tmp_path):
     path = tmp_path / "venue.toml"
-    path.write_text(
-        'accounts = [{id = 1, balances = {USDT = "5"}}]\n' + venue_config.DEMO_TOML
-    )
+    path.write_text('accounts = [{id = 1, balances = {USDT = "5"}}]\n' + venue_config.DEMO_TOML)
     config = venue_config.load(path)
     assert config.accounts[0].balances == {"USDT": "5"}
 

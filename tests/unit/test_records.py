@@ -18,7 +18,8 @@ def test_record_layouts_match_the_c_structs():
 
 
 def test_events_carry_the_command_stamps():
-    from engine import config, messages as m
+    from engine import config
+    from engine import messages as m
     from engine.engine import Engine
 
     engine = Engine(config.demo())

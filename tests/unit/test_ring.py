@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from engine import config, messages as m
+from engine import config
+from engine import messages as m
 from engine.engine import Engine
 from engine.records import COMMAND_DTYPE, encode_command
 from ext.core import COMMAND_SIZE, Ring

@@ -29,8 +29,9 @@ def test_fill_moves_balances_and_fees_exactly(implementation):
     btc3, usdt3 = venue.balance(3, BTC)[0], venue.balance(3, USDT)[0]
     venue.place(2, SELL, P, 100)  # maker, 2 bps
     events = venue.apply(
-        m.PlaceOrder(account=3, instrument=0, side=BUY, type=m.OrderType.LIMIT, price=P + 10,
-                     qty=40)  # fmt: skip
+        m.PlaceOrder(
+            account=3, instrument=0, side=BUY, type=m.OrderType.LIMIT, price=P + 10, qty=40
+        )  # fmt: skip
     )
     (trade,) = [e for e in events if isinstance(e, m.Trade)]
     notional = P * 40  # ticks x lots x 1 minor unit
@@ -190,9 +191,7 @@ def test_deposits_and_withdrawals(implementation):
     assert kinds(venue.apply(m.Deposit(account=2, asset=USDT, amount=0))) == [
         "rejected:INVALID_AMOUNT"
     ]
-    assert kinds(venue.apply(m.Deposit(account=2, asset=7, amount=1))) == [
-        "rejected:UNKNOWN_ASSET"
-    ]
+    assert kinds(venue.apply(m.Deposit(account=2, asset=7, amount=1))) == ["rejected:UNKNOWN_ASSET"]
     venue.place(2, BUY, P, 10)
     locked = venue.balance(2, USDT)[1]
     too_much = total + 5 - locked + 1
