@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
-CHECKED_LIB := build/checked-lib
+CHECKED_TREE := build/checked-tree
 
 .PHONY: build checked demo test test-release test-checked lint bench bench-core clean
 
@@ -17,10 +17,12 @@ $(STAMP): pyproject.toml
 build: $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 
-# The same sources with bounds/wraparound/None/initialisation checks on, built beside the release.
+# The same sources with Cython's checks and UBSan on, in a tree of their own
+# whose ext/ shadows the release build (see setup.py).
 checked: $(STAMP)
-	FLOWGATE_CHECKED=1 $(PY) setup.py -q build_ext --build-lib $(CHECKED_LIB)
-	cp ext/*.py $(CHECKED_LIB)/ext/
+	FLOWGATE_CHECKED=1 $(PY) setup.py -q build_ext --build-lib $(CHECKED_TREE)
+	cp ext/*.py $(CHECKED_TREE)/ext/
+	for d in engine bench tests gateways pyproject.toml; do ln -sfn ../../$$d $(CHECKED_TREE)/$$d; done
 
 demo: build
 	$(VENV)/bin/flowgate demo
@@ -36,7 +38,7 @@ test-release: build
 	$(PY) -m pytest -q
 
 test-checked: checked
-	FLOWGATE_EXPECT_CHECKED=1 PYTHONPATH=$(CHECKED_LIB) $(PY) -m pytest -q tests/unit tests/reference
+	cd $(CHECKED_TREE) && FLOWGATE_EXPECT_CHECKED=1 $(CURDIR)/$(PY) -m pytest -q tests/unit tests/reference
 
 bench: bench-core
 

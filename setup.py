@@ -1,7 +1,10 @@
 """Builds the Cython core.
 
-Release build by default. ``FLOWGATE_CHECKED=1`` builds with bounds, wraparound,
-None and initialisation checks on, so the test suite can run against both.
+Release build by default. ``FLOWGATE_CHECKED=1`` builds with Cython's bounds,
+wraparound and initialisation checks on, without optimisation, and with the
+undefined-behaviour sanitizer aborting on any signed overflow, so the test suite
+can run against both. (Cython's None checks stay off: the core runs without the
+GIL, where they cannot run, and its `self` is never None.)
 """
 
 import os
@@ -17,12 +20,16 @@ directives = {
     "boundscheck": CHECKED,
     "wraparound": CHECKED,
     "initializedcheck": CHECKED,
-    "nonecheck": CHECKED,
+    "nonecheck": False,
     "cdivision": True,
     "embedsignature": True,
 }
 
-compile_args = ["-O2", "-fno-strict-aliasing"] if not CHECKED else ["-O0", "-g"]
+if CHECKED:
+    compile_args = ["-O0", "-g", "-fsanitize=undefined", "-fno-sanitize-recover=all"]
+    link_args = ["-fsanitize=undefined"]
+else:
+    compile_args, link_args = ["-O2", "-fno-strict-aliasing"], []
 
 extensions = [
     Extension(
@@ -32,8 +39,14 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
         + ([("FLOWGATE_CHECKED", "1")] if CHECKED else []),
         extra_compile_args=compile_args,
+        extra_link_args=link_args,
     ),
-    Extension("ext.decimal", ["ext/decimal.pyx"], extra_compile_args=compile_args),
+    Extension(
+        "ext.decimal",
+        ["ext/decimal.pyx"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    ),
 ]
 
 setup(

@@ -61,13 +61,13 @@ def per_call_run(config, records) -> tuple[float, str]:
     place, cancel, amend = c.place, c.cancel, c.amend
     calls = []
     for r in records.tolist():
-        seq, ts, _, order_id, price, qty, _, _, account, instrument, kind, side, otype, tif = r[:14]
+        _, ts, _, order_id, price, qty, _, _, account, instrument, kind, side, otype, tif = r[:14]
         if kind == CMD.CMD_PLACE:
-            calls.append((place, (seq, ts, account, instrument, side, otype, tif, price, qty)))
+            calls.append((place, (ts, account, instrument, side, otype, tif, price, qty)))
         elif kind == CMD.CMD_CANCEL:
-            calls.append((cancel, (seq, ts, account, order_id)))
+            calls.append((cancel, (ts, account, order_id)))
         elif kind == CMD.CMD_AMEND:
-            calls.append((amend, (seq, ts, account, order_id, price, qty)))
+            calls.append((amend, (ts, account, order_id, price, qty)))
         else:
             raise ValueError("the mixed flow only places, cancels and amends")
     gc.collect()
@@ -176,55 +176,37 @@ class FlowgateAdapter:
             self.core.configure_account(account, 0, 0)
             self.core.credit(account, 0, 10**17)
             self.core.credit(account, 1, 10**17)
-        self.seq = 0
 
     def _side(self, side):
         return core.Side.SIDE_BUY if side == competitors.BUY else core.Side.SIDE_SELL
 
     def place(self, side, price, qty):
-        self.seq += 1
         s = self._side(side)
-        self.core.place(
-            self.seq,
-            self.seq,
-            s,
-            0,
-            s,
-            core.OrderType.TYPE_LIMIT,
-            core.TimeInForce.TIF_GTC,
-            price,
-            qty,
-        )
+        self.core.place(0, s, 0, s, core.OrderType.TYPE_LIMIT, core.TimeInForce.TIF_GTC, price, qty)
         return self.core.next_order_id - 1
 
     def prepare(self, action, ops, handles):
-        seq = self.seq
+        # one timestamp for the stream, as the sequencer stamps a drained batch
+        ts = 1
         args = []
         for _, _, ref, side, price, qty in ops:
-            seq += 1
             s = int(self._side(side))
             if action == competitors.CANCEL:
-                args.append((seq, seq, s, handles[ref]))
+                args.append((ts, s, handles[ref]))
             else:
-                tif = (
-                    core.TimeInForce.TIF_GTC
-                    if action == competitors.LIMIT
-                    else core.TimeInForce.TIF_IOC
-                )
-                args.append(
-                    (seq, seq, s, 0, s, int(core.OrderType.TYPE_LIMIT), int(tif), price, qty)
-                )
+                tif = core.TimeInForce.TIF_GTC if action == competitors.LIMIT else core.TimeInForce.TIF_IOC
+                args.append((ts, s, 0, s, int(core.OrderType.TYPE_LIMIT), int(tif), price, qty))
         return args
 
     def execute(self, action, args):
         if action == competitors.CANCEL:
             cancel = self.core.cancel
-            for seq, ts, account, order_id in args:
-                cancel(seq, ts, account, order_id)
+            for ts, account, order_id in args:
+                cancel(ts, account, order_id)
             return
         place = self.core.place
-        for seq, ts, account, instrument, side, otype, tif, price, qty in args:
-            place(seq, ts, account, instrument, side, otype, tif, price, qty)
+        for ts, account, instrument, side, otype, tif, price, qty in args:
+            place(ts, account, instrument, side, otype, tif, price, qty)
 
     def resting(self):
         levels = self.core.book(0, core.Side.SIDE_BUY) + self.core.book(0, core.Side.SIDE_SELL)
