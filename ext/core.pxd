@@ -150,7 +150,7 @@ cdef struct EventRecord:
     int64_t leaves          # open quantity after the event; TRADE: the taker's
     int64_t filled          # cumulative filled quantity; TRADE: the taker's
     int64_t filled_quote    # cumulative sum of price * qty (ticks x lots)
-    int64_t expire_ns
+    int64_t expire_ns       # ACCEPTED, AMENDED, ORDER_STATE
     int64_t trade_id
     int64_t maker_order_id
     int64_t maker_leaves
@@ -181,34 +181,47 @@ cdef struct EventRecord:
 
 # -- CORE STATE (private to the engine) ---------------------------------------
 
+cdef enum:
+    ORDER_POST_ONLY = 1         # Order.flags
+    ORDER_OPEN = 2              # in its account's open-order list
+    ORDER_STP_SHIFT = 2         # Order.flags >> 2 is its SelfTradePrevention
+
 cdef struct Order:
+    # One cache line: everything matching, cancel and the book touch. What an
+    # order holds is not stored: it is a function of its limit and leaves
+    # (MatchingCore._hold).
     OrderId order_id
-    Price price             # as placed (0 for market orders)
-    Price limit             # the worst price it may trade at: its price, or the protection price
-    Qty qty
+    Price price                 # as placed (0 for market orders)
     Qty leaves
-    Qty filled
-    int64_t filled_quote
-    Amount locked           # what this order holds of its account's balance
-    Nanos expire_ns
-    Price orig_price        # as first placed, to recognise a retried placement
-    Qty orig_qty
+    Qty filled                  # the order quantity is leaves + filled
+    int64_t filled_quote        # sum of price x qty over its fills (ticks x lots)
     int32_t account
-    int32_t instrument
-    Slot prev               # FIFO within the price level
+    Slot prev                   # FIFO within the price level
     Slot next
-    Slot account_prev       # the account's open orders
-    Slot account_next
-    int32_t level           # -1 when not in the book
+    int32_t level               # -1 when not in the book
+    uint16_t instrument
     uint8_t side
     uint8_t order_type
     uint8_t tif
-    uint8_t post_only
-    uint8_t stp
     uint8_t status
-    uint8_t is_open         # in its account's open-order list
+    uint8_t flags               # ORDER_POST_ONLY | ORDER_OPEN | stp << ORDER_STP_SHIFT
     uint8_t coid_len
+
+cdef struct OrderDetail:
+    # What only placement, retries, expiry and order events read.
+    Price limit                 # the worst price it may trade at: its price, or the protection price
+    Nanos expire_ns
+    Price orig_price            # as first placed, to recognise a retried placement
+    Qty orig_qty
     char coid[COID_CAPACITY]
+
+cdef struct AccountLink:
+    Slot prev                   # the account's open orders, oldest first
+    Slot next
+
+cdef struct IdEntry:
+    OrderId order_id            # 0: empty
+    Slot slot
 
 cdef struct Level:
     Price price
@@ -281,6 +294,8 @@ cdef class MatchingCore:
     cdef readonly int32_t order_capacity, retired_capacity
     cdef readonly int32_t max_open_orders
     cdef Order *orders
+    cdef OrderDetail *details
+    cdef AccountLink *links
     cdef Slot free_head
     cdef Level *levels
     cdef int32_t level_capacity, level_free_head
@@ -290,9 +305,8 @@ cdef class MatchingCore:
     cdef Position *positions
     cdef Amount *fees_collected
     cdef Amount *net_deposits
-    # order id -> slot, open addressing with linear probing
-    cdef OrderId *id_keys
-    cdef Slot *id_slots
+    # order id -> slot, open addressing with linear probing in Robin Hood order
+    cdef IdEntry *ids
     cdef uint64_t id_mask
     # (account, client order id) -> slot
     cdef uint64_t *coid_hashes
@@ -333,7 +347,7 @@ cdef class MatchingCore:
     cdef bint _match(self, Slot taker) noexcept nogil
     cdef bint _fok_fillable(self, Slot taker) noexcept nogil
     cdef void _fill(self, Slot taker, Slot maker, Price price, Qty qty) noexcept nogil
-    cdef void _settle(self, Order *o, Qty qty, Amount notional, Amount fee,
+    cdef void _settle(self, Slot s, Qty qty, Amount notional, Amount fee,
                       Price price) noexcept nogil
     cdef void _update_position(self, int32_t account, int32_t instrument, Qty delta,
                                Price price) noexcept nogil
@@ -348,7 +362,8 @@ cdef class MatchingCore:
     cdef void _compact_levels(self) noexcept nogil
 
     # -- RISK --
-    cdef Amount _hold(self, Order *o, Qty leaves) noexcept nogil
+    cdef Price _limit(self, Slot s) noexcept nogil
+    cdef Amount _hold(self, Slot s, Qty leaves) noexcept nogil
     cdef Amount _available(self, int32_t account, int32_t asset) noexcept nogil
     cdef int32_t _hold_asset(self, Order *o) noexcept nogil
 
@@ -371,5 +386,5 @@ cdef class MatchingCore:
     cdef void _touch_position(self, int32_t account, int32_t instrument) noexcept nogil
     cdef void _flush_touched(self) noexcept nogil
     cdef EventRecord *_emit(self, uint8_t type) noexcept nogil
-    cdef EventRecord *_emit_order(self, uint8_t type, Order *o) noexcept nogil
+    cdef EventRecord *_emit_order(self, uint8_t type, Slot s) noexcept nogil
     cdef uint16_t _reject(self, uint16_t result) noexcept nogil

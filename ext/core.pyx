@@ -101,6 +101,18 @@ cdef inline uint8_t status_of(Order *o) noexcept nogil:
     return STATUS_NEW
 
 
+cdef inline bint is_open(Order *o) noexcept nogil:
+    return o.flags & ORDER_OPEN
+
+
+cdef inline bint is_post_only(Order *o) noexcept nogil:
+    return o.flags & ORDER_POST_ONLY
+
+
+cdef inline uint8_t stp_of(Order *o) noexcept nogil:
+    return o.flags >> ORDER_STP_SHIFT
+
+
 cdef uint64_t table_size(int64_t entries):
     cdef uint64_t size = 16
     while size < <uint64_t>(2 * entries):
@@ -188,6 +200,8 @@ cdef class MatchingCore:
         cdef int32_t i
         if min(n_accounts, n_assets, n_instruments, order_capacity) <= 0:
             raise ValueError("counts and capacities must be positive")
+        if n_instruments > 0xffff:
+            raise ValueError("at most 65535 instruments")
         if not 0 <= retired_capacity <= order_capacity:
             raise ValueError("retired_capacity must be within 0..order_capacity")
         self.n_accounts = n_accounts
@@ -202,6 +216,8 @@ cdef class MatchingCore:
         self.next_trade_id = 1
 
         self.orders = <Order *>fg_alloc_prefaulted(order_capacity * sizeof(Order))
+        self.details = <OrderDetail *>fg_alloc_prefaulted(order_capacity * sizeof(OrderDetail))
+        self.links = <AccountLink *>fg_alloc_prefaulted(order_capacity * sizeof(AccountLink))
         self.levels = <Level *>fg_alloc_prefaulted(self.level_capacity * sizeof(Level))
         self.instruments = <Instrument *>calloc(n_instruments, sizeof(Instrument))
         self.accounts = <Account *>calloc(n_accounts + 1, sizeof(Account))
@@ -210,8 +226,7 @@ cdef class MatchingCore:
         self.fees_collected = <Amount *>calloc(n_assets, sizeof(Amount))
         self.net_deposits = <Amount *>calloc(n_assets, sizeof(Amount))
         self.id_mask = table_size(order_capacity) - 1
-        self.id_keys = <OrderId *>fg_alloc_prefaulted((self.id_mask + 1) * sizeof(OrderId))
-        self.id_slots = <Slot *>fg_alloc_prefaulted((self.id_mask + 1) * sizeof(Slot))
+        self.ids = <IdEntry *>fg_alloc_prefaulted((self.id_mask + 1) * sizeof(IdEntry))
         self.coid_mask = table_size(order_capacity) - 1
         self.coid_hashes = <uint64_t *>fg_alloc_prefaulted((self.coid_mask + 1) * sizeof(uint64_t))
         self.coid_slots = <Slot *>fg_alloc_prefaulted((self.coid_mask + 1) * sizeof(Slot))
@@ -221,10 +236,11 @@ cdef class MatchingCore:
         self.touched_positions = <int32_t *>calloc(
             (n_accounts + 1) * n_instruments, sizeof(int32_t))
         self.events = <EventRecord *>malloc(self.event_capacity * sizeof(EventRecord))
-        if (self.orders == NULL or self.levels == NULL or self.instruments == NULL
+        if (self.orders == NULL or self.details == NULL or self.links == NULL
+                or self.levels == NULL or self.instruments == NULL
                 or self.accounts == NULL or self.balances == NULL or self.positions == NULL
                 or self.fees_collected == NULL or self.net_deposits == NULL
-                or self.id_keys == NULL or self.id_slots == NULL or self.coid_hashes == NULL
+                or self.ids == NULL or self.coid_hashes == NULL
                 or self.coid_slots == NULL or self.retired == NULL or self.expiries == NULL
                 or self.touched_balances == NULL or self.touched_positions == NULL
                 or self.events == NULL):
@@ -251,6 +267,8 @@ cdef class MatchingCore:
                 free(self.instruments[i].bids.levels)
                 free(self.instruments[i].asks.levels)
         free(self.orders)
+        free(self.details)
+        free(self.links)
         free(self.levels)
         free(self.instruments)
         free(self.accounts)
@@ -258,8 +276,7 @@ cdef class MatchingCore:
         free(self.positions)
         free(self.fees_collected)
         free(self.net_deposits)
-        free(self.id_keys)
-        free(self.id_slots)
+        free(self.ids)
         free(self.coid_hashes)
         free(self.coid_slots)
         free(self.retired)
@@ -456,6 +473,7 @@ cdef class MatchingCore:
         cdef Instrument *ins
         cdef Account *acct
         cdef Order *o
+        cdef OrderDetail *detail
         cdef Slot s, previous = -1
         cdef Price lo, hi, limit
         cdef Amount notional, hold
@@ -473,12 +491,13 @@ cdef class MatchingCore:
             previous = self._find_coid(c.account, c.coid, c.coid_len, h)
             if previous >= 0:
                 o = &self.orders[previous]
+                detail = &self.details[previous]
                 if (o.instrument == c.instrument and o.side == c.side
                         and o.order_type == c.order_type and o.tif == c.tif
-                        and o.post_only == post_only and o.stp == c.stp
-                        and o.orig_price == c.price and o.orig_qty == c.qty
-                        and o.expire_ns == c.expire_ns):
-                    self._emit_order(EV_ORDER_STATE, o).flags |= FLAG_RETRY
+                        and is_post_only(o) == post_only and stp_of(o) == c.stp
+                        and detail.orig_price == c.price and detail.orig_qty == c.qty
+                        and detail.expire_ns == c.expire_ns):
+                    self._emit_order(EV_ORDER_STATE, previous).flags |= FLAG_RETRY
                     return OK
                 if o.status == STATUS_NEW or o.status == STATUS_PARTIALLY_FILLED:
                     return self._reject(DUPLICATE_CLIENT_ORDER_ID)
@@ -558,35 +577,31 @@ cdef class MatchingCore:
         o.order_id = self.next_order_id
         self.next_order_id += 1
         o.price = c.price
-        o.limit = limit
-        o.qty = c.qty
         o.leaves = c.qty
         o.filled = 0
         o.filled_quote = 0
-        o.locked = hold
-        o.expire_ns = c.expire_ns
-        o.orig_price = c.price
-        o.orig_qty = c.qty
         o.account = c.account
-        o.instrument = c.instrument
         o.prev = o.next = -1
-        o.account_prev = o.account_next = -1
         o.level = -1
+        o.instrument = <uint16_t>c.instrument
         o.side = c.side
         o.order_type = c.order_type
         o.tif = c.tif
-        o.post_only = post_only
-        o.stp = c.stp
         o.status = STATUS_NEW
-        o.is_open = 0
+        o.flags = (ORDER_POST_ONLY if post_only else 0) | (c.stp << ORDER_STP_SHIFT)
         o.coid_len = c.coid_len
-        memcpy(o.coid, c.coid, c.coid_len)
+        detail = &self.details[s]
+        detail.limit = limit
+        detail.expire_ns = c.expire_ns
+        detail.orig_price = c.price
+        detail.orig_qty = c.qty
+        memcpy(detail.coid, c.coid, c.coid_len)
         self._insert_id(o.order_id, s)
         if c.coid_len:
             self._insert_coid(s)
         self.balances[c.account * self.n_assets + asset].locked += hold
         self._touch_balance(c.account, asset)
-        self._emit_order(EV_ACCEPTED, o)
+        self._emit_order(EV_ACCEPTED, s)
 
         if c.tif == TIF_FOK and not self._fok_fillable(s):
             self._finish(s, STATUS_CANCELED, REASON_FOK_UNFILLABLE)
@@ -643,7 +658,7 @@ cdef class MatchingCore:
         if c.qty < 0:
             return self._reject(INVALID_QUANTITY)
         new_price = c.price if c.price else o.price
-        new_qty = c.qty if c.qty else o.qty
+        new_qty = c.qty if c.qty else o.leaves + o.filled
         if new_qty <= o.filled:
             return self._reject(INVALID_QUANTITY)
         if new_qty < ins.min_qty:
@@ -661,14 +676,15 @@ cdef class MatchingCore:
             return self._reject(NOTIONAL_ABOVE_MAX)
         new_leaves = new_qty - o.filled
         keep = new_price == o.price and new_leaves <= o.leaves
-        if not keep and o.post_only and self._would_take(ins, o.side, new_price):
+        if not keep and is_post_only(o) and self._would_take(ins, o.side, new_price):
             return self._reject(POST_ONLY_WOULD_TAKE)
+        # a resting order is a limit order: it holds against its price
         if o.side == SIDE_BUY:
             notional = new_price * new_leaves * ins.quote_per_tick_lot
             new_hold = notional + fee_of(notional, self.accounts[o.account].taker_bps)
         else:
             new_hold = new_leaves * ins.base_per_lot
-        delta = new_hold - o.locked
+        delta = new_hold - self._hold(s, o.leaves)
         asset = self._hold_asset(o)
         if delta > self._available(o.account, asset):
             return self._reject(INSUFFICIENT_BALANCE)
@@ -678,13 +694,11 @@ cdef class MatchingCore:
         else:
             self._unlink(s)
             o.price = new_price
-            o.limit = new_price
-        o.qty = new_qty
+            self.details[s].limit = new_price
         o.leaves = new_leaves
-        o.locked = new_hold
         self.balances[o.account * self.n_assets + asset].locked += delta
         self._touch_balance(o.account, asset)
-        e = self._emit_order(EV_AMENDED, o)
+        e = self._emit_order(EV_AMENDED, s)
         if keep:
             e.flags |= FLAG_PRIORITY_KEPT
         elif self._match(s):
@@ -708,7 +722,7 @@ cdef class MatchingCore:
             return self._reject(INVALID_SIDE)
         s = self.accounts[c.account].head
         while s >= 0:
-            following = self.orders[s].account_next
+            following = self.links[s].next
             if ((c.instrument < 0 or self.orders[s].instrument == c.instrument)
                     and (c.side == 0 or self.orders[s].side == c.side)):
                 self._finish(s, STATUS_CANCELED, REASON_MASS)
@@ -761,7 +775,7 @@ cdef class MatchingCore:
             e.flags = FLAG_KILL_SWITCH_ON
             s = acct.head
             while s >= 0:
-                following = self.orders[s].account_next
+                following = self.links[s].next
                 self._finish(s, STATUS_CANCELED, REASON_KILL_SWITCH)
                 s = following
         return OK
@@ -795,7 +809,7 @@ cdef class MatchingCore:
             if n > 0:
                 self.expiries[i] = last
             s = self._find_id(top.order_id)
-            if s >= 0 and self.orders[s].is_open and self.orders[s].expire_ns == top.expire_ns:
+            if s >= 0 and is_open(&self.orders[s]) and self.details[s].expire_ns == top.expire_ns:
                 self._finish(s, STATUS_EXPIRED, 0)
 
     cdef void _push_expiry(self, Slot s) noexcept nogil:
@@ -806,14 +820,14 @@ cdef class MatchingCore:
             # drop entries of orders no longer open, then rebuild the heap
             for j in range(self.expiry_size):
                 t = self._find_id(self.expiries[j].order_id)
-                if t >= 0 and self.orders[t].is_open:
+                if t >= 0 and is_open(&self.orders[t]):
                     self.expiries[n] = self.expiries[j]
                     n += 1
             self.expiry_size = 0
             for j in range(n):
                 item = self.expiries[j]
                 self._sift_up(item)
-        item.expire_ns = self.orders[s].expire_ns
+        item.expire_ns = self.details[s].expire_ns
         item.order_id = self.orders[s].order_id
         self._sift_up(item)
 
@@ -841,18 +855,20 @@ cdef class MatchingCore:
         cdef Level *level
         cdef Slot m, following
         cdef Order *maker
+        cdef Price limit = self._limit(taker)
+        cdef uint8_t stp = stp_of(o)
         while o.leaves > 0 and ladder.size > 0:
             level = &self.levels[ladder.levels[ladder.size - 1]]
-            if not crosses(o.side, o.limit, level.price):
+            if not crosses(o.side, limit, level.price):
                 break
             m = level.head
             while m >= 0 and o.leaves > 0:
                 maker = &self.orders[m]
                 following = maker.next
                 if maker.account == o.account:
-                    if o.stp != STP_CANCEL_NEWEST:
+                    if stp != STP_CANCEL_NEWEST:
                         self._finish(m, STATUS_CANCELED, REASON_SELF_TRADE)
-                    if o.stp != STP_CANCEL_OLDEST:
+                    if stp != STP_CANCEL_OLDEST:
                         self._finish(taker, STATUS_CANCELED, REASON_SELF_TRADE)
                         return True
                 else:
@@ -871,17 +887,18 @@ cdef class MatchingCore:
         cdef Qty available = 0
         cdef int32_t i = ladder.size - 1
         cdef Slot m
+        cdef Price limit = self._limit(taker)
         while i >= 0:
             level = &self.levels[ladder.levels[i]]
             i -= 1
             if level.count == 0:
                 continue
-            if not crosses(o.side, o.limit, level.price):
+            if not crosses(o.side, limit, level.price):
                 return False
             m = level.head
             while m >= 0:
                 if self.orders[m].account == o.account:
-                    if o.stp != STP_CANCEL_OLDEST:
+                    if stp_of(o) != STP_CANCEL_OLDEST:
                         return False
                 else:
                     available += self.orders[m].leaves
@@ -907,8 +924,8 @@ cdef class MatchingCore:
         mk.filled_quote += price * qty
         mk.status = status_of(mk)
         self.levels[mk.level].total -= qty
-        self._settle(mk, qty, notional, maker_fee, price)
-        self._settle(o, qty, notional, taker_fee, price)
+        self._settle(maker, qty, notional, maker_fee, price)
+        self._settle(taker, qty, notional, taker_fee, price)
         self.fees_collected[ins.quote_asset] += taker_fee + maker_fee
         ins.reference_price = price
         e = self._emit(EV_TRADE)
@@ -930,23 +947,21 @@ cdef class MatchingCore:
         e.taker_fee = taker_fee
         e.maker_fee = maker_fee
 
-    cdef void _settle(self, Order *o, Qty qty, Amount notional, Amount fee,
+    cdef void _settle(self, Slot s, Qty qty, Amount notional, Amount fee,
                       Price price) noexcept nogil:
+        """One side of a fill, after its leaves went down by qty."""
+        cdef Order *o = &self.orders[s]
         cdef Instrument *ins = &self.instruments[o.instrument]
         cdef Balance *base = &self.balances[o.account * self.n_assets + ins.base_asset]
         cdef Balance *quote = &self.balances[o.account * self.n_assets + ins.quote_asset]
-        cdef Amount new_lock
         self._touch_balance(o.account, ins.base_asset)
         self._touch_balance(o.account, ins.quote_asset)
         if o.side == SIDE_BUY:
-            new_lock = self._hold(o, o.leaves)
-            quote.locked -= o.locked - new_lock
-            o.locked = new_lock
+            quote.locked -= self._hold(s, o.leaves + qty) - self._hold(s, o.leaves)
             quote.total -= notional + fee
             base.total += qty * ins.base_per_lot
             self._update_position(o.account, o.instrument, qty, price)
         else:
-            o.locked -= qty * ins.base_per_lot
             base.locked -= qty * ins.base_per_lot
             base.total -= qty * ins.base_per_lot
             quote.total += notional - fee
@@ -985,28 +1000,28 @@ cdef class MatchingCore:
         cdef Order *o = &self.orders[s]
         cdef Account *acct = &self.accounts[o.account]
         cdef int32_t asset = self._hold_asset(o)
+        cdef AccountLink *link
         o.status = status
         if o.level >= 0:
             self._unlink(s)
-        if o.is_open:
-            if o.account_prev >= 0:
-                self.orders[o.account_prev].account_next = o.account_next
+        if is_open(o):
+            link = &self.links[s]
+            if link.prev >= 0:
+                self.links[link.prev].next = link.next
             else:
-                acct.head = o.account_next
-            if o.account_next >= 0:
-                self.orders[o.account_next].account_prev = o.account_prev
+                acct.head = link.next
+            if link.next >= 0:
+                self.links[link.next].prev = link.prev
             else:
-                acct.tail = o.account_prev
-            o.account_prev = o.account_next = -1
+                acct.tail = link.prev
             acct.open_count -= 1
-            o.is_open = 0
-        self.balances[o.account * self.n_assets + asset].locked -= o.locked
-        o.locked = 0
+            o.flags &= ~ORDER_OPEN
+        self.balances[o.account * self.n_assets + asset].locked -= self._hold(s, o.leaves)
         self._touch_balance(o.account, asset)
         if status == STATUS_CANCELED:
-            self._emit_order(EV_CANCELED, o).reason = reason
+            self._emit_order(EV_CANCELED, s).reason = reason
         elif status == STATUS_EXPIRED:
-            self._emit_order(EV_EXPIRED, o)
+            self._emit_order(EV_EXPIRED, s)
         self._retire(s)
 
     cdef void _rest(self, Slot s) noexcept nogil:
@@ -1025,14 +1040,14 @@ cdef class MatchingCore:
         level.tail = s
         level.count += 1
         level.total += o.leaves
-        if o.is_open:
+        if is_open(o):
             return
         acct = &self.accounts[o.account]
-        o.is_open = 1
-        o.account_prev = acct.tail
-        o.account_next = -1
+        o.flags |= ORDER_OPEN
+        self.links[s].prev = acct.tail
+        self.links[s].next = -1
         if acct.tail >= 0:
-            self.orders[acct.tail].account_next = s
+            self.links[acct.tail].next = s
         else:
             acct.head = s
         acct.tail = s
@@ -1124,13 +1139,21 @@ cdef class MatchingCore:
 
     # -- RISK --
 
-    cdef Amount _hold(self, Order *o, Qty leaves) noexcept nogil:
+    cdef Price _limit(self, Slot s) noexcept nogil:
+        """The worst price the order may trade at: a limit order's price, a market
+        order's protection price."""
+        if self.orders[s].order_type == TYPE_LIMIT:
+            return self.orders[s].price
+        return self.details[s].limit
+
+    cdef Amount _hold(self, Slot s, Qty leaves) noexcept nogil:
         """What an order with these leaves must hold: quote notional at its limit plus
         the worst-case (taker) fee for a buy, the base quantity for a sell."""
+        cdef Order *o = &self.orders[s]
         cdef Instrument *ins = &self.instruments[o.instrument]
         cdef Amount notional
         if o.side == SIDE_BUY:
-            notional = o.limit * leaves * ins.quote_per_tick_lot
+            notional = self._limit(s) * leaves * ins.quote_per_tick_lot
             return notional + fee_of(notional, self.accounts[o.account].taker_bps)
         return leaves * ins.base_per_lot
 
@@ -1186,13 +1209,13 @@ cdef class MatchingCore:
     # deletion stops at the first entry nearer its home than the probe is.
 
     cdef inline uint64_t _id_distance(self, uint64_t i) noexcept nogil:
-        return (i - <uint64_t>self.id_keys[i]) & self.id_mask
+        return (i - <uint64_t>self.ids[i].order_id) & self.id_mask
 
     cdef Slot _find_id(self, OrderId order_id) noexcept nogil:
         cdef uint64_t i = <uint64_t>order_id & self.id_mask, d = 0
-        while self.id_keys[i]:
-            if self.id_keys[i] == order_id:
-                return self.id_slots[i]
+        while self.ids[i].order_id:
+            if self.ids[i].order_id == order_id:
+                return self.ids[i].slot
             if self._id_distance(i) < d:
                 return -1
             i = (i + 1) & self.id_mask
@@ -1201,33 +1224,32 @@ cdef class MatchingCore:
 
     cdef void _insert_id(self, OrderId order_id, Slot s) noexcept nogil:
         cdef uint64_t i = <uint64_t>order_id & self.id_mask, d = 0, there
-        cdef OrderId key = order_id, displaced_key
-        cdef Slot value = s, displaced_value
-        while self.id_keys[i]:
+        cdef IdEntry entry, displaced
+        entry.order_id = order_id
+        entry.slot = s
+        while self.ids[i].order_id:
             there = self._id_distance(i)
             if there < d:
-                displaced_key, displaced_value = self.id_keys[i], self.id_slots[i]
-                self.id_keys[i], self.id_slots[i] = key, value
-                key, value, d = displaced_key, displaced_value, there
+                displaced = self.ids[i]
+                self.ids[i] = entry
+                entry, d = displaced, there
             i = (i + 1) & self.id_mask
             d += 1
-        self.id_keys[i] = key
-        self.id_slots[i] = value
+        self.ids[i] = entry
 
     cdef void _remove_id(self, OrderId order_id) noexcept nogil:
         cdef uint64_t i = <uint64_t>order_id & self.id_mask, d = 0, j
-        while self.id_keys[i] != order_id:
-            if self.id_keys[i] == 0 or self._id_distance(i) < d:
+        while self.ids[i].order_id != order_id:
+            if self.ids[i].order_id == 0 or self._id_distance(i) < d:
                 return
             i = (i + 1) & self.id_mask
             d += 1
         j = (i + 1) & self.id_mask
-        while self.id_keys[j] and self._id_distance(j) > 0:
-            self.id_keys[i] = self.id_keys[j]
-            self.id_slots[i] = self.id_slots[j]
+        while self.ids[j].order_id and self._id_distance(j) > 0:
+            self.ids[i] = self.ids[j]
             i = j
             j = (j + 1) & self.id_mask
-        self.id_keys[i] = 0
+        self.ids[i].order_id = 0
 
     cdef Slot _find_coid(self, int32_t account, const char *coid, uint8_t n,
                          uint64_t h) noexcept nogil:
@@ -1237,14 +1259,14 @@ cdef class MatchingCore:
             s = self.coid_slots[i]
             if (self.coid_hashes[i] == h and self.orders[s].account == account
                     and self.orders[s].coid_len == n
-                    and memcmp(self.orders[s].coid, coid, n) == 0):
+                    and memcmp(self.details[s].coid, coid, n) == 0):
                 return s
             i = (i + 1) & self.coid_mask
         return -1
 
     cdef void _insert_coid(self, Slot s) noexcept nogil:
-        cdef Order *o = &self.orders[s]
-        cdef uint64_t h = coid_hash(o.account, o.coid, o.coid_len)
+        cdef uint64_t h = coid_hash(self.orders[s].account, self.details[s].coid,
+                                    self.orders[s].coid_len)
         cdef uint64_t i = h & self.coid_mask
         while self.coid_slots[i] >= 0:
             i = (i + 1) & self.coid_mask
@@ -1252,8 +1274,8 @@ cdef class MatchingCore:
         self.coid_slots[i] = s
 
     cdef void _remove_coid(self, Slot s) noexcept nogil:
-        cdef Order *o = &self.orders[s]
-        cdef uint64_t h = coid_hash(o.account, o.coid, o.coid_len)
+        cdef uint64_t h = coid_hash(self.orders[s].account, self.details[s].coid,
+                                    self.orders[s].coid_len)
         cdef uint64_t i = h & self.coid_mask, j, home
         while self.coid_slots[i] != s:
             if self.coid_slots[i] < 0:
@@ -1281,7 +1303,7 @@ cdef class MatchingCore:
         elif 0 < c.coid_len <= COID_CAPACITY:
             s = self._find_coid(c.account, c.coid, c.coid_len,
                                 coid_hash(c.account, c.coid, c.coid_len))
-        if s < 0 or self.orders[s].account != c.account or not self.orders[s].is_open:
+        if s < 0 or self.orders[s].account != c.account or not is_open(&self.orders[s]):
             return -1
         return s
 
@@ -1338,7 +1360,8 @@ cdef class MatchingCore:
         e.cmd_type = self.cmd.type
         return e
 
-    cdef EventRecord *_emit_order(self, uint8_t type, Order *o) noexcept nogil:
+    cdef EventRecord *_emit_order(self, uint8_t type, Slot s) noexcept nogil:
+        cdef Order *o = &self.orders[s]
         cdef EventRecord *e = self._emit(type)
         e.order_id = o.order_id
         e.account = o.account
@@ -1346,18 +1369,21 @@ cdef class MatchingCore:
         e.side = o.side
         e.order_type = o.order_type
         e.tif = o.tif
-        e.stp = o.stp
+        e.stp = stp_of(o)
         e.price = o.price
-        e.qty = o.qty
+        e.qty = o.leaves + o.filled
         e.leaves = o.leaves
         e.filled = o.filled
         e.filled_quote = o.filled_quote
-        e.expire_ns = o.expire_ns
         e.status = o.status
-        if o.post_only:
+        if is_post_only(o):
             e.flags = FLAG_POST_ONLY
-        e.coid_len = o.coid_len
-        memcpy(e.coid, o.coid, o.coid_len)
+        # closing events (the hot ones) leave the order's cold detail alone
+        if type != EV_CANCELED and type != EV_EXPIRED:
+            e.expire_ns = self.details[s].expire_ns
+        if o.coid_len:
+            e.coid_len = o.coid_len
+            memcpy(e.coid, self.details[s].coid, o.coid_len)
         return e
 
     cdef uint16_t _reject(self, uint16_t result) noexcept nogil:
@@ -1412,7 +1438,7 @@ cdef class MatchingCore:
         cdef Slot s = self.accounts[account].head
         while s >= 0:
             out.append(self.orders[s].order_id)
-            s = self.orders[s].account_next
+            s = self.links[s].next
         return out
 
     def order(self, OrderId order_id):
@@ -1421,11 +1447,13 @@ cdef class MatchingCore:
         if s < 0:
             return None
         cdef Order *o = &self.orders[s]
+        cdef OrderDetail *detail = &self.details[s]
         return dict(
             order_id=o.order_id, account=o.account, instrument=o.instrument, side=o.side,
-            order_type=o.order_type, tif=o.tif, price=o.price, qty=o.qty, leaves=o.leaves,
-            filled=o.filled, filled_quote=o.filled_quote, locked=o.locked, status=o.status,
-            expire_ns=o.expire_ns, client_order_id=o.coid[:o.coid_len].decode(),
+            order_type=o.order_type, tif=o.tif, price=o.price, qty=o.leaves + o.filled,
+            leaves=o.leaves, filled=o.filled, filled_quote=o.filled_quote,
+            locked=self._hold(s, o.leaves) if is_open(o) else 0, status=o.status,
+            expire_ns=detail.expire_ns, client_order_id=detail.coid[:o.coid_len].decode(),
         )
 
     def book(self, int32_t instrument, uint8_t side):
@@ -1460,7 +1488,7 @@ cdef class MatchingCore:
         cdef int32_t a, k, i, side
         cdef Balance *b
         cdef Position *p
-        cdef Order *o
+        cdef Slot s
         out = [self.next_order_id, self.next_trade_id]
         for k in range(self.n_assets):
             out += [self.fees_collected[k], self.net_deposits[k]]
@@ -1482,9 +1510,10 @@ cdef class MatchingCore:
                 for price, total, ids in levels:
                     out += [price, total, len(ids)]
                     for order_id in ids:
-                        o = &self.orders[self._find_id(order_id)]
+                        s = self._find_id(order_id)
+                        o = self.orders[s]
                         out += [o.order_id, o.account, o.leaves, o.filled, o.filled_quote,
-                                o.locked, o.expire_ns]
+                                self._hold(s, o.leaves), self.details[s].expire_ns]
         retired = self.retired_order_ids()
         out.append(len(retired))
         out += retired
