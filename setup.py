@@ -29,7 +29,7 @@ if CHECKED:
     compile_args = ["-O0", "-g", "-fsanitize=undefined", "-fno-sanitize-recover=all"]
     link_args = ["-fsanitize=undefined"]
 else:
-    compile_args, link_args = ["-O2", "-fno-strict-aliasing"], []
+    compile_args, link_args = ["-O3", "-march=native", "-fno-strict-aliasing"], []
 
 extensions = [
     Extension(

@@ -34,6 +34,8 @@ from ext import core
 RESULTS = Path(__file__).parent / "results"
 CMD = core.CommandType
 BATCH = 1024  # commands per apply_batch call, as the runtime drains its ring
+LIMIT = int(core.OrderType.TYPE_LIMIT)
+GTC, IOC = int(core.TimeInForce.TIF_GTC), int(core.TimeInForce.TIF_IOC)
 
 
 def batch_run(config, records) -> tuple[float, str]:
@@ -182,7 +184,7 @@ class FlowgateAdapter:
 
     def place(self, side, price, qty):
         s = self._side(side)
-        self.core.place(0, s, 0, s, core.OrderType.TYPE_LIMIT, core.TimeInForce.TIF_GTC, price, qty)
+        self.core.place(0, s, 0, s, LIMIT, GTC, price, qty)
         return self.core.next_order_id - 1
 
     def prepare(self, action, ops, handles):
@@ -194,8 +196,8 @@ class FlowgateAdapter:
             if action == competitors.CANCEL:
                 args.append((ts, s, handles[ref]))
             else:
-                tif = core.TimeInForce.TIF_GTC if action == competitors.LIMIT else core.TimeInForce.TIF_IOC
-                args.append((ts, s, 0, s, int(core.OrderType.TYPE_LIMIT), int(tif), price, qty))
+                tif = GTC if action == competitors.LIMIT else IOC
+                args.append((ts, s, 0, s, LIMIT, tif, price, qty))
         return args
 
     def execute(self, action, args):

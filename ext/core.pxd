@@ -272,6 +272,10 @@ cdef struct Position:
     Amount realized_pnl
     int64_t touched
 
+cdef struct Touched:
+    int32_t account
+    int32_t item                # an asset (balances) or an instrument (positions)
+
 cdef struct Expiry:
     Nanos expire_ns
     OrderId order_id
@@ -318,9 +322,9 @@ cdef class MatchingCore:
     cdef Expiry *expiries       # binary min-heap of GTD orders
     cdef int32_t expiry_size
     # balances and positions changed by the current command, in order
-    cdef int32_t *touched_balances
+    cdef Touched *touched_balances
     cdef int32_t n_touched_balances
-    cdef int32_t *touched_positions
+    cdef Touched *touched_positions
     cdef int32_t n_touched_positions
     cdef EventRecord *events
     cdef readonly int64_t n_events

@@ -232,9 +232,9 @@ cdef class MatchingCore:
         self.coid_slots = <Slot *>fg_alloc_prefaulted((self.coid_mask + 1) * sizeof(Slot))
         self.retired = <Slot *>calloc(max(retired_capacity, 1), sizeof(Slot))
         self.expiries = <Expiry *>fg_alloc_prefaulted(order_capacity * sizeof(Expiry))
-        self.touched_balances = <int32_t *>calloc((n_accounts + 1) * n_assets, sizeof(int32_t))
-        self.touched_positions = <int32_t *>calloc(
-            (n_accounts + 1) * n_instruments, sizeof(int32_t))
+        self.touched_balances = <Touched *>calloc((n_accounts + 1) * n_assets, sizeof(Touched))
+        self.touched_positions = <Touched *>calloc(
+            (n_accounts + 1) * n_instruments, sizeof(Touched))
         self.events = <EventRecord *>malloc(self.event_capacity * sizeof(EventRecord))
         if (self.orders == NULL or self.details == NULL or self.links == NULL
                 or self.levels == NULL or self.instruments == NULL
@@ -448,7 +448,8 @@ cdef class MatchingCore:
         self.last_seq = cmd.seq
         self.n_touched_balances = 0
         self.n_touched_positions = 0
-        self._expire_due()
+        if self.expiry_size and self.expiries[0].expire_ns <= cmd.ts_ns:
+            self._expire_due()
         if cmd.type == CMD_PLACE:
             self._place()
         elif cmd.type == CMD_CANCEL:
@@ -1311,34 +1312,41 @@ cdef class MatchingCore:
         cdef int32_t index = account * self.n_assets + asset
         if self.balances[index].touched != self.epoch:
             self.balances[index].touched = self.epoch
-            self.touched_balances[self.n_touched_balances] = index
+            self.touched_balances[self.n_touched_balances].account = account
+            self.touched_balances[self.n_touched_balances].item = asset
             self.n_touched_balances += 1
 
     cdef void _touch_position(self, int32_t account, int32_t instrument) noexcept nogil:
         cdef int32_t index = account * self.n_instruments + instrument
         if self.positions[index].touched != self.epoch:
             self.positions[index].touched = self.epoch
-            self.touched_positions[self.n_touched_positions] = index
+            self.touched_positions[self.n_touched_positions].account = account
+            self.touched_positions[self.n_touched_positions].item = instrument
             self.n_touched_positions += 1
 
     cdef void _flush_touched(self) noexcept nogil:
-        cdef int32_t i, index
+        cdef int32_t i
+        cdef Touched t
+        cdef Balance *b
+        cdef Position *p
         cdef EventRecord *e
         for i in range(self.n_touched_balances):
-            index = self.touched_balances[i]
+            t = self.touched_balances[i]
+            b = &self.balances[t.account * self.n_assets + t.item]
             e = self._emit(EV_BALANCE)
-            e.account = index // self.n_assets
-            e.instrument = index % self.n_assets
-            e.total = self.balances[index].total
-            e.locked = self.balances[index].locked
+            e.account = t.account
+            e.instrument = t.item
+            e.total = b.total
+            e.locked = b.locked
         for i in range(self.n_touched_positions):
-            index = self.touched_positions[i]
+            t = self.touched_positions[i]
+            p = &self.positions[t.account * self.n_instruments + t.item]
             e = self._emit(EV_POSITION)
-            e.account = index // self.n_instruments
-            e.instrument = index % self.n_instruments
-            e.net_qty = self.positions[index].net_qty
-            e.cost = self.positions[index].cost
-            e.realized_pnl = self.positions[index].realized_pnl
+            e.account = t.account
+            e.instrument = t.item
+            e.net_qty = p.net_qty
+            e.cost = p.cost
+            e.realized_pnl = p.realized_pnl
 
     cdef EventRecord *_emit(self, uint8_t type) noexcept nogil:
         cdef EventRecord *grown
