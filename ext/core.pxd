@@ -209,7 +209,7 @@ cdef struct Order:
 
 cdef struct OrderDetail:
     # What only placement, retries, expiry and order events read.
-    Price limit                 # the worst price it may trade at: its price, or the protection price
+    Price limit                 # the worst price it may trade at (market: the protection price)
     Nanos expire_ns
     Price orig_price            # as first placed, to recognise a retried placement
     Qty orig_qty
