@@ -43,7 +43,7 @@ test-checked: checked
 bench: bench-core
 
 bench-core: build
-	$(PY) -m bench.core
+	$(PY) -m bench.core --cpu $$(( $$(nproc) - 1 ))
 
 clean:
 	rm -rf build ext/*.so ext/*.c

@@ -152,3 +152,35 @@ def test_core_matches_reference(stream):
         assert engine.core.state_ints() == reference.state_ints(), f"step {step}: {command}"
         check_invariants(engine, config)
     assert engine.state_hash() == state_hash(reference.state_ints())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_core_matches_reference_on_live_orders(data):
+    """Cancels and amends aimed at orders that are live at the time."""
+    config = small_config()
+    engine, reference = Engine(config), ReferenceEngine(config)
+    ts = 0
+    for step in range(data.draw(st.integers(20, 120), label="steps")):
+        live = [o for orders in reference.account_orders.values() for o in orders]
+        if live and data.draw(st.integers(0, 2)) == 0:
+            o = data.draw(st.sampled_from(live))
+            command = data.draw(
+                st.sampled_from(
+                    [
+                        m.CancelOrder(o.account, o.order_id),
+                        m.AmendOrder(o.account, o.order_id, qty=max(1, o.leaves + o.filled - 1)),
+                        m.AmendOrder(o.account, o.order_id, qty=o.leaves + o.filled + 3),
+                        m.AmendOrder(o.account, o.order_id, price=o.price + 1),
+                        m.AmendOrder(o.account, o.order_id, price=o.price - 2, qty=o.filled + 1),
+                        m.AmendOrder(o.account, o.order_id, price=o.price + (3 if o.side == m.Side.BUY else -3)),
+                    ]
+                )
+            )  # fmt: skip
+        else:
+            command = data.draw(commands)
+        ts += data.draw(st.integers(0, 40))
+        got, want = engine.apply(command, ts), reference.apply(command, ts)
+        assert msgspec.to_builtins(got) == msgspec.to_builtins(want), f"step {step}: {command}"
+        assert engine.core.state_ints() == reference.state_ints(), f"step {step}: {command}"
+        check_invariants(engine, config)
