@@ -188,27 +188,23 @@ class FlowgateAdapter:
         return self.core.next_order_id - 1
 
     def prepare(self, action, ops, handles):
-        # one timestamp for the stream, as the sequencer stamps a drained batch
-        ts = 1
-        args = []
-        for _, _, ref, side, price, qty in ops:
-            s = int(self._side(side))
-            if action == competitors.CANCEL:
-                args.append((ts, s, handles[ref]))
-            else:
-                tif = GTC if action == competitors.LIMIT else IOC
-                args.append((ts, s, 0, s, LIMIT, tif, price, qty))
-        return args
+        # per operation only what varies, as the other adapters do; buys come
+        # from account 1 and sells from account 2, so the side names the account
+        if action == competitors.CANCEL:
+            return [(int(self._side(side)), handles[ref]) for _, _, ref, side, _, _ in ops]
+        return [(int(self._side(side)), price, qty) for _, _, _, side, price, qty in ops]
 
     def execute(self, action, args):
+        ts = 1  # one timestamp for the stream, as the sequencer stamps a drained batch
         if action == competitors.CANCEL:
             cancel = self.core.cancel
-            for ts, account, order_id in args:
+            for account, order_id in args:
                 cancel(ts, account, order_id)
             return
         place = self.core.place
-        for ts, account, instrument, side, otype, tif, price, qty in args:
-            place(ts, account, instrument, side, otype, tif, price, qty)
+        tif = GTC if action == competitors.LIMIT else IOC
+        for side, price, qty in args:
+            place(ts, side, 0, side, LIMIT, tif, price, qty)
 
     def resting(self):
         levels = self.core.book(0, core.Side.SIDE_BUY) + self.core.book(0, core.Side.SIDE_SELL)
