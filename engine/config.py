@@ -7,9 +7,12 @@ import msgspec
 
 from ext import decimal
 
-# Every product the core forms (price x qty x quote_per_tick_lot plus fee) must
-# stay below this, leaving headroom in int64.
+# Every product the core forms (price x qty x quote_per_tick_lot plus fee, qty x
+# base_per_lot, price x band) must stay below this, leaving headroom in int64.
 PRODUCT_LIMIT = 1 << 62
+# An asset's total supply on the venue is capped at 2**62 minor units (the core's
+# MAX_SUPPLY); 12 decimals still leave 4.6 million whole units.
+MAX_DECIMALS = 12
 
 
 class ConfigError(ValueError):
@@ -140,6 +143,9 @@ def instrument_specs(config: VenueConfig) -> list[InstrumentSpec]:
     assets = {a.name: i for i, a in enumerate(config.assets)}
     if len(assets) != len(config.assets):
         raise ConfigError("asset names must be unique")
+    for asset in config.assets:
+        if not 0 <= asset.decimals <= MAX_DECIMALS:
+            raise ConfigError(f"asset {asset.name}: decimals must be within 0..{MAX_DECIMALS}")
     if not config.fee_tiers:
         raise ConfigError("at least one fee tier is needed")
     for tier in config.fee_tiers:
@@ -193,8 +199,12 @@ def instrument_specs(config: VenueConfig) -> list[InstrumentSpec]:
         if not 0 <= spec.band_bps < 10000:
             raise ConfigError(f"{where}: price_band_bps must be within 0..9999")
         worst = spec.max_price * spec.max_qty * spec.quote_per_tick_lot * (10000 + max_taker)
-        if worst // 10000 >= PRODUCT_LIMIT:
-            raise ConfigError(f"{where}: max_price x max_qty is too large for 64-bit amounts")
+        if (
+            worst // 10000 >= PRODUCT_LIMIT
+            or spec.max_qty * spec.base_per_lot >= PRODUCT_LIMIT
+            or spec.max_price * 10000 >= PRODUCT_LIMIT
+        ):
+            raise ConfigError(f"{where}: max_price or max_qty is too large for 64-bit amounts")
         specs.append(spec)
     if len({s.symbol for s in specs}) != len(specs):
         raise ConfigError("instrument symbols must be unique")

@@ -142,6 +142,12 @@ def _set_coid(out, client_order_id: str):
     out["coid"] = raw[:COID_CAPACITY]
 
 
+def _coid(r, dtype) -> str:
+    # from the raw bytes: numpy's fixed-width strings drop trailing NULs
+    start = dtype.fields["coid"][1]
+    return r.tobytes()[start : start + int(r["coid_len"])].decode(errors="replace")
+
+
 def decode_events(raw: bytes) -> list[m.Event]:
     """EventRecords as emitted by the core, in order, as msgspec Structs."""
     records = np.frombuffer(raw, dtype=EVENT_DTYPE)
@@ -151,7 +157,7 @@ def decode_events(raw: bytes) -> list[m.Event]:
 def decode_event(r) -> m.Event:
     kind = int(r["type"])
     seq, ts = int(r["seq"]), int(r["ts_ns"])
-    coid = bytes(r["coid"][: r["coid_len"]]).decode(errors="replace")
+    coid = _coid(r, EVENT_DTYPE)
     if kind == _EV.EV_ACCEPTED:
         return m.OrderAccepted(
             seq, ts, int(r["order_id"]), int(r["account"]), int(r["instrument"]),
@@ -218,7 +224,7 @@ def decode_command(r) -> m.Command:
     """The command Struct of one COMMAND_DTYPE record (its stamps are not part of it)."""
     kind = int(r["type"])
     account = int(r["account"])
-    coid = bytes(r["coid"][: r["coid_len"]]).decode(errors="replace")
+    coid = _coid(r, COMMAND_DTYPE)
     if kind == _CMD.CMD_PLACE:
         return m.PlaceOrder(
             account=account, instrument=int(r["instrument"]), side=m.SIDE_OF[r["side"]],

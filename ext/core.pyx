@@ -53,9 +53,11 @@ cdef extern from *:
 CHECKED = bool(FLOWGATE_CHECKED)
 COMMAND_SIZE = sizeof(CommandRecord)
 EVENT_SIZE = sizeof(EventRecord)
-MAX_BALANCE = 1 << 62
+# The most of one asset the venue may hold in all: value only moves between
+# accounts and fees, so no balance or fee total can then overflow.
+MAX_SUPPLY = 1 << 62
 
-cdef int64_t _MAX_BALANCE = MAX_BALANCE
+cdef int64_t _MAX_SUPPLY = MAX_SUPPLY
 cdef uint64_t _FNV_OFFSET = 0xcbf29ce484222325ULL
 cdef uint64_t _FNV_PRIME = 0x100000001b3ULL
 cdef uint64_t _GOLDEN = 0x9E3779B97F4A7C15ULL
@@ -235,7 +237,8 @@ cdef class MatchingCore:
         self.coid_hashes = <uint64_t *>fg_alloc_prefaulted((self.coid_mask + 1) * sizeof(uint64_t))
         self.coid_slots = <Slot *>fg_alloc_prefaulted((self.coid_mask + 1) * sizeof(Slot))
         self.retired = <Slot *>calloc(max(retired_capacity, 1), sizeof(Slot))
-        self.expiries = <Expiry *>fg_alloc_prefaulted(order_capacity * sizeof(Expiry))
+        # twice the orders, so a full heap's compaction frees at least half of it
+        self.expiries = <Expiry *>fg_alloc_prefaulted(2 * order_capacity * sizeof(Expiry))
         self.touched_balances = <Touched *>calloc((n_accounts + 1) * n_assets, sizeof(Touched))
         self.touched_positions = <Touched *>calloc(
             (n_accounts + 1) * n_instruments, sizeof(Touched))
@@ -254,6 +257,8 @@ cdef class MatchingCore:
             self.instruments[i].asks.levels = <int32_t *>malloc(self.level_capacity * 4)
             if self.instruments[i].bids.levels == NULL or self.instruments[i].asks.levels == NULL:
                 raise MemoryError()
+        for i in range(n_accounts + 1):
+            self.accounts[i].head = self.accounts[i].tail = -1
         for i in range(order_capacity):
             self.orders[i].next = i + 1 if i + 1 < order_capacity else -1
             self.orders[i].level = -1
@@ -325,6 +330,8 @@ cdef class MatchingCore:
         """Opening balance from configuration: counted as a deposit, emits nothing."""
         if not (1 <= account <= self.n_accounts and 0 <= asset < self.n_assets):
             raise ValueError("account or asset out of range")
+        if not 0 <= amount <= _MAX_SUPPLY - self.net_deposits[asset]:
+            raise ValueError("opening balance out of range")
         self.balances[account * self.n_assets + asset].total += amount
         self.net_deposits[asset] += amount
 
@@ -754,7 +761,7 @@ cdef class MatchingCore:
         if c.amount <= 0:
             return self._reject(INVALID_AMOUNT)
         if c.type == CMD_DEPOSIT:
-            if c.amount > _MAX_BALANCE - b.total:
+            if c.amount > _MAX_SUPPLY - self.net_deposits[c.instrument]:
                 return self._reject(INVALID_AMOUNT)
             b.total += c.amount
             self.net_deposits[c.instrument] += c.amount
@@ -824,7 +831,7 @@ cdef class MatchingCore:
         cdef Expiry item
         cdef int32_t n = 0, j
         cdef Slot t
-        if self.expiry_size == self.order_capacity:
+        if self.expiry_size == 2 * self.order_capacity:
             # drop entries of orders no longer open, then rebuild the heap
             for j in range(self.expiry_size):
                 t = self._find_id(self.expiries[j].order_id)
@@ -1424,22 +1431,27 @@ cdef class MatchingCore:
     def balance(self, int32_t account, int32_t asset):
         """(total, locked) of an account's asset."""
         self._check_account(account)
+        self._check_asset(asset)
         cdef Balance *b = &self.balances[account * self.n_assets + asset]
         return b.total, b.locked
 
     def position(self, int32_t account, int32_t instrument):
         """(net_qty, cost, realized_pnl) of an account in an instrument."""
         self._check_account(account)
+        self._check_instrument(instrument)
         cdef Position *p = &self.positions[account * self.n_instruments + instrument]
         return p.net_qty, p.cost, p.realized_pnl
 
     def fees_collected_in(self, int32_t asset):
+        self._check_asset(asset)
         return self.fees_collected[asset]
 
     def net_deposits_in(self, int32_t asset):
+        self._check_asset(asset)
         return self.net_deposits[asset]
 
     def reference_price(self, int32_t instrument):
+        self._check_instrument(instrument)
         return self.instruments[instrument].reference_price
 
     def kill_switch(self, int32_t account):
@@ -1473,8 +1485,7 @@ cdef class MatchingCore:
 
     def book(self, int32_t instrument, uint8_t side):
         """Levels of one side, best first: [(price, total, [order ids in FIFO order])]."""
-        if not 0 <= instrument < self.n_instruments:
-            raise ValueError("instrument out of range")
+        self._check_instrument(instrument)
         cdef Ladder *ladder = (&self.instruments[instrument].bids if side == SIDE_BUY
                                else &self.instruments[instrument].asks)
         cdef int32_t i
@@ -1537,6 +1548,14 @@ cdef class MatchingCore:
     def _check_account(self, int32_t account):
         if not 1 <= account <= self.n_accounts:
             raise ValueError("account out of range")
+
+    def _check_asset(self, int32_t asset):
+        if not 0 <= asset < self.n_assets:
+            raise ValueError("asset out of range")
+
+    def _check_instrument(self, int32_t instrument):
+        if not 0 <= instrument < self.n_instruments:
+            raise ValueError("instrument out of range")
 
 
 def record_layout():

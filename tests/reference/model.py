@@ -21,7 +21,7 @@ from engine.config import VenueConfig, instrument_specs
 from ext import decimal
 
 BUY, SELL = m.Side.BUY, m.Side.SELL
-MAX_BALANCE = 1 << 62
+MAX_SUPPLY = 1 << 62  # of one asset, across the venue
 ALIVE = (m.OrderStatus.NEW, m.OrderStatus.PARTIALLY_FILLED)
 
 
@@ -334,7 +334,7 @@ class ReferenceEngine:
         if c.amount <= 0:
             return self.reject("INVALID_AMOUNT")
         if isinstance(c, m.Deposit):
-            if balance[0] + c.amount > MAX_BALANCE:
+            if self.net_deposits[c.asset] + c.amount > MAX_SUPPLY:
                 return self.reject("INVALID_AMOUNT")
             balance[0] += c.amount
             self.net_deposits[c.asset] += c.amount

@@ -30,6 +30,26 @@ def test_config_round_trips_through_toml(tmp_path):
         (lambda c: setattr(c.instruments[0], "reference_price", "50000.015"), "reference"),
         (lambda c: setattr(c.instruments[1], "tick_size", "0.03"), "multiple"),
         (lambda c: setattr(c.instruments[0], "max_price", "100000000000000"), "too large"),
+        # a sell of max_qty would overflow its hold in base minor units
+        (
+            lambda c: (
+                setattr(c.assets[1], "decimals", 12),
+                setattr(c.instruments[1], "lot_size", "1"),
+                setattr(c.instruments[1], "min_qty", "1"),
+                setattr(c.instruments[1], "max_qty", "10000000"),
+                setattr(c.instruments[1], "max_notional", "1000000000"),
+            ),
+            "too large",
+        ),
+        # the band's width (price x bps) would overflow
+        (
+            lambda c: (
+                setattr(c.instruments[0], "max_qty", "0.0001"),
+                setattr(c.instruments[0], "max_price", "10000000000000000"),
+            ),
+            "too large",
+        ),
+        (lambda c: setattr(c.assets[0], "decimals", 18), "decimals"),
         (lambda c: setattr(c.instruments[0], "quote", "DOGE"), "two configured assets"),
         (lambda c: setattr(c.fee_tiers[0], "maker_bps", 9), "maker_bps"),
         (lambda c: setattr(c.accounts[0], "fee_tier", "vip"), "unknown fee tier"),

@@ -34,6 +34,18 @@ def test_events_carry_the_command_stamps():
     assert isinstance(engine.apply(m.Tick(), ts_ns=2000), list) and engine.seq == 42
 
 
+def test_client_order_ids_survive_the_records_byte_for_byte():
+    from engine import config
+    from engine import messages as m
+    from engine.engine import Engine
+
+    engine = Engine(config.demo())
+    order = m.PlaceOrder(account=1, instrument=0, side=m.Side.BUY, type=m.OrderType.LIMIT,
+                         price=4_999_000, qty=1, client_order_id="a\x00")  # fmt: skip
+    (accepted, _) = engine.apply(order, ts_ns=1)
+    assert accepted.client_order_id == "a\x00"
+
+
 def test_unknown_command_type_is_rejected():
     from engine import config
     from engine.engine import Engine

@@ -183,6 +183,19 @@ def test_position_flips_through_zero(implementation):
     assert venue.position(3) == (-3, 3 * (P + 10), 20)
 
 
+def test_an_assets_total_supply_is_capped(implementation):
+    venue = Venue(implementation)
+    supply = sum(venue.balance(a, USDT)[0] for a in (1, 2, 3, 4))
+    room = (1 << 62) - supply
+    assert kinds(venue.apply(m.Deposit(account=2, asset=USDT, amount=room + 1))) == [
+        "rejected:INVALID_AMOUNT"
+    ]
+    assert kinds(venue.apply(m.Deposit(account=2, asset=USDT, amount=room))) == []
+    assert kinds(venue.apply(m.Deposit(account=3, asset=USDT, amount=1))) == [
+        "rejected:INVALID_AMOUNT"
+    ]
+
+
 def test_deposits_and_withdrawals(implementation):
     venue = Venue(implementation)
     total, _ = venue.balance(2, USDT)
