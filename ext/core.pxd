@@ -339,6 +339,7 @@ cdef class MatchingCore:
     @staticmethod
     cdef Py_ssize_t _count(const unsigned char[::1] records) except -1
     cdef void apply_record(self, const CommandRecord *cmd) noexcept nogil
+    cdef int64_t _apply_one(self, CommandRecord *c) noexcept
     cdef inline bint _known_account(self, int32_t account) noexcept nogil
     cdef inline void _band(self, Instrument *ins, Price *lo, Price *hi) noexcept nogil
     cdef uint16_t _place(self) noexcept nogil
@@ -347,6 +348,8 @@ cdef class MatchingCore:
     cdef uint16_t _mass_cancel(self) noexcept nogil
     cdef uint16_t _transfer(self) noexcept nogil
     cdef uint16_t _kill_switch(self) noexcept nogil
+    cdef int64_t _cancel_account_orders(self, int32_t account, int32_t instrument,
+                                        uint8_t side, uint8_t reason) noexcept nogil
     cdef void _expire_due(self) noexcept nogil
 
     # -- MATCHING --
@@ -366,6 +369,7 @@ cdef class MatchingCore:
     cdef void _unlink(self, Slot s) noexcept nogil
     cdef void _trim(self, Ladder *ladder) noexcept nogil
     cdef void _compact_levels(self) noexcept nogil
+    cdef inline void _free_level(self, int32_t lv) noexcept nogil
 
     # -- RISK --
     cdef Price _limit(self, Slot s) noexcept nogil
@@ -376,6 +380,8 @@ cdef class MatchingCore:
     # -- ORDERS, INDEXES, EVENTS --
     cdef Slot _allocate(self) noexcept nogil
     cdef void _retire(self, Slot s) noexcept nogil
+    cdef Slot _forget_oldest(self) noexcept nogil
+    cdef inline void _free_slot(self, Slot s) noexcept nogil
     cdef void _release(self, Slot s) noexcept nogil
     cdef inline uint64_t _id_distance(self, uint64_t i) noexcept nogil
     cdef Slot _find_id(self, OrderId order_id) noexcept nogil

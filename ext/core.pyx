@@ -68,6 +68,36 @@ cdef inline Amount fee_of(Amount notional, int64_t bps) noexcept nogil:
     return (notional // 10000) * bps + (notional % 10000) * bps // 10000
 
 
+cdef inline Amount hold_of(Instrument *ins, uint8_t side, Price limit, Qty qty,
+                           int64_t taker_bps) noexcept nogil:
+    """What an order must hold: the quote notional at its limit plus the worst-case
+    (taker) fee for a buy, the base quantity for a sell."""
+    cdef Amount notional
+    if side == SIDE_BUY:
+        notional = limit * qty * ins.quote_per_tick_lot
+        return notional + fee_of(notional, taker_bps)
+    return qty * ins.base_per_lot
+
+
+cdef inline Ladder *book_side(Instrument *ins, uint8_t side) noexcept nogil:
+    return &ins.bids if side == SIDE_BUY else &ins.asks
+
+
+cdef inline uint8_t other_side(uint8_t side) noexcept nogil:
+    return SIDE_SELL if side == SIDE_BUY else SIDE_BUY
+
+
+cdef inline bint expires_before(Expiry a, Expiry b) noexcept nogil:
+    return a.expire_ns < b.expire_ns or (a.expire_ns == b.expire_ns and a.order_id < b.order_id)
+
+
+cdef inline void add_fill(Order *o, Price price, Qty qty) noexcept nogil:
+    o.leaves -= qty
+    o.filled += qty
+    o.filled_quote += price * qty
+    o.status = status_of(o)
+
+
 cdef inline bint crosses(uint8_t taker_side, Price limit, Price level_price) noexcept nogil:
     if taker_side == SIDE_BUY:
         return level_price <= limit
@@ -323,8 +353,6 @@ cdef class MatchingCore:
         self.accounts[account].exists = 1
         self.accounts[account].maker_bps = maker_bps
         self.accounts[account].taker_bps = taker_bps
-        self.accounts[account].head = -1
-        self.accounts[account].tail = -1
 
     def credit(self, int32_t account, int32_t asset, Amount amount):
         """Opening balance from configuration: counted as a deposit, emits nothing."""
@@ -399,7 +427,6 @@ cdef class MatchingCore:
         cdef CommandRecord c
         memset(&c, 0, sizeof(CommandRecord))
         c.type = CMD_PLACE
-        c.seq = self.last_seq + 1
         c.ts_ns = ts_ns
         c.account = account
         c.instrument = instrument
@@ -414,22 +441,17 @@ cdef class MatchingCore:
         if client_order_id:
             c.coid_len = <uint8_t>min(len(client_order_id), 255)
             memcpy(c.coid, <char *>client_order_id, min(c.coid_len, COID_CAPACITY))
-        self.n_events = 0
-        self.apply_record(&c)
-        return self.n_events
+        return self._apply_one(&c)
 
     def cancel(self, int64_t ts_ns, int32_t account, OrderId order_id):
         """One cancel per Python call; returns the number of events it emitted."""
         cdef CommandRecord c
         memset(&c, 0, sizeof(CommandRecord))
         c.type = CMD_CANCEL
-        c.seq = self.last_seq + 1
         c.ts_ns = ts_ns
         c.account = account
         c.order_id = order_id
-        self.n_events = 0
-        self.apply_record(&c)
-        return self.n_events
+        return self._apply_one(&c)
 
     def amend(self, int64_t ts_ns, int32_t account, OrderId order_id,
               Price price, Qty qty):
@@ -437,14 +459,18 @@ cdef class MatchingCore:
         cdef CommandRecord c
         memset(&c, 0, sizeof(CommandRecord))
         c.type = CMD_AMEND
-        c.seq = self.last_seq + 1
         c.ts_ns = ts_ns
         c.account = account
         c.order_id = order_id
         c.price = price
         c.qty = qty
+        return self._apply_one(&c)
+
+    cdef int64_t _apply_one(self, CommandRecord *c) noexcept:
+        # numbered one past the last command, its events alone in the buffer
+        c.seq = self.last_seq + 1
         self.n_events = 0
-        self.apply_record(&c)
+        self.apply_record(c)
         return self.n_events
 
     def take_events(self):
@@ -570,13 +596,8 @@ cdef class MatchingCore:
             return self._reject(TOO_MANY_OPEN_ORDERS)
         if post_only and self._would_take(ins, c.side, c.price):
             return self._reject(POST_ONLY_WOULD_TAKE)
-        if c.side == SIDE_BUY:
-            notional = limit * c.qty * ins.quote_per_tick_lot
-            hold = notional + fee_of(notional, acct.taker_bps)
-            asset = ins.quote_asset
-        else:
-            hold = c.qty * ins.base_per_lot
-            asset = ins.base_asset
+        hold = hold_of(ins, c.side, limit, c.qty, acct.taker_bps)
+        asset = ins.quote_asset if c.side == SIDE_BUY else ins.base_asset
         if hold > self._available(c.account, asset):
             return self._reject(INSUFFICIENT_BALANCE)
         s = self._allocate()
@@ -694,11 +715,7 @@ cdef class MatchingCore:
         if not keep and is_post_only(o) and self._would_take(ins, o.side, new_price):
             return self._reject(POST_ONLY_WOULD_TAKE)
         # a resting order is a limit order: it holds against its price
-        if o.side == SIDE_BUY:
-            notional = new_price * new_leaves * ins.quote_per_tick_lot
-            new_hold = notional + fee_of(notional, self.accounts[o.account].taker_bps)
-        else:
-            new_hold = new_leaves * ins.base_per_lot
+        new_hold = hold_of(ins, o.side, new_price, new_leaves, self.accounts[o.account].taker_bps)
         delta = new_hold - self._hold(s, o.leaves)
         asset = self._hold_asset(o)
         if delta > self._available(o.account, asset):
@@ -709,7 +726,6 @@ cdef class MatchingCore:
         else:
             self._unlink(s)
             o.price = new_price
-            self.details[s].limit = new_price
         o.leaves = new_leaves
         self.balances[o.account * self.n_assets + asset].locked += delta
         self._touch_balance(o.account, asset)
@@ -726,8 +742,7 @@ cdef class MatchingCore:
 
     cdef uint16_t _mass_cancel(self) noexcept nogil:
         cdef const CommandRecord *c = self.cmd
-        cdef Slot s, following
-        cdef int64_t count = 0
+        cdef int64_t count
         cdef EventRecord *e
         if not self._known_account(c.account):
             return self._reject(UNKNOWN_ACCOUNT)
@@ -735,14 +750,7 @@ cdef class MatchingCore:
             return self._reject(UNKNOWN_INSTRUMENT)
         if c.side > SIDE_SELL:
             return self._reject(INVALID_SIDE)
-        s = self.accounts[c.account].head
-        while s >= 0:
-            following = self.links[s].next
-            if ((c.instrument < 0 or self.orders[s].instrument == c.instrument)
-                    and (c.side == 0 or self.orders[s].side == c.side)):
-                self._finish(s, STATUS_CANCELED, REASON_MASS)
-                count += 1
-            s = following
+        count = self._cancel_account_orders(c.account, c.instrument, c.side, REASON_MASS)
         e = self._emit(EV_MASS_CANCELED)
         e.account = c.account
         e.instrument = c.instrument
@@ -775,25 +783,33 @@ cdef class MatchingCore:
 
     cdef uint16_t _kill_switch(self) noexcept nogil:
         cdef const CommandRecord *c = self.cmd
-        cdef Account *acct
         cdef EventRecord *e
-        cdef Slot s, following
         if not self._known_account(c.account):
             return self._reject(UNKNOWN_ACCOUNT)
         if c.amount != 0 and c.amount != 1:
             return self._reject(INVALID_AMOUNT)
-        acct = &self.accounts[c.account]
-        acct.killed = <uint8_t>c.amount
+        self.accounts[c.account].killed = <uint8_t>c.amount
         e = self._emit(EV_KILL_SWITCH)
         e.account = c.account
         if c.amount:
             e.flags = FLAG_KILL_SWITCH_ON
-            s = acct.head
-            while s >= 0:
-                following = self.links[s].next
-                self._finish(s, STATUS_CANCELED, REASON_KILL_SWITCH)
-                s = following
+            self._cancel_account_orders(c.account, -1, 0, REASON_KILL_SWITCH)
         return OK
+
+    cdef int64_t _cancel_account_orders(self, int32_t account, int32_t instrument,
+                                        uint8_t side, uint8_t reason) noexcept nogil:
+        """Cancel the account's open orders of one instrument (-1: all) and side
+        (0: both), oldest first; return how many."""
+        cdef Slot s = self.accounts[account].head, following
+        cdef int64_t count = 0
+        while s >= 0:
+            following = self.links[s].next
+            if ((instrument < 0 or self.orders[s].instrument == instrument)
+                    and (side == 0 or self.orders[s].side == side)):
+                self._finish(s, STATUS_CANCELED, reason)
+                count += 1
+            s = following
+        return count
 
     cdef void _expire_due(self) noexcept nogil:
         cdef Expiry top, last
@@ -809,15 +825,10 @@ cdef class MatchingCore:
                 child = 2 * i + 1
                 if child >= n:
                     break
-                if child + 1 < n and (
-                        self.expiries[child + 1].expire_ns < self.expiries[child].expire_ns
-                        or (self.expiries[child + 1].expire_ns == self.expiries[child].expire_ns
-                            and self.expiries[child + 1].order_id
-                            < self.expiries[child].order_id)):
+                if child + 1 < n and expires_before(self.expiries[child + 1],
+                                                    self.expiries[child]):
                     child += 1
-                if (self.expiries[child].expire_ns > last.expire_ns
-                        or (self.expiries[child].expire_ns == last.expire_ns
-                            and self.expiries[child].order_id > last.order_id)):
+                if expires_before(last, self.expiries[child]):
                     break
                 self.expiries[i] = self.expiries[child]
                 i = child
@@ -851,9 +862,7 @@ cdef class MatchingCore:
         self.expiry_size += 1
         while i > 0:
             parent = (i - 1) >> 1
-            if (self.expiries[parent].expire_ns < item.expire_ns
-                    or (self.expiries[parent].expire_ns == item.expire_ns
-                        and self.expiries[parent].order_id < item.order_id)):
+            if expires_before(self.expiries[parent], item):
                 break
             self.expiries[i] = self.expiries[parent]
             i = parent
@@ -866,7 +875,7 @@ cdef class MatchingCore:
         canceled the taker."""
         cdef Order *o = &self.orders[taker]
         cdef Instrument *ins = &self.instruments[o.instrument]
-        cdef Ladder *ladder = &ins.asks if o.side == SIDE_BUY else &ins.bids
+        cdef Ladder *ladder = book_side(ins, other_side(o.side))
         cdef Level *level
         cdef Slot m, following
         cdef Order *maker
@@ -897,7 +906,7 @@ cdef class MatchingCore:
         # walks the book as _match would, without touching it
         cdef Order *o = &self.orders[taker]
         cdef Instrument *ins = &self.instruments[o.instrument]
-        cdef Ladder *ladder = &ins.asks if o.side == SIDE_BUY else &ins.bids
+        cdef Ladder *ladder = book_side(ins, other_side(o.side))
         cdef Level *level
         cdef Qty available = 0
         cdef int32_t i = ladder.size - 1
@@ -930,14 +939,8 @@ cdef class MatchingCore:
         cdef Amount taker_fee = fee_of(notional, self.accounts[o.account].taker_bps)
         cdef Amount maker_fee = fee_of(notional, self.accounts[mk.account].maker_bps)
         cdef EventRecord *e
-        o.leaves -= qty
-        o.filled += qty
-        o.filled_quote += price * qty
-        o.status = status_of(o)
-        mk.leaves -= qty
-        mk.filled += qty
-        mk.filled_quote += price * qty
-        mk.status = status_of(mk)
+        add_fill(o, price, qty)
+        add_fill(mk, price, qty)
         self.levels[mk.level].total -= qty
         self._settle(maker, qty, notional, maker_fee, price)
         self._settle(taker, qty, notional, taker_fee, price)
@@ -1073,14 +1076,14 @@ cdef class MatchingCore:
     # -- BOOK --
 
     cdef bint _would_take(self, Instrument *ins, uint8_t side, Price limit) noexcept nogil:
-        cdef Ladder *ladder = &ins.asks if side == SIDE_BUY else &ins.bids
+        cdef Ladder *ladder = book_side(ins, other_side(side))
         if ladder.size == 0:
             return False
         return crosses(side, limit, self.levels[ladder.levels[ladder.size - 1]].price)
 
     cdef int32_t _level_at(self, Instrument *ins, uint8_t side, Price price) noexcept nogil:
         """The level at price, created in sorted position if absent."""
-        cdef Ladder *ladder = &ins.bids if side == SIDE_BUY else &ins.asks
+        cdef Ladder *ladder = book_side(ins, side)
         cdef int64_t key = ladder_key(side, price)
         cdef int32_t lo = 0, hi = ladder.size, mid, lv
         while lo < hi:
@@ -1123,7 +1126,7 @@ cdef class MatchingCore:
         o.level = -1
         o.prev = o.next = -1
         if level.count == 0:
-            self._trim(&ins.bids if o.side == SIDE_BUY else &ins.asks)
+            self._trim(book_side(ins, o.side))
 
     cdef void _trim(self, Ladder *ladder) noexcept nogil:
         cdef int32_t lv
@@ -1131,16 +1134,16 @@ cdef class MatchingCore:
             lv = ladder.levels[ladder.size - 1]
             if self.levels[lv].count:
                 return
-            self.levels[lv].head = self.level_free_head
-            self.level_free_head = lv
+            self._free_level(lv)
             ladder.size -= 1
 
     cdef void _compact_levels(self) noexcept nogil:
-        cdef int32_t i, j, n, lv, side
+        cdef int32_t i, j, n, lv
+        cdef uint8_t side
         cdef Ladder *ladder
         for i in range(self.n_instruments):
-            for side in range(2):
-                ladder = &self.instruments[i].bids if side == 0 else &self.instruments[i].asks
+            for side in range(SIDE_BUY, SIDE_SELL + 1):
+                ladder = book_side(&self.instruments[i], side)
                 n = 0
                 for j in range(ladder.size):
                     lv = ladder.levels[j]
@@ -1148,9 +1151,12 @@ cdef class MatchingCore:
                         ladder.levels[n] = lv
                         n += 1
                     else:
-                        self.levels[lv].head = self.level_free_head
-                        self.level_free_head = lv
+                        self._free_level(lv)
                 ladder.size = n
+
+    cdef inline void _free_level(self, int32_t lv) noexcept nogil:
+        self.levels[lv].head = self.level_free_head
+        self.level_free_head = lv
 
     # -- RISK --
 
@@ -1162,15 +1168,10 @@ cdef class MatchingCore:
         return self.details[s].limit
 
     cdef Amount _hold(self, Slot s, Qty leaves) noexcept nogil:
-        """What an order with these leaves must hold: quote notional at its limit plus
-        the worst-case (taker) fee for a buy, the base quantity for a sell."""
+        """What order s must hold with these leaves."""
         cdef Order *o = &self.orders[s]
-        cdef Instrument *ins = &self.instruments[o.instrument]
-        cdef Amount notional
-        if o.side == SIDE_BUY:
-            notional = self._limit(s) * leaves * ins.quote_per_tick_lot
-            return notional + fee_of(notional, self.accounts[o.account].taker_bps)
-        return leaves * ins.base_per_lot
+        return hold_of(&self.instruments[o.instrument], o.side, self._limit(s), leaves,
+                       self.accounts[o.account].taker_bps)
 
     cdef Amount _available(self, int32_t account, int32_t asset) noexcept nogil:
         cdef Balance *b = &self.balances[account * self.n_assets + asset]
@@ -1189,28 +1190,36 @@ cdef class MatchingCore:
             return s
         if self.retired_size == 0:
             return -1
-        s = self.retired[self.retired_head]
-        self.retired_head = (self.retired_head + 1) % self.retired_capacity
+        return self._forget_oldest()
+
+    cdef void _retire(self, Slot s) noexcept nogil:
+        """Remember a closed order for retries; forget the oldest when full."""
+        cdef int32_t tail
+        if self.retired_capacity == 0:
+            self._release(s)
+            self._free_slot(s)
+            return
+        if self.retired_size == self.retired_capacity:
+            self._free_slot(self._forget_oldest())
+        tail = self.retired_head + self.retired_size
+        if tail >= self.retired_capacity:
+            tail -= self.retired_capacity
+        self.retired[tail] = s
+        self.retired_size += 1
+
+    cdef Slot _forget_oldest(self) noexcept nogil:
+        """Take the oldest remembered order off the list and out of the indexes."""
+        cdef Slot s = self.retired[self.retired_head]
+        self.retired_head += 1
+        if self.retired_head == self.retired_capacity:
+            self.retired_head = 0
         self.retired_size -= 1
         self._release(s)
         return s
 
-    cdef void _retire(self, Slot s) noexcept nogil:
-        cdef Slot oldest
-        if self.retired_capacity == 0:
-            self._release(s)
-            self.orders[s].next = self.free_head
-            self.free_head = s
-            return
-        if self.retired_size == self.retired_capacity:
-            oldest = self.retired[self.retired_head]
-            self.retired_head = (self.retired_head + 1) % self.retired_capacity
-            self.retired_size -= 1
-            self._release(oldest)
-            self.orders[oldest].next = self.free_head
-            self.free_head = oldest
-        self.retired[(self.retired_head + self.retired_size) % self.retired_capacity] = s
-        self.retired_size += 1
+    cdef inline void _free_slot(self, Slot s) noexcept nogil:
+        self.orders[s].next = self.free_head
+        self.free_head = s
 
     cdef void _release(self, Slot s) noexcept nogil:
         self._remove_id(self.orders[s].order_id)
@@ -1486,8 +1495,7 @@ cdef class MatchingCore:
     def book(self, int32_t instrument, uint8_t side):
         """Levels of one side, best first: [(price, total, [order ids in FIFO order])]."""
         self._check_instrument(instrument)
-        cdef Ladder *ladder = (&self.instruments[instrument].bids if side == SIDE_BUY
-                               else &self.instruments[instrument].asks)
+        cdef Ladder *ladder = book_side(&self.instruments[instrument], side)
         cdef int32_t i
         cdef Level *level
         cdef Slot s
