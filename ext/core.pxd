@@ -264,13 +264,13 @@ cdef struct Account:
 cdef struct Balance:
     Amount total
     Amount locked
-    int64_t touched             # seq of the last command that changed it
+    int64_t touched             # MatchingCore.epoch of the last command that touched it
 
 cdef struct Position:
     Qty net_qty
     int64_t cost
     Amount realized_pnl
-    int64_t touched
+    int64_t touched             # as Balance.touched
 
 cdef struct Touched:
     int32_t account
@@ -375,7 +375,6 @@ cdef class MatchingCore:
     cdef Price _limit(self, Slot s) noexcept nogil
     cdef Amount _hold(self, Slot s, Qty leaves) noexcept nogil
     cdef Amount _available(self, int32_t account, int32_t asset) noexcept nogil
-    cdef int32_t _hold_asset(self, Order *o) noexcept nogil
 
     # -- ORDERS, INDEXES, EVENTS --
     cdef Slot _allocate(self) noexcept nogil

@@ -79,6 +79,10 @@ cdef inline Amount hold_of(Instrument *ins, uint8_t side, Price limit, Qty qty,
     return qty * ins.base_per_lot
 
 
+cdef inline int32_t hold_asset(Instrument *ins, uint8_t side) noexcept nogil:
+    return ins.quote_asset if side == SIDE_BUY else ins.base_asset
+
+
 cdef inline Ladder *book_side(Instrument *ins, uint8_t side) noexcept nogil:
     return &ins.bids if side == SIDE_BUY else &ins.asks
 
@@ -597,7 +601,7 @@ cdef class MatchingCore:
         if post_only and self._would_take(ins, c.side, c.price):
             return self._reject(POST_ONLY_WOULD_TAKE)
         hold = hold_of(ins, c.side, limit, c.qty, acct.taker_bps)
-        asset = ins.quote_asset if c.side == SIDE_BUY else ins.base_asset
+        asset = hold_asset(ins, c.side)
         if hold > self._available(c.account, asset):
             return self._reject(INSUFFICIENT_BALANCE)
         s = self._allocate()
@@ -717,7 +721,7 @@ cdef class MatchingCore:
         # a resting order is a limit order: it holds against its price
         new_hold = hold_of(ins, o.side, new_price, new_leaves, self.accounts[o.account].taker_bps)
         delta = new_hold - self._hold(s, o.leaves)
-        asset = self._hold_asset(o)
+        asset = hold_asset(ins, o.side)
         if delta > self._available(o.account, asset):
             return self._reject(INSUFFICIENT_BALANCE)
 
@@ -1017,7 +1021,7 @@ cdef class MatchingCore:
         the closing event emitted, the slot retired."""
         cdef Order *o = &self.orders[s]
         cdef Account *acct = &self.accounts[o.account]
-        cdef int32_t asset = self._hold_asset(o)
+        cdef int32_t asset = hold_asset(&self.instruments[o.instrument], o.side)
         cdef AccountLink *link
         o.status = status
         if o.level >= 0:
@@ -1176,10 +1180,6 @@ cdef class MatchingCore:
     cdef Amount _available(self, int32_t account, int32_t asset) noexcept nogil:
         cdef Balance *b = &self.balances[account * self.n_assets + asset]
         return b.total - b.locked
-
-    cdef int32_t _hold_asset(self, Order *o) noexcept nogil:
-        cdef Instrument *ins = &self.instruments[o.instrument]
-        return ins.quote_asset if o.side == SIDE_BUY else ins.base_asset
 
     # -- ORDERS, INDEXES, EVENTS --
 
