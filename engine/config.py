@@ -222,6 +222,16 @@ def instrument_specs(config: VenueConfig) -> list[InstrumentSpec]:
     return specs
 
 
+def opening_balances(config: VenueConfig) -> list[tuple[int, int, int]]:
+    """(account id, asset index, minor units) of every configured opening balance."""
+    assets = {a.name: i for i, a in enumerate(config.assets)}
+    return [
+        (account.id, assets[name], decimal.parse(amount, config.assets[assets[name]].decimals))
+        for account in config.accounts
+        for name, amount in account.balances.items()
+    ]
+
+
 DEMO_TOML = """
 [[assets]]
 name = "BTC"

@@ -5,9 +5,8 @@ import hashlib
 import numpy as np
 
 from engine import messages as m
-from engine.config import VenueConfig, instrument_specs
+from engine.config import VenueConfig, instrument_specs, opening_balances
 from engine.records import COMMAND_DTYPE, EVENT_DTYPE, decode_events, encode_command
-from ext import decimal
 from ext.core import MatchingCore
 
 
@@ -43,10 +42,8 @@ class Engine:
         for account in config.accounts:
             tier = tiers[account.fee_tier]
             self.core.configure_account(account.id, tier.maker_bps, tier.taker_bps)
-            for name, amount in account.balances.items():
-                asset = self.assets[name]
-                minor = decimal.parse(amount, config.assets[asset].decimals)
-                self.core.credit(account.id, asset, minor)
+        for account, asset, amount in opening_balances(config):
+            self.core.credit(account, asset, amount)
         self.seq = 0
         self._record = np.zeros(1, dtype=COMMAND_DTYPE)
 

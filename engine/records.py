@@ -103,17 +103,14 @@ def encode_command(command: m.Command, out: np.ndarray, seq: int, ts_ns: int, re
             out["qty"] = command.qty
             out["expire_ns"] = command.expire_ns
             _set_coid(out, command.client_order_id)
-        case m.CancelOrder():
-            out["type"] = _CMD.CMD_CANCEL
+        case m.CancelOrder() | m.AmendOrder():
+            is_amend = isinstance(command, m.AmendOrder)
+            out["type"] = _CMD.CMD_AMEND if is_amend else _CMD.CMD_CANCEL
             out["account"] = command.account
             out["order_id"] = command.order_id
-            _set_coid(out, command.client_order_id)
-        case m.AmendOrder():
-            out["type"] = _CMD.CMD_AMEND
-            out["account"] = command.account
-            out["order_id"] = command.order_id
-            out["price"] = command.price
-            out["qty"] = command.qty
+            if is_amend:
+                out["price"] = command.price
+                out["qty"] = command.qty
             _set_coid(out, command.client_order_id)
         case m.MassCancel():
             out["type"] = _CMD.CMD_MASS_CANCEL

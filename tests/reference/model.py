@@ -17,8 +17,7 @@ import heapq
 from collections import deque
 
 from engine import messages as m
-from engine.config import VenueConfig, instrument_specs
-from ext import decimal
+from engine.config import VenueConfig, instrument_specs, opening_balances
 
 BUY, SELL = m.Side.BUY, m.Side.SELL
 MAX_SUPPLY = 1 << 62  # of one asset, across the venue
@@ -54,11 +53,9 @@ class ReferenceEngine:
                 self.balances[account.id, asset] = [0, 0]
             for spec in self.specs:
                 self.positions[account.id, spec.index] = [0, 0, 0]
-            for name, amount in account.balances.items():
-                asset = [a.name for a in config.assets].index(name)
-                minor = decimal.parse(amount, config.assets[asset].decimals)
-                self.balances[account.id, asset][0] += minor
-                self.net_deposits[asset] += minor
+        for account, asset, amount in opening_balances(config):
+            self.balances[account, asset][0] += amount
+            self.net_deposits[asset] += amount
         self.reference_price = [s.reference_price for s in self.specs]
         self.books = [{BUY: {}, SELL: {}} for _ in self.specs]  # price -> FIFO list
         self.by_id = {}  # open and remembered closed orders
