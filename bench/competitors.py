@@ -17,7 +17,6 @@ usable when they are not installed.
 
 import gc
 import importlib.metadata
-import json
 import random
 import time
 from typing import Any, Protocol
@@ -421,18 +420,6 @@ class LiquibookAdapter:
         return self._listener.fills if self._listener is not None else None
 
 
-def run_operation_benchmarks(n_ops: int = 200_000, depth: int = 1000, seed: int = 1) -> dict:
-    """Measure both competitors on :func:`operation_streams` (see :func:`describe`).
-
-    Returns ``{"nanobook": {"version": str, "insert_ops_per_s": float,
-    "cancel_ops_per_s": float, "aggressive_ops_per_s": float}, "liquibook": {...same
-    keys...}}``.  Raises ``ImportError`` if either package is missing.
-    """
-    streams = operation_streams(n_ops, depth, seed)
-    adapters = (NanobookAdapter(), LiquibookAdapter())
-    return {adapter.name: run_streams(adapter, streams) for adapter in adapters}
-
-
 def describe() -> str:
     """What each measured operation means, for the performance documentation."""
     return (
@@ -456,19 +443,3 @@ def describe() -> str:
         "empty. After each phase the resting orders, resting quantity and (where "
         "available) trade count are checked against the expected values."
     )
-
-
-def _self_check() -> None:
-    """Small replay with full verification, including liquibook trade counts."""
-    # An odd n_ops leaves one side with an extra order, exercising the path where
-    # the takers can no longer alternate sides.
-    streams = operation_streams(n_ops=2_001, depth=100, seed=7)
-    for adapter in (NanobookAdapter(), LiquibookAdapter(count_fills=True)):
-        # run_stream raises on any mismatch of resting orders, quantity or trades.
-        run_streams(adapter, streams, warmup=False)
-        print(f"self-check passed: {adapter.name} {adapter.version}")
-
-
-if __name__ == "__main__":
-    _self_check()
-    print(json.dumps(run_operation_benchmarks(n_ops=200_000), indent=2))
