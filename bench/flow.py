@@ -13,6 +13,7 @@ import random
 import numpy as np
 
 from engine import config as venue_config
+from engine.engine import Engine
 from engine.messages import SIDE_CODE, STP_CODE, TIF_CODE, TYPE_CODE, Side, TimeInForce
 from engine.records import COMMAND_DTYPE
 from ext import core
@@ -36,8 +37,6 @@ def bench_config(accounts: int = 1000, orders: int = 1 << 16) -> venue_config.Ve
 
 class FlowGenerator:
     def __init__(self, config, depth: int, seed: int):
-        from engine.engine import Engine
-
         self.engine = Engine(config)
         self.accounts = len(config.accounts)
         self.depth = depth
