@@ -75,6 +75,9 @@ EVENT_DTYPE = np.dtype(
     ]
 )
 
+# A command as the journal stores it (ext/core.pxd JournalFrame).
+FRAME_DTYPE = np.dtype([("length", "<u4"), ("crc", "<u4"), ("command", COMMAND_DTYPE)])
+
 _CMD = core.CommandType
 _EV = core.EventType
 

@@ -179,6 +179,13 @@ cdef struct EventRecord:
     uint8_t _pad[4]
 
 
+cdef struct JournalFrame:
+    # One command on disk: 128 bytes, so frames stay cache-line aligned.
+    uint32_t length         # of the payload: sizeof(CommandRecord)
+    uint32_t crc            # CRC32 of the payload (the polynomial of zlib.crc32)
+    CommandRecord command   # its seq is the frame's sequence number
+
+
 # -- CORE STATE (private to the engine) ---------------------------------------
 
 cdef enum:
@@ -300,7 +307,8 @@ cdef class MatchingCore:
     cdef Order *orders
     cdef OrderDetail *details
     cdef AccountLink *links
-    cdef Slot free_head
+    cdef Slot free_head         # slots given back, reused first
+    cdef Slot pool_used         # slots handed out at least once: the rest are untouched
     cdef Level *levels
     cdef int32_t level_capacity, level_free_head
     cdef Instrument *instruments

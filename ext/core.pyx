@@ -157,71 +157,8 @@ cdef uint64_t table_size(int64_t entries):
     return size
 
 
-@cython.final
-cdef class Ring:
-    """Single-producer single-consumer ring of fixed-size slots.
-
-    Positions are free-running 64-bit counters published with release stores
-    and read with acquire loads, so producer and consumer may live on
-    different threads (or, later, processes over shared memory).
-    """
-
-    def __cinit__(self, uint64_t capacity, Py_ssize_t slot_size):
-        if capacity == 0 or capacity & (capacity - 1):
-            raise ValueError("capacity must be a power of two")
-        if slot_size <= 0:
-            raise ValueError("slot_size must be positive")
-        self.capacity = capacity
-        self.mask = capacity - 1
-        self.slot_size = slot_size
-        self.buffer = <char *>calloc(1, 128 + capacity * slot_size)
-        if self.buffer == NULL:
-            raise MemoryError()
-        self.head = <uint64_t *>self.buffer
-        self.tail = <uint64_t *>(self.buffer + 64)
-        self.slots = self.buffer + 128
-
-    def __dealloc__(self):
-        free(self.buffer)
-
-    def __len__(self):
-        return fg_load_acquire(self.tail) - fg_load_acquire(self.head)
-
-    cdef inline char *slot(self, uint64_t position) noexcept nogil:
-        return self.slots + (position & self.mask) * self.slot_size
-
-    def write(self, const unsigned char[::1] records):
-        """Copy as many whole records as fit; return how many were written.
-
-        Fewer than given means the ring is full: the caller applies
-        back-pressure, nothing is dropped here.
-        """
-        cdef Py_ssize_t n = records.shape[0] // self.slot_size
-        if n * self.slot_size != records.shape[0]:
-            raise ValueError("records must be a whole number of slots")
-        cdef uint64_t tail = self.tail[0]
-        cdef uint64_t room = self.capacity - (tail - fg_load_acquire(self.head))
-        cdef uint64_t k = min(<uint64_t>n, room)
-        cdef uint64_t first = min(k, self.capacity - (tail & self.mask))
-        cdef const unsigned char *src
-        if k:
-            src = &records[0]
-            memcpy(self.slot(tail), src, first * self.slot_size)
-            memcpy(self.slots, src + first * self.slot_size, (k - first) * self.slot_size)
-            fg_store_release(self.tail, tail + k)
-        return k
-
-    def read(self, uint64_t max_records):
-        """Remove up to max_records and return them as bytes."""
-        cdef uint64_t head = self.head[0]
-        cdef uint64_t k = min(max_records, fg_load_acquire(self.tail) - head)
-        cdef uint64_t first = min(k, self.capacity - (head & self.mask))
-        out = PyBytes_FromStringAndSize(NULL, k * self.slot_size)
-        cdef char *dst = out
-        memcpy(dst, self.slot(head), first * self.slot_size)
-        memcpy(dst + first * self.slot_size, self.slots, (k - first) * self.slot_size)
-        fg_store_release(self.head, head + k)
-        return out
+include "ring.pxi"
+include "journal.pxi"
 
 
 # final: calls between its methods are direct C calls the compiler can inline
@@ -293,10 +230,8 @@ cdef class MatchingCore:
                 raise MemoryError()
         for i in range(n_accounts + 1):
             self.accounts[i].head = self.accounts[i].tail = -1
-        for i in range(order_capacity):
-            self.orders[i].next = i + 1 if i + 1 < order_capacity else -1
-            self.orders[i].level = -1
-        self.free_head = 0
+        self.free_head = -1
+        self.pool_used = 0
         for i in range(self.level_capacity):
             self.levels[i].head = i + 1 if i + 1 < self.level_capacity else -1
         self.level_free_head = 0
@@ -405,18 +340,19 @@ cdef class MatchingCore:
                 clock_gettime(CLOCK_MONOTONIC, &t1)
                 elapsed_ns[i] = (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
 
-    def drain(self, Ring ring, uint64_t max_records):
-        """Apply up to max_records commands straight from the ring's slots."""
-        if ring.slot_size != sizeof(CommandRecord):
-            raise ValueError("not a command ring")
-        cdef uint64_t head = ring.head[0]
-        cdef uint64_t k = min(max_records, fg_load_acquire(ring.tail) - head)
-        cdef uint64_t i
+    def apply_frames(self, const unsigned char[::1] frames):
+        """Apply the commands of a block of journal frames (see `sequence`), in
+        order; events accumulate in the buffer. The frames are trusted: the
+        sequencer made them, or recovery checked them with `scan_frames`."""
+        if frames.shape[0] % sizeof(JournalFrame):
+            raise ValueError("frames must be a whole number of FRAME_SIZE slots")
+        cdef Py_ssize_t n = frames.shape[0] // sizeof(JournalFrame), i
+        if n == 0:
+            return
+        cdef const JournalFrame *first = <const JournalFrame *>&frames[0]
         with nogil:
-            for i in range(k):
-                self.apply_record(<const CommandRecord *>ring.slot(head + i))
-        fg_store_release(ring.head, head + k)
-        return k
+            for i in range(n):
+                self.apply_record(&first[i].command)
 
     def place(self, int64_t ts_ns, int32_t account, int32_t instrument,
               uint8_t side, uint8_t order_type, uint8_t tif, Price price, Qty qty,
@@ -1188,6 +1124,9 @@ cdef class MatchingCore:
         if s >= 0:
             self.free_head = self.orders[s].next
             return s
+        if self.pool_used < self.order_capacity:
+            self.pool_used += 1
+            return self.pool_used - 1
         if self.retired_size == 0:
             return -1
         return self._forget_oldest()
@@ -1553,6 +1492,159 @@ cdef class MatchingCore:
         out += retired
         return out
 
+    # -- SNAPSHOT (cold: between batches, and at start-up) --
+
+    def snapshot(self):
+        """The whole state, as a dict of integers and bytes, for `restore` into a
+        fresh core of the same shape and configuration. Only copies memory (what
+        the pool has used, the live price levels), so it can run between batches."""
+        cdef int32_t i, j
+        cdef uint64_t k
+        cdef uint8_t side
+        cdef Ladder *ladder
+        ladders, live = [], []
+        for i in range(self.n_instruments):
+            for side in (SIDE_BUY, SIDE_SELL):
+                ladder = book_side(&self.instruments[i], side)
+                ladders.append(_bytes(ladder.levels, ladder.size * sizeof(int32_t)))
+                for j in range(ladder.size):
+                    live.append(_bytes(&self.levels[ladder.levels[j]], sizeof(Level)))
+        coid_slots = [self.coid_slots[k] for k in range(self.coid_mask + 1)
+                      if self.coid_slots[k] >= 0]
+        return dict(
+            shape=list(self.shape()),
+            next_order_id=self.next_order_id, next_trade_id=self.next_trade_id,
+            last_seq=self.last_seq, epoch=self.epoch,
+            free_head=self.free_head, pool_used=self.pool_used,
+            orders=_bytes(self.orders, self.pool_used * sizeof(Order)),
+            details=_bytes(self.details, self.pool_used * sizeof(OrderDetail)),
+            links=_bytes(self.links, self.pool_used * sizeof(AccountLink)),
+            ladders=ladders, levels=b"".join(live),
+            reference_prices=[self.instruments[i].reference_price
+                              for i in range(self.n_instruments)],
+            accounts=_bytes(self.accounts, (self.n_accounts + 1) * sizeof(Account)),
+            balances=_bytes(self.balances, (self.n_accounts + 1) * self.n_assets * sizeof(Balance)),
+            positions=_bytes(self.positions,
+                             (self.n_accounts + 1) * self.n_instruments * sizeof(Position)),
+            fees_collected=_bytes(self.fees_collected, self.n_assets * sizeof(Amount)),
+            net_deposits=_bytes(self.net_deposits, self.n_assets * sizeof(Amount)),
+            retired=b"".join(_bytes(&self.retired[(self.retired_head + i) % self.retired_capacity],
+                                    sizeof(Slot)) for i in range(self.retired_size)),
+            expiries=_bytes(self.expiries, self.expiry_size * sizeof(Expiry)),
+            coid_slots=coid_slots,
+        )
+
+    def shape(self):
+        """What a snapshot must agree on to be restored here."""
+        return (self.n_accounts, self.n_assets, self.n_instruments, self.order_capacity,
+                self.retired_capacity, self.max_open_orders)
+
+    def restore(self, dict snap):
+        """Load a `snapshot` into this core, which must be freshly configured.
+
+        Raises ValueError when the snapshot does not fit this core; the order-id
+        and client-order-id indexes are rebuilt from the pool.
+        """
+        cdef int32_t i, j, n = 0, lv
+        cdef uint8_t side
+        cdef Slot s, pool_used = snap["pool_used"]
+        cdef Ladder *ladder
+        cdef const unsigned char[::1] levels = snap["levels"]
+        cdef const unsigned char[::1] ladder_bytes
+        cdef unsigned char *free_mark
+        if self.epoch or self.pool_used:
+            raise ValueError("restore needs a fresh core")
+        if tuple(snap["shape"]) != self.shape():
+            raise ValueError(f"snapshot shape {snap['shape']} does not match {self.shape()}")
+        if not 0 <= pool_used <= self.order_capacity:
+            raise ValueError("snapshot pool size out of range")
+        if len(snap["ladders"]) != 2 * self.n_instruments:
+            raise ValueError("snapshot ladders do not match the instruments")
+        _load(self.orders, snap["orders"], pool_used * sizeof(Order))
+        _load(self.details, snap["details"], pool_used * sizeof(OrderDetail))
+        _load(self.links, snap["links"], pool_used * sizeof(AccountLink))
+        _load(self.accounts, snap["accounts"], (self.n_accounts + 1) * sizeof(Account))
+        _load(self.balances, snap["balances"],
+              (self.n_accounts + 1) * self.n_assets * sizeof(Balance))
+        _load(self.positions, snap["positions"],
+              (self.n_accounts + 1) * self.n_instruments * sizeof(Position))
+        _load(self.fees_collected, snap["fees_collected"], self.n_assets * sizeof(Amount))
+        _load(self.net_deposits, snap["net_deposits"], self.n_assets * sizeof(Amount))
+        retired = snap["retired"]
+        if len(retired) > self.retired_capacity * sizeof(Slot) or len(retired) % sizeof(Slot):
+            raise ValueError("snapshot retired list does not fit")
+        self.retired_head = 0
+        self.retired_size = len(retired) // sizeof(Slot)
+        _load(self.retired, retired, len(retired))
+        for i in range(self.retired_size):
+            if not 0 <= self.retired[i] < pool_used:
+                raise ValueError("snapshot retired slot out of range")
+        expiries = snap["expiries"]
+        if len(expiries) > 2 * self.order_capacity * sizeof(Expiry) or len(expiries) % sizeof(Expiry):
+            raise ValueError("snapshot expiries do not fit")
+        self.expiry_size = len(expiries) // sizeof(Expiry)
+        _load(self.expiries, expiries, len(expiries))
+
+        # live levels keep their indexes (orders name them); the rest are free
+        free_mark = <unsigned char *>calloc(self.level_capacity, 1)
+        if free_mark == NULL:
+            raise MemoryError()
+        try:
+            for i in range(self.n_instruments):
+                for side in (SIDE_BUY, SIDE_SELL):
+                    ladder = book_side(&self.instruments[i], side)
+                    ladder_bytes = snap["ladders"][2 * i + side - SIDE_BUY]
+                    if (ladder_bytes.shape[0] % sizeof(int32_t)
+                            or ladder_bytes.shape[0] > self.level_capacity * sizeof(int32_t)):
+                        raise ValueError("snapshot ladder does not fit")
+                    ladder.size = ladder_bytes.shape[0] // sizeof(int32_t)
+                    _load(ladder.levels, ladder_bytes, ladder.size * sizeof(int32_t))
+                    for j in range(ladder.size):
+                        lv = ladder.levels[j]
+                        if not 0 <= lv < self.level_capacity or free_mark[lv]:
+                            raise ValueError("snapshot level index out of range")
+                        if (n + 1) * sizeof(Level) > <size_t>levels.shape[0]:
+                            raise ValueError("snapshot levels are short")
+                        memcpy(&self.levels[lv], &levels[n * sizeof(Level)], sizeof(Level))
+                        free_mark[lv] = 1
+                        n += 1
+                self.instruments[i].reference_price = snap["reference_prices"][i]
+            if n * sizeof(Level) != <size_t>levels.shape[0]:
+                raise ValueError("snapshot has levels no ladder names")
+            self.level_free_head = -1
+            for lv in range(self.level_capacity - 1, -1, -1):
+                if not free_mark[lv]:
+                    self._free_level(lv)
+        finally:
+            free(free_mark)
+
+        self.next_order_id = snap["next_order_id"]
+        self.next_trade_id = snap["next_trade_id"]
+        self.last_seq = snap["last_seq"]
+        self.epoch = snap["epoch"]
+        self.free_head = snap["free_head"]
+        self.pool_used = pool_used
+        # every used slot not on the free list is an order someone may name
+        free_mark = <unsigned char *>calloc(max(pool_used, 1), 1)
+        if free_mark == NULL:
+            raise MemoryError()
+        try:
+            s = self.free_head
+            while s >= 0:
+                if s >= pool_used or free_mark[s]:
+                    raise ValueError("snapshot free list is broken")
+                free_mark[s] = 1
+                s = self.orders[s].next
+            for s in range(pool_used):
+                if not free_mark[s]:
+                    self._insert_id(self.orders[s].order_id, s)
+        finally:
+            free(free_mark)
+        for s in snap["coid_slots"]:
+            if not 0 <= s < pool_used:
+                raise ValueError("snapshot client order id slot out of range")
+            self._insert_coid(s)
+
     def _check_account(self, int32_t account):
         if not 1 <= account <= self.n_accounts:
             raise ValueError("account out of range")
@@ -1564,6 +1656,17 @@ cdef class MatchingCore:
     def _check_instrument(self, int32_t instrument):
         if not 0 <= instrument < self.n_instruments:
             raise ValueError("instrument out of range")
+
+
+cdef bytes _bytes(const void *p, size_t n):
+    return PyBytes_FromStringAndSize(<const char *>p, n)
+
+
+cdef void _load(void *dst, const unsigned char[::1] src, size_t n) except *:
+    if <size_t>src.shape[0] != n:
+        raise ValueError(f"snapshot field is {src.shape[0]} bytes, expected {n}")
+    if n:
+        memcpy(dst, &src[0], n)
 
 
 def record_layout():

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from engine.records import COMMAND_DTYPE, EVENT_DTYPE
+from engine.records import COMMAND_DTYPE, EVENT_DTYPE, FRAME_DTYPE
 from ext import core
 
 
@@ -15,6 +15,7 @@ def test_record_layouts_match_the_c_structs():
     for name, offset in event.items():
         assert EVENT_DTYPE.fields[name][1] == offset, name
     assert command_size % 8 == 0 and event_size % 8 == 0
+    assert FRAME_DTYPE.itemsize == core.FRAME_SIZE == 128
 
 
 def test_events_carry_the_command_stamps():

@@ -1,0 +1,68 @@
+# -- RING --------------------------------------------------------------------
+# Included by core.pyx.
+
+@cython.final
+cdef class Ring:
+    """Single-producer single-consumer ring of fixed-size slots.
+
+    Positions are free-running 64-bit counters published with release stores
+    and read with acquire loads, so producer and consumer may live on
+    different threads (or, later, processes over shared memory).
+    """
+
+    def __cinit__(self, uint64_t capacity, Py_ssize_t slot_size):
+        if capacity == 0 or capacity & (capacity - 1):
+            raise ValueError("capacity must be a power of two")
+        if slot_size <= 0:
+            raise ValueError("slot_size must be positive")
+        self.capacity = capacity
+        self.mask = capacity - 1
+        self.slot_size = slot_size
+        self.buffer = <char *>calloc(1, 128 + capacity * slot_size)
+        if self.buffer == NULL:
+            raise MemoryError()
+        self.head = <uint64_t *>self.buffer
+        self.tail = <uint64_t *>(self.buffer + 64)
+        self.slots = self.buffer + 128
+
+    def __dealloc__(self):
+        free(self.buffer)
+
+    def __len__(self):
+        return fg_load_acquire(self.tail) - fg_load_acquire(self.head)
+
+    cdef inline char *slot(self, uint64_t position) noexcept nogil:
+        return self.slots + (position & self.mask) * self.slot_size
+
+    def write(self, const unsigned char[::1] records):
+        """Copy as many whole records as fit; return how many were written.
+
+        Fewer than given means the ring is full: the caller applies
+        back-pressure, nothing is dropped here.
+        """
+        cdef Py_ssize_t n = records.shape[0] // self.slot_size
+        if n * self.slot_size != records.shape[0]:
+            raise ValueError("records must be a whole number of slots")
+        cdef uint64_t tail = self.tail[0]
+        cdef uint64_t room = self.capacity - (tail - fg_load_acquire(self.head))
+        cdef uint64_t k = min(<uint64_t>n, room)
+        cdef uint64_t first = min(k, self.capacity - (tail & self.mask))
+        cdef const unsigned char *src
+        if k:
+            src = &records[0]
+            memcpy(self.slot(tail), src, first * self.slot_size)
+            memcpy(self.slots, src + first * self.slot_size, (k - first) * self.slot_size)
+            fg_store_release(self.tail, tail + k)
+        return k
+
+    def read(self, uint64_t max_records):
+        """Remove up to max_records and return them as bytes."""
+        cdef uint64_t head = self.head[0]
+        cdef uint64_t k = min(max_records, fg_load_acquire(self.tail) - head)
+        cdef uint64_t first = min(k, self.capacity - (head & self.mask))
+        out = PyBytes_FromStringAndSize(NULL, k * self.slot_size)
+        cdef char *dst = out
+        memcpy(dst, self.slot(head), first * self.slot_size)
+        memcpy(dst + first * self.slot_size, self.slots, (k - first) * self.slot_size)
+        fg_store_release(self.head, head + k)
+        return out
