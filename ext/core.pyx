@@ -1580,7 +1580,8 @@ cdef class MatchingCore:
             if not 0 <= self.retired[i] < pool_used:
                 raise ValueError("snapshot retired slot out of range")
         expiries = snap["expiries"]
-        if len(expiries) > 2 * self.order_capacity * sizeof(Expiry) or len(expiries) % sizeof(Expiry):
+        if (len(expiries) > 2 * self.order_capacity * sizeof(Expiry)
+                or len(expiries) % sizeof(Expiry)):
             raise ValueError("snapshot expiries do not fit")
         self.expiry_size = len(expiries) // sizeof(Expiry)
         _load(self.expiries, expiries, len(expiries))
