@@ -14,6 +14,7 @@ COMMAND_DTYPE = np.dtype(
         ("seq", "<i8"),
         ("ts_ns", "<i8"),
         ("recv_ns", "<i8"),
+        ("tag", "<i8"),
         ("order_id", "<i8"),
         ("price", "<i8"),
         ("qty", "<i8"),
@@ -39,6 +40,7 @@ EVENT_DTYPE = np.dtype(
         ("seq", "<i8"),
         ("ts_ns", "<i8"),
         ("recv_ns", "<i8"),
+        ("tag", "<i8"),
         ("order_id", "<i8"),
         ("price", "<i8"),
         ("qty", "<i8"),
@@ -134,6 +136,15 @@ def encode_command(command: m.Command, out: np.ndarray, seq: int, ts_ns: int, re
             out["type"] = _CMD.CMD_TICK
         case _:
             raise TypeError(f"not a command: {command!r}")
+
+
+def command_record(command: m.Command, tag: int = 0, recv_ns: int = 0) -> bytes:
+    """One command as the record a gateway puts in the command ring (the
+    sequencer stamps seq and ts_ns)."""
+    out = np.zeros(1, dtype=COMMAND_DTYPE)
+    encode_command(command, out, 0, 0, recv_ns)
+    out["tag"] = tag
+    return out.tobytes()
 
 
 def _set_coid(out, client_order_id: str):

@@ -112,6 +112,8 @@ cpdef enum Result:
     POST_ONLY_WOULD_TAKE = 302
     # capacity
     CAPACITY_EXCEEDED = 400
+    # the venue itself: raised before the core, by the runtime or a gateway
+    OVERLOADED = 500            # the command ring is full: nothing was done, retry later
 
 
 # -- WIRE RECORDS -------------------------------------------------------------
@@ -122,6 +124,7 @@ cdef struct CommandRecord:
     int64_t seq             # stamped by the sequencer
     int64_t ts_ns           # stamped by the sequencer: the only clock the core reads
     int64_t recv_ns         # gateway receive time, copied to the events
+    int64_t tag             # the gateway's (which session, which request), copied to the events
     int64_t order_id        # CANCEL / AMEND target (0: use client_order_id)
     int64_t price           # ticks; AMEND: 0 keeps the price
     int64_t qty             # lots (total order quantity); AMEND: 0 keeps it
@@ -144,6 +147,7 @@ cdef struct EventRecord:
     int64_t seq             # of the command that produced the event
     int64_t ts_ns
     int64_t recv_ns
+    int64_t tag
     int64_t order_id        # the order; TRADE: the taker
     int64_t price           # order price; TRADE: execution price
     int64_t qty             # order quantity; TRADE: fill; MASS_CANCELED: count
@@ -180,7 +184,7 @@ cdef struct EventRecord:
 
 
 cdef struct JournalFrame:
-    # One command on disk: 128 bytes, so frames stay cache-line aligned.
+    # One command on disk.
     uint32_t length         # of the payload: sizeof(CommandRecord)
     uint32_t crc            # CRC32 of the payload (the polynomial of zlib.crc32)
     CommandRecord command   # its seq is the frame's sequence number

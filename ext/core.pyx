@@ -1326,6 +1326,7 @@ cdef class MatchingCore:
         e.seq = self.cmd.seq
         e.ts_ns = self.cmd.ts_ns
         e.recv_ns = self.cmd.recv_ns
+        e.tag = self.cmd.tag
         e.type = type
         e.cmd_type = self.cmd.type
         return e
@@ -1450,6 +1451,11 @@ cdef class MatchingCore:
                 s = self.orders[s].next
             out.append((level.price, level.total, ids))
         return out
+
+    def next_expiry(self):
+        """The earliest expiry time of a GTD order (ns), 0 when none; the runtime
+        sends a tick then, so the expiry is a journaled command."""
+        return self.expiries[0].expire_ns if self.expiry_size else 0
 
     def retired_order_ids(self):
         """Closed orders still remembered for exactly-once retries, oldest first."""
@@ -1678,6 +1684,7 @@ def record_layout():
     cdef char *eb = <char *>&e
     command = dict(
         seq=<char *>&c.seq - cb, ts_ns=<char *>&c.ts_ns - cb, recv_ns=<char *>&c.recv_ns - cb,
+        tag=<char *>&c.tag - cb,
         order_id=<char *>&c.order_id - cb, price=<char *>&c.price - cb, qty=<char *>&c.qty - cb,
         expire_ns=<char *>&c.expire_ns - cb, amount=<char *>&c.amount - cb,
         account=<char *>&c.account - cb, instrument=<char *>&c.instrument - cb,
@@ -1688,6 +1695,7 @@ def record_layout():
     )
     event = dict(
         seq=<char *>&e.seq - eb, ts_ns=<char *>&e.ts_ns - eb, recv_ns=<char *>&e.recv_ns - eb,
+        tag=<char *>&e.tag - eb,
         order_id=<char *>&e.order_id - eb, price=<char *>&e.price - eb, qty=<char *>&e.qty - eb,
         leaves=<char *>&e.leaves - eb, filled=<char *>&e.filled - eb,
         filled_quote=<char *>&e.filled_quote - eb, expire_ns=<char *>&e.expire_ns - eb,

@@ -15,7 +15,7 @@ def test_record_layouts_match_the_c_structs():
     for name, offset in event.items():
         assert EVENT_DTYPE.fields[name][1] == offset, name
     assert command_size % 8 == 0 and event_size % 8 == 0
-    assert FRAME_DTYPE.itemsize == core.FRAME_SIZE == 128
+    assert FRAME_DTYPE.itemsize == core.FRAME_SIZE == 8 + command_size
 
 
 def test_events_carry_the_command_stamps():
@@ -25,11 +25,11 @@ def test_events_carry_the_command_stamps():
 
     engine = Engine(config.demo())
     records = np.zeros(1, dtype=COMMAND_DTYPE)
-    records["seq"], records["ts_ns"], records["recv_ns"] = 41, 1234, 1200
+    records["seq"], records["ts_ns"], records["recv_ns"], records["tag"] = 41, 1234, 1200, 77
     records["type"] = core.CommandType.CMD_CANCEL
     records["account"], records["order_id"] = 1, 999
     (event,) = engine.apply_batch(records)
-    assert (event["seq"], event["ts_ns"], event["recv_ns"]) == (41, 1234, 1200)
+    assert (event["seq"], event["ts_ns"], event["recv_ns"], event["tag"]) == (41, 1234, 1200, 77)
     assert event["result"] == core.Result.UNKNOWN_ORDER
     assert engine.seq == 41
     assert engine.apply(m.Tick(), ts_ns=2000) == [] and engine.seq == 42
