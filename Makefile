@@ -24,8 +24,9 @@ checked: $(STAMP)
 	cp ext/*.py $(CHECKED_TREE)/ext/
 	for d in engine bench tests gateways pyproject.toml; do ln -sfn ../../$$d $(CHECKED_TREE)/$$d; done
 
+# The venue with demo instruments and funded accounts; its state lives in demo-data/.
 demo: build
-	$(VENV)/bin/flowgate demo
+	$(VENV)/bin/flowgate serve --demo --data-dir demo-data --record-port 9870
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,15 +1,19 @@
 """The `flowgate` command."""
 
 import argparse
+import logging
 import sys
+from pathlib import Path
+
+import msgspec
 
 from engine import config as venue_config
 from engine import messages as m
 from engine.engine import Engine
 
 
-def demo(args) -> int:
-    """Drive the core through a short session on the demo venue and show the result."""
+def tour(args) -> int:
+    """Drive the core through a short scripted session on the demo venue and show the result."""
     engine = Engine(venue_config.demo())
     btc = engine.instrument("BTC-USDT")
     usdt = engine.assets["USDT"]
@@ -92,14 +96,77 @@ def check_config(args) -> int:
     return 0
 
 
+def serve(args) -> int:
+    from engine import logs, server
+    from engine.journal import JournalError
+    from engine.runtime import DataDirError
+
+    logs.configure(args.log_level)
+    try:
+        config = venue_config.demo() if args.demo else venue_config.load(args.config)
+        venue_config.instrument_specs(config)
+    except (OSError, venue_config.ConfigError) as e:
+        print(f"{args.config}: {e}", file=sys.stderr)
+        return 2
+    options = server.ServeOptions(
+        data_dir=Path(args.data_dir), durability=args.durability, record_port=args.record_port,
+        cpu=args.cpu, snapshot_every=args.snapshot_every, snapshot_seconds=args.snapshot_seconds,
+    )  # fmt: skip
+    try:
+        return server.run(config, options)
+    except (DataDirError, JournalError) as e:
+        logging.getLogger("flowgate.server").error("cannot start", extra={"error": str(e)})
+        return 1
+
+
+def replay(args) -> int:
+    from engine.journal import JournalError
+    from engine.runtime import replay as replay_journal
+
+    try:
+        report = replay_journal(Path(args.data_dir))
+    except (OSError, JournalError) as e:
+        print(f"replay failed: {e}", file=sys.stderr)
+        return 1
+    print(msgspec.json.encode(report).decode())
+    if args.verify and (report.mismatches or report.unreached):
+        print(f"VERIFY FAILED: mismatches at {report.mismatches}, "
+              f"past the journal: {report.unreached}", file=sys.stderr)  # fmt: skip
+        return 1
+    if args.verify:
+        print(f"verified: {report.checked} recorded state hashes match the replay "
+              f"of seq 1..{report.last_seq}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def main(argv=None) -> int:
+    from engine.journal import Durability
+
     parser = argparse.ArgumentParser(prog="flowgate")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="run a short session through the core on the demo venue")
+    run = commands.add_parser("serve", help="run the venue")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="venue configuration (TOML)")
+    source.add_argument("--demo", action="store_true", help="demo instruments and accounts")
+    run.add_argument("--data-dir", default="flowgate-data", help="journal, snapshots, history")
+    run.add_argument("--durability", choices=[d.value for d in Durability], default="write",
+                     help="fsync: synced before any ack; write (default): survives a process "
+                          "crash; none: no journal (benchmarks only)")  # fmt: skip
+    run.add_argument("--record-port", type=int, help="serve the record port on loopback")
+    run.add_argument("--cpu", type=int, help="pin the venue to this CPU (default: the last)")
+    run.add_argument("--snapshot-every", type=int, default=1_000_000, help="commands")
+    run.add_argument("--snapshot-seconds", type=float, default=300.0)
+    run.add_argument("--log-level", default="info")
+    rebuild = commands.add_parser("replay", help="rebuild the state from the journal alone")
+    rebuild.add_argument("--data-dir", required=True)
+    rebuild.add_argument("--verify", action="store_true",
+                         help="fail unless every recorded state hash matches")  # fmt: skip
+    commands.add_parser("tour", help="a short scripted session through the core")
     check = commands.add_parser("check-config", help="validate a venue configuration file")
     check.add_argument("file")
     args = parser.parse_args(argv)
-    return {"demo": demo, "check-config": check_config}[args.command](args)
+    handlers = {"serve": serve, "replay": replay, "tour": tour, "check-config": check_config}
+    return handlers[args.command](args)
 
 
 if __name__ == "__main__":

@@ -129,9 +129,10 @@ def _is_torn_tail(data: bytes, bad_offset: int, problem: FrameProblem) -> bool:
     return len(rest) == 0 or not any(rest)
 
 
-def check(directory: Path, after_seq: int = 0) -> int:
-    """Verify every frame after `after_seq` and repair a torn tail; return the
-    last sequence number in the journal (after_seq when there is nothing after it).
+def check(directory: Path, after_seq: int = 0, repair: bool = True) -> int:
+    """Verify every frame after `after_seq` and truncate a torn tail (when
+    `repair`); return the last sound sequence number (after_seq when there is
+    nothing after it).
 
     Raises JournalError for damage anywhere but the tail, or a gap.
     """
@@ -149,13 +150,14 @@ def check(directory: Path, after_seq: int = 0) -> int:
             bad_offset = count * FRAME_SIZE
             if following is None and _is_torn_tail(data, bad_offset, problem):
                 log.warning(
-                    "journal tail torn: truncating",
+                    "journal tail torn: truncating" if repair else "journal tail torn",
                     extra={"file": str(path), "offset": bad_offset, "seq": first + count,
                            "problem": problem.name, "bytes_dropped": len(data) - bad_offset},
                 )  # fmt: skip
-                with open(path, "r+b") as f:
-                    f.truncate(bad_offset)
-                    os.fsync(f.fileno())
+                if repair:
+                    with open(path, "r+b") as f:
+                        f.truncate(bad_offset)
+                        os.fsync(f.fileno())
             else:
                 raise JournalError(
                     f"{path}: {problem.name} at offset {bad_offset} (seq {first + count}); "
@@ -165,15 +167,20 @@ def check(directory: Path, after_seq: int = 0) -> int:
     return last
 
 
-def read_frames(directory: Path, after_seq: int, chunk: int = 4096) -> Iterator[memoryview]:
-    """The frames after `after_seq`, in blocks of up to `chunk` frames, from a
-    journal that `check` has passed."""
+def read_frames(
+    directory: Path, after_seq: int, until_seq: int, chunk: int = 4096
+) -> Iterator[memoryview]:
+    """The frames with after_seq < seq <= until_seq, in blocks of up to `chunk`
+    frames, from a journal that `check` has passed up to until_seq."""
     found = segments(directory)
     for index, (first, path) in enumerate(found):
         following = found[index + 1][0] if index + 1 < len(found) else None
         if following is not None and following <= after_seq + 1:
             continue  # the whole segment is at or before after_seq
+        if first > until_seq:
+            return
         data = memoryview(path.read_bytes())
         start = max(0, after_seq + 1 - first) * FRAME_SIZE
-        for offset in range(start, len(data), chunk * FRAME_SIZE):
-            yield data[offset : offset + chunk * FRAME_SIZE]
+        end = min(len(data), (until_seq + 1 - first) * FRAME_SIZE)
+        for offset in range(start, end, chunk * FRAME_SIZE):
+            yield data[offset : min(end, offset + chunk * FRAME_SIZE)]

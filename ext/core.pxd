@@ -79,6 +79,7 @@ cpdef enum EventFlag:
     FLAG_PRIORITY_KEPT = 2      # AMENDED: the order kept its place in the queue
     FLAG_KILL_SWITCH_ON = 4     # KILL_SWITCH
     FLAG_RETRY = 8              # ORDER_STATE: answer to a repeated placement
+    FLAG_LAST = 16              # any: the last event of its command
 
 # One code per rejection, grouped by the stage that raises it.
 cpdef enum Result:

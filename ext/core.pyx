@@ -423,6 +423,7 @@ cdef class MatchingCore:
         self.n_events = 0
 
     cdef void apply_record(self, const CommandRecord *cmd) noexcept nogil:
+        cdef int64_t first_event = self.n_events
         self.cmd = cmd
         self.epoch += 1
         self.last_seq = cmd.seq
@@ -445,6 +446,8 @@ cdef class MatchingCore:
         elif cmd.type != CMD_TICK:
             self._reject(INVALID_COMMAND)
         self._flush_touched()
+        if self.n_events > first_event:
+            self.events[self.n_events - 1].flags |= FLAG_LAST
 
     cdef inline bint _known_account(self, int32_t account) noexcept nogil:
         return 1 <= account <= self.n_accounts and self.accounts[account].exists
@@ -1577,7 +1580,7 @@ cdef class MatchingCore:
         _load(self.fees_collected, snap["fees_collected"], self.n_assets * sizeof(Amount))
         _load(self.net_deposits, snap["net_deposits"], self.n_assets * sizeof(Amount))
         retired = snap["retired"]
-        if len(retired) > self.retired_capacity * sizeof(Slot) or len(retired) % sizeof(Slot):
+        if len(retired) > <Py_ssize_t>(self.retired_capacity * sizeof(Slot)) or len(retired) % sizeof(Slot):
             raise ValueError("snapshot retired list does not fit")
         self.retired_head = 0
         self.retired_size = len(retired) // sizeof(Slot)
@@ -1586,7 +1589,7 @@ cdef class MatchingCore:
             if not 0 <= self.retired[i] < pool_used:
                 raise ValueError("snapshot retired slot out of range")
         expiries = snap["expiries"]
-        if (len(expiries) > 2 * self.order_capacity * sizeof(Expiry)
+        if (len(expiries) > <Py_ssize_t>(2 * self.order_capacity * sizeof(Expiry))
                 or len(expiries) % sizeof(Expiry)):
             raise ValueError("snapshot expiries do not fit")
         self.expiry_size = len(expiries) // sizeof(Expiry)
@@ -1602,7 +1605,7 @@ cdef class MatchingCore:
                     ladder = book_side(&self.instruments[i], side)
                     ladder_bytes = snap["ladders"][2 * i + side - SIDE_BUY]
                     if (ladder_bytes.shape[0] % sizeof(int32_t)
-                            or ladder_bytes.shape[0] > self.level_capacity * sizeof(int32_t)):
+                            or ladder_bytes.shape[0] > <Py_ssize_t>(self.level_capacity * sizeof(int32_t))):
                         raise ValueError("snapshot ladder does not fit")
                     ladder.size = ladder_bytes.shape[0] // sizeof(int32_t)
                     _load(ladder.levels, ladder_bytes, ladder.size * sizeof(int32_t))

@@ -97,7 +97,7 @@ def seal_frames(unsigned char[::1] frames):
     if frames.shape[0] % sizeof(JournalFrame):
         raise ValueError("frames must be a whole number of FRAME_SIZE slots")
     cdef Py_ssize_t i
-    for i in range(frames.shape[0] // sizeof(JournalFrame)):
+    for i in range(frames.shape[0] // <Py_ssize_t>sizeof(JournalFrame)):
         seal(<JournalFrame *>&frames[i * sizeof(JournalFrame)])
 
 

@@ -2,8 +2,8 @@ from engine import cli
 from engine import config as venue_config
 
 
-def test_demo_runs_a_session(capsys):
-    assert cli.main(["demo"]) == 0
+def test_tour_runs_a_session(capsys):
+    assert cli.main(["tour"]) == 0
     out = capsys.readouterr().out
     assert "trade #1: 0.5 @ 50000.5" in out
     assert "rejected: POST_ONLY_WOULD_TAKE" in out

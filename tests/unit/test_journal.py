@@ -52,8 +52,8 @@ def write(directory, first_seq, batches, segment_frames=1000, durability=Durabil
     return j
 
 
-def read_all(directory, after=0) -> bytes:
-    return b"".join(bytes(block) for block in journal.read_frames(directory, after, chunk=3))
+def read_all(directory, after=0, until=10**9) -> bytes:
+    return b"".join(bytes(b) for b in journal.read_frames(directory, after, until, chunk=3))
 
 
 def test_segments_rotate_and_read_back_in_order(tmp_path):
@@ -65,6 +65,7 @@ def test_segments_rotate_and_read_back_in_order(tmp_path):
         frames(s, n) for s, n in [(1, 2), (3, 2), (5, 2), (7, 3), (10, 1)]
     )
     assert read_all(tmp_path, after=6) == frames(7, 3) + frames(10, 1)
+    assert read_all(tmp_path, after=2, until=8) == frames(3, 2) + frames(5, 2) + frames(7, 2)
     assert journal.check(tmp_path, after_seq=6) == 10
 
 

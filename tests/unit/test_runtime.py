@@ -85,7 +85,7 @@ def test_snapshot_plus_tail_equals_a_full_replay(tmp_path):
     assert [p.name for p in snapshot.all_snapshots(tmp_path)] == [f"snapshot-{40:020d}.fgs"]
     recovered, _ = recover(rt.config, tmp_path)
     full = Engine(rt.config)
-    for block in journal.read_frames(tmp_path, 0):
+    for block in journal.read_frames(tmp_path, 0, 75):
         full.core.apply_frames(block)
         full.core.clear_events()
     assert recovered.seq == 75

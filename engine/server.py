@@ -1,0 +1,134 @@
+"""`flowgate serve`: the composition root.
+
+The default placement runs gateways and engine on one uvloop thread pinned to
+one core: on small machines waking a thread on another core costs more than
+the whole order path. `build_pipeline` wires it, stage by stage.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import msgspec
+import uvloop
+
+from engine.config import VenueConfig
+from engine.journal import Durability
+from engine.runtime import EngineRuntime
+from gateways import records
+
+log = logging.getLogger("flowgate.server")
+
+
+class ServeOptions(msgspec.Struct, kw_only=True):
+    data_dir: Path
+    durability: Durability = Durability.WRITE
+    record_port: int | None = None  # loopback only
+    cpu: int | None = None  # pin the loop thread here; None: the last CPU
+    snapshot_every: int = 1_000_000  # commands
+    snapshot_seconds: float = 300.0
+    market_maker: bool = False
+
+
+class Pipeline:
+    """Runs the engine stage once per loop iteration while commands wait, and
+    turns the core's timers into journaled ticks."""
+
+    def __init__(self, runtime: EngineRuntime, loop: asyncio.AbstractEventLoop):
+        self.runtime = runtime
+        self.loop = loop
+        self.scheduled = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_ns = 0
+
+    def submit(self, records) -> int:
+        """Gateways' way into the command ring; returns how many records it took."""
+        taken = self.runtime.submit(records)
+        if taken and not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.run)
+        return taken
+
+    def run(self):
+        self.scheduled = False
+        self.runtime.run_pending()
+        self.arm_timer()
+
+    def arm_timer(self):
+        due_ns = self.runtime.next_timer_ns()
+        if due_ns == self.timer_ns:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer, self.timer_ns = None, due_ns
+        if due_ns:
+            delay = max(0.0, (due_ns - time.time_ns()) / 1e9)
+            self.timer = self.loop.call_later(delay, self.fire_timer)
+
+    def fire_timer(self):
+        self.timer, self.timer_ns = None, 0
+        if self.runtime.submit_tick():
+            if not self.scheduled:
+                self.scheduled = True
+                self.loop.call_soon(self.run)
+        else:  # the ring is full: the commands in it will move the clock; try again soon
+            self.timer = self.loop.call_later(0.001, self.fire_timer)
+
+
+async def build_pipeline(config: VenueConfig, options: ServeOptions):
+    """Wire the venue: gateways → command ring → engine → event ring → gateways."""
+    loop = asyncio.get_running_loop()
+    # 1. the engine stage: recover state from the data directory, open the journal
+    runtime = EngineRuntime(
+        config, options.data_dir, options.durability,
+        snapshot_every=options.snapshot_every, snapshot_seconds=options.snapshot_seconds,
+    )  # fmt: skip
+    # 2. the loop drives it: a batch per iteration, timers as ticks
+    pipeline = Pipeline(runtime, loop)
+    pipeline.arm_timer()
+    # 3. gateways: commands in through pipeline.submit, events out as ring subscribers
+    gateways = []
+    if options.record_port is not None:
+        port = records.RecordPort(pipeline.submit)
+        runtime.subscribers.append(port.on_events)
+        gateways.append(("record_port", port, await records.serve(port, options.record_port)))
+    return pipeline, gateways
+
+
+def pin(cpu: int | None) -> int:
+    allowed = sorted(os.sched_getaffinity(0))
+    chosen = allowed[-1] if cpu is None else cpu
+    os.sched_setaffinity(0, {chosen})
+    return chosen
+
+
+async def serve(config: VenueConfig, options: ServeOptions) -> int:
+    pipeline, gateways = await build_pipeline(config, options)
+    runtime = pipeline.runtime
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    ports = {name: server.sockets[0].getsockname()[1] for name, _, server in gateways}
+    log.info("ready", extra={"seq": runtime.seq, "data_dir": str(options.data_dir),
+                             "durability": str(options.durability), **ports})  # fmt: skip
+    await stop.wait()
+    # clean shutdown: stop taking connections; journal, apply and answer what is queued
+    for _, _, server in gateways:
+        server.close()
+    pipeline.run()
+    runtime.close()
+    for _, gateway, server in gateways:
+        gateway.close()
+        await server.wait_closed()
+    log.info("stopped", extra={"seq": runtime.seq})
+    return 0
+
+
+def run(config: VenueConfig, options: ServeOptions) -> int:
+    cpu = pin(options.cpu)
+    log.info("pinned", extra={"cpu": cpu})
+    return uvloop.run(serve(config, options))
