@@ -72,8 +72,10 @@ def per_call_run(config, records) -> tuple[float, str]:
     c = engine.core
     place, cancel, amend = c.place, c.cancel, c.amend
     calls = []
-    for r in records.tolist():
-        _, ts, _, order_id, price, qty, _, _, account, instrument, kind, side, otype, tif = r[:14]
+    fields = ["ts_ns", "order_id", "price", "qty", "account", "instrument", "type", "side",
+              "order_type", "tif"]  # fmt: skip
+    for row in zip(*(records[f].tolist() for f in fields), strict=True):
+        ts, order_id, price, qty, account, instrument, kind, side, otype, tif = row
         if kind == CMD.CMD_PLACE:
             calls.append((place, (ts, account, instrument, side, otype, tif, price, qty)))
         elif kind == CMD.CMD_CANCEL:

@@ -27,6 +27,7 @@ class ServeOptions(msgspec.Struct, kw_only=True):
     data_dir: Path
     durability: Durability = Durability.WRITE
     record_port: int | None = None  # loopback only
+    command_slots: int = 1 << 16  # command ring; full is OVERLOADED
     cpu: int | None = None  # pin the loop thread here; None: the last CPU
     snapshot_every: int = 1_000_000  # commands
     snapshot_seconds: float = 300.0
@@ -83,7 +84,7 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions):
     loop = asyncio.get_running_loop()
     # 1. the engine stage: recover state from the data directory, open the journal
     runtime = EngineRuntime(
-        config, options.data_dir, options.durability,
+        config, options.data_dir, options.durability, command_slots=options.command_slots,
         snapshot_every=options.snapshot_every, snapshot_seconds=options.snapshot_seconds,
     )  # fmt: skip
     # 2. the loop drives it: a batch per iteration, timers as ticks

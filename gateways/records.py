@@ -139,17 +139,21 @@ class RecordClient:
         self.sent += len(records) // COMMAND_SIZE
         return range(first, self.sent + 1)
 
-    def receive(self, until_request: int) -> np.ndarray:
-        """Events up to and including the last one of request `until_request`."""
+    def receive(self, requests: range) -> np.ndarray:
+        """The events of these requests, in arrival order, once each has its last.
+
+        Sequenced events arrive in request order; an OVERLOADED answer comes at
+        once, so it may overtake the events of earlier requests.
+        """
         size = EVENT_DTYPE.itemsize
         while True:
             events = np.frombuffer(self.buffer[: len(self.buffer) // size * size], EVENT_DTYPE)
-            done = np.flatnonzero(((events["tag"] & 0xFFFFFFFF) == until_request)
-                                  & ((events["flags"] & EventFlag.FLAG_LAST) != 0))  # fmt: skip
-            if len(done):
-                end = (done[0] + 1) * size
-                out = np.frombuffer(bytes(self.buffer[:end]), EVENT_DTYPE)
-                del self.buffer[:end]
+            number = events["tag"] & 0xFFFFFFFF
+            mine = (number >= requests.start) & (number < requests.stop)
+            finished = np.unique(number[mine & ((events["flags"] & EventFlag.FLAG_LAST) != 0)])
+            if len(finished) == len(requests):
+                out = events[mine].copy()
+                self.buffer[:] = events[~mine].tobytes() + self.buffer[len(events) * size :]
                 return out
             chunk = self.sock.recv(1 << 20)
             if not chunk:
@@ -158,8 +162,7 @@ class RecordClient:
 
     def request(self, records: bytes) -> np.ndarray:
         """Send command records and wait for all their events."""
-        requests = self.send(records)
-        return self.receive(requests[-1])
+        return self.receive(self.send(records))
 
     def close(self):
         self.sock.close()

@@ -1,0 +1,59 @@
+"""Start the real `flowgate serve` in a subprocess for integration and recovery
+tests, and find its ports in its structured log."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+READY_TIMEOUT_S = 30
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path, *args: str):
+        self.data_dir = Path(data_dir)
+        self.log_path = self.data_dir.with_name(self.data_dir.name + ".log")
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
+        self.offset = self.log.tell()
+        command = [sys.executable, "-m", "engine.cli", "serve", "--data-dir", str(data_dir),
+                   "--record-port", "0", *args]  # fmt: skip
+        if "--config" not in args:
+            command.append("--demo")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+        self.ready = self.wait_for("ready")
+        self.record_port = self.ready["record_port"]
+
+    def lines(self) -> list[dict]:
+        with open(self.log_path, "rb") as f:
+            f.seek(self.offset)
+            return [json.loads(line) for line in f.read().splitlines() if line.startswith(b"{")]
+
+    def wait_for(self, msg: str) -> dict:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for line in self.lines():
+                if line.get("msg") == msg:
+                    return line
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited {self.process.returncode}: {self.text()}")
+            time.sleep(0.02)
+        raise TimeoutError(f"no {msg!r} line: {self.text()}")
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> int:
+        """SIGTERM: a clean shutdown."""
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=30)
+        self.log.close()
+        return code
+
+    def kill(self):
+        self.process.kill()  # SIGKILL: no chance to flush anything
+        self.process.wait(timeout=30)
+        self.log.close()
