@@ -241,7 +241,8 @@ def competitor_run(n_ops: int, depth: int, seed: int) -> dict:
     return out
 
 
-def conditions(args) -> dict:
+def machine() -> dict:
+    """What every benchmark report states about where it ran."""
     import Cython
     import msgspec
 
@@ -263,6 +264,12 @@ def conditions(args) -> dict:
         "numpy": np.__version__,
         "msgspec": msgspec.__version__,
         "checked_build": core.CHECKED,
+    }
+
+
+def conditions(args) -> dict:
+    return {
+        **machine(),
         "pinned_cpu": args.cpu,
         "commands": args.commands,
         "resting_orders": args.depth,

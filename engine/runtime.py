@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from engine import journal
+from engine import journal, placement
 from engine import snapshot as snapshots
 from engine.config import VenueConfig
 from engine.engine import Engine
@@ -117,16 +117,18 @@ class EngineRuntime:
         self.fingerprint = claim_data_dir(self.data_dir, config)
         self.engine, self.ts_ns = recover(config, self.data_dir)
         self.journal = journal.Journal(self.data_dir, self.engine.seq + 1, durability,
-                                       segment_bytes)  # fmt: skip
+                                       segment_bytes, batch)  # fmt: skip
+        self.batch = batch
         self.commands = Ring(command_slots, COMMAND_SIZE)
         self.events = Ring(event_slots, EVENT_SIZE)
-        self.frames = np.zeros(batch * FRAME_SIZE, dtype=np.uint8)
         self.subscribers: list[Callable[[bytes], None]] = []
         self.snapshot_every = snapshot_every
         self.snapshot_seconds = snapshot_seconds
         self.snapshot_seq = self.engine.seq
         self.snapshot_time = time.monotonic()
-        self._snapshot_writer = concurrent.futures.ThreadPoolExecutor(1, "flowgate-snapshot")
+        self._snapshot_writer = concurrent.futures.ThreadPoolExecutor(
+            1, "flowgate-snapshot", initializer=placement.background_thread
+        )
         self._snapshot_pending: concurrent.futures.Future | None = None
         self._tick = np.zeros(1, dtype=COMMAND_DTYPE)
         self._tick["type"] = CommandType.CMD_TICK
@@ -146,14 +148,16 @@ class EngineRuntime:
     def step(self) -> int:
         """Take one batch through sequencer, journal, core and event ring;
         return how many commands it held."""
-        # 1. sequence: stamp the next numbers and the sequencer time into frames
-        self.ts_ns = max(self.ts_ns, time.time_ns())
-        n = sequence(self.commands, self.frames, self.engine.seq + 1, self.ts_ns)
-        if n == 0:
+        if not len(self.commands):
             return 0
-        frames = memoryview(self.frames)[: n * FRAME_SIZE]
-        # 2. journal: one write for the batch (and fsync, in fsync mode)
-        self.journal.append(frames)
+        # 1. sequence: stamp the next numbers and the sequencer time on the
+        #    waiting commands, as frames written straight into the journal
+        self.ts_ns = max(self.ts_ns, time.time_ns())
+        room = self.journal.reserve(self.batch)
+        n = sequence(self.commands, room, self.engine.seq + 1, self.ts_ns)
+        frames = room[: n * FRAME_SIZE]
+        # 2. journal: commit the batch (one fdatasync in fsync mode)
+        self.journal.commit(n)
         # 3. apply: risk, matching, book, balances, in sequence order
         self.engine.core.apply_frames(frames)
         self.engine.seq += n

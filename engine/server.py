@@ -7,7 +7,6 @@ the whole order path. `build_pipeline` wires it, stage by stage.
 
 import asyncio
 import logging
-import os
 import signal
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import msgspec
 import uvloop
 
+from engine import placement
 from engine.config import VenueConfig
 from engine.journal import Durability
 from engine.runtime import EngineRuntime
@@ -99,13 +99,6 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions):
     return pipeline, gateways
 
 
-def pin(cpu: int | None) -> int:
-    allowed = sorted(os.sched_getaffinity(0))
-    chosen = allowed[-1] if cpu is None else cpu
-    os.sched_setaffinity(0, {chosen})
-    return chosen
-
-
 async def serve(config: VenueConfig, options: ServeOptions) -> int:
     pipeline, gateways = await build_pipeline(config, options)
     runtime = pipeline.runtime
@@ -130,6 +123,6 @@ async def serve(config: VenueConfig, options: ServeOptions) -> int:
 
 
 def run(config: VenueConfig, options: ServeOptions) -> int:
-    cpu = pin(options.cpu)
+    cpu = placement.pin_loop_thread(options.cpu)
     log.info("pinned", extra={"cpu": cpu})
     return uvloop.run(serve(config, options))

@@ -11,7 +11,10 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport abort, calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset
+from libc.errno cimport errno
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.unistd cimport fdatasync
+from posix.unistd cimport write as posix_write
 
 cdef extern from *:
     """
@@ -1580,7 +1583,8 @@ cdef class MatchingCore:
         _load(self.fees_collected, snap["fees_collected"], self.n_assets * sizeof(Amount))
         _load(self.net_deposits, snap["net_deposits"], self.n_assets * sizeof(Amount))
         retired = snap["retired"]
-        if len(retired) > <Py_ssize_t>(self.retired_capacity * sizeof(Slot)) or len(retired) % sizeof(Slot):
+        if (len(retired) > <Py_ssize_t>(self.retired_capacity * sizeof(Slot))
+                or len(retired) % sizeof(Slot)):
             raise ValueError("snapshot retired list does not fit")
         self.retired_head = 0
         self.retired_size = len(retired) // sizeof(Slot)
@@ -1605,7 +1609,8 @@ cdef class MatchingCore:
                     ladder = book_side(&self.instruments[i], side)
                     ladder_bytes = snap["ladders"][2 * i + side - SIDE_BUY]
                     if (ladder_bytes.shape[0] % sizeof(int32_t)
-                            or ladder_bytes.shape[0] > <Py_ssize_t>(self.level_capacity * sizeof(int32_t))):
+                            or ladder_bytes.shape[0]
+                            > <Py_ssize_t>(self.level_capacity * sizeof(int32_t))):
                         raise ValueError("snapshot ladder does not fit")
                     ladder.size = ladder_bytes.shape[0] // sizeof(int32_t)
                     _load(ladder.levels, ladder_bytes, ladder.size * sizeof(int32_t))

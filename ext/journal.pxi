@@ -131,3 +131,26 @@ def scan_frames(const unsigned char[::1] data, int64_t first_seq):
             count += 1
             offset += sizeof(JournalFrame)
     return count, problem
+
+
+def zero_fill(int fd, size_t size):
+    """Write `size` zero bytes at the file's current position and sync them,
+    without holding the GIL, so a background thread can prepare journal
+    segments while the loop thread runs. Synced a megabyte at a time: a burst
+    of dirty pages would make the kernel throttle the loop thread's own
+    writes into the journal."""
+    cdef size_t chunk = 1 << 20, done = 0
+    cdef ssize_t n = 0
+    cdef char *zeros = <char *>calloc(1, chunk)
+    if zeros == NULL:
+        raise MemoryError()
+    with nogil:
+        while done < size:
+            n = posix_write(fd, zeros, min(size - done, chunk))
+            if n <= 0 or fdatasync(fd) != 0:
+                n = -1
+                break
+            done += n
+    free(zeros)
+    if done < size:
+        raise OSError(errno, f"zero_fill wrote {done} of {size} bytes")

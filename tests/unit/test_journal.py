@@ -43,7 +43,8 @@ def test_scan_names_the_first_bad_frame():
 
 
 def write(directory, first_seq, batches, segment_frames=1000, durability=Durability.WRITE):
-    j = Journal(directory, first_seq, durability, segment_bytes=segment_frames * FRAME_SIZE)
+    j = Journal(directory, first_seq, durability, segment_bytes=segment_frames * FRAME_SIZE,
+                batch_frames=min(segment_frames, 100))  # fmt: skip
     seq = first_seq
     for n in batches:
         j.append(frames(seq, n))
@@ -76,7 +77,7 @@ def test_a_new_run_continues_in_a_segment_of_its_own(tmp_path):
     assert journal.check(tmp_path) == 5
 
 
-@pytest.mark.parametrize("tail", [b"\x01" * 50, b"\x00" * (3 * FRAME_SIZE), frames(4, 1)[:-1]])
+@pytest.mark.parametrize("tail", [b"\x01" * 50, b"\x07" + b"\x00" * 300, frames(4, 1)[:-1]])
 def test_a_torn_tail_is_truncated_with_a_log_line(tmp_path, caplog, tail):
     write(tmp_path, 1, [3])
     ((_, path),) = journal.segments(tmp_path)
@@ -129,3 +130,34 @@ def test_durability_modes(tmp_path):
     assert journal.check(tmp_path / "f") == 4
     none = write(tmp_path / "n", 1, [2], durability=Durability.NONE)
     assert none.bytes_written == 0 and not (tmp_path / "n").exists()
+
+
+def test_a_crash_leaves_preallocated_zeros_that_are_not_damage(tmp_path, caplog):
+    crashed = Journal(tmp_path, 1, segment_bytes=100 * FRAME_SIZE, batch_frames=10)
+    crashed.append(frames(1, 3))  # never closed: the segment keeps its preallocated size
+    ((_, path),) = journal.segments(tmp_path)
+    assert path.stat().st_size == 100 * FRAME_SIZE
+    following = Journal(tmp_path, 4, segment_bytes=100 * FRAME_SIZE, batch_frames=10)
+    following.append(frames(4, 2))  # crashed as well
+    with caplog.at_level(logging.WARNING, "flowgate.journal"):
+        assert journal.check(tmp_path, repair=False) == 5  # zeros end the first segment
+        assert read_all(tmp_path, until=5) == frames(1, 3) + frames(4, 2)
+        assert journal.check(tmp_path) == 5
+    assert caplog.text == ""  # nothing was torn
+    assert journal.segments(tmp_path)[-1][1].stat().st_size == 2 * FRAME_SIZE
+
+
+def test_the_sequencer_writes_into_the_journal_mapping(tmp_path):
+    j = Journal(tmp_path, 1, segment_bytes=4 * FRAME_SIZE, batch_frames=3)
+    room = j.reserve(10)
+    assert len(room) == 3 * FRAME_SIZE  # at most a batch
+    room[: 2 * FRAME_SIZE] = frames(1, 2)
+    j.commit(2)
+    del room
+    room = j.reserve(3)  # 2 + 3 frames do not fit a 4-frame segment: a new one
+    room[:FRAME_SIZE] = frames(3, 1)
+    j.commit(1)
+    del room
+    j.close()
+    assert [first for first, _ in journal.segments(tmp_path)] == [1, 3]
+    assert read_all(tmp_path) == frames(1, 2) + frames(3, 1)

@@ -131,6 +131,7 @@ def test_gtd_expiry_fires_as_a_journaled_tick(tmp_path):
     rt.run_pending()
     (expired,) = [e for e in decode_events(b"".join(received)) if isinstance(e, m.OrderExpired)]
     assert expired.seq == 2 and rt.next_timer_ns() == 0
+    rt.close()
     shutil.copytree(tmp_path, tmp_path.parent / "copy")
     replayed, _ = recover(rt.config, tmp_path.parent / "copy")
     assert replayed.state_hash() == rt.engine.state_hash()

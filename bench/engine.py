@@ -1,0 +1,244 @@
+"""Engine-stage benchmark: command ring → sequencer → journal → core → event ring.
+
+The mixed flow of the core benchmark goes through `EngineRuntime` as the
+server runs it, for each journal durability mode:
+
+* throughput: the ring kept full, batches of up to BATCH commands;
+* latency, open loop: commands arrive on a fixed schedule (each has a planned
+  arrival time, so a slow step delays the ones behind it and that delay is
+  counted); each loop iteration queues what has arrived and runs one step;
+  a command's latency is from its planned arrival to the publication of its
+  events (HDR histogram);
+* restart: how long a new runtime takes to recover the venue from its data
+  directory (the newest snapshot plus the journal after it), and from the
+  journal alone.
+
+Beside them, the core alone on the same commands (`apply_batch`).
+"""
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from bench.core import RESULTS, batch_run, machine
+from bench.flow import mixed_flow
+from engine import placement
+from engine.journal import Durability
+from engine.runtime import EngineRuntime
+from ext.core import COMMAND_SIZE
+
+BATCH = 1024  # frames per step, as the server runs it
+
+
+def _runtime(config, data_dir: Path, durability: Durability, **options) -> EngineRuntime:
+    return EngineRuntime(config, data_dir, durability, command_slots=1 << 20,
+                         batch=BATCH, **options)  # fmt: skip
+
+
+def throughput_run(config, records, data_dir: Path, durability: Durability) -> tuple[float, str]:
+    """Commands/s with the command ring kept full, and the final state hash."""
+    runtime = _runtime(config, data_dir, durability, snapshot_every=10**12)
+    raw = records.view(np.uint8)
+    chunk = 64 * BATCH
+    started = time.perf_counter_ns()
+    for k in range(0, len(records), chunk):
+        runtime.submit(raw[k * COMMAND_SIZE : (k + chunk) * COMMAND_SIZE])
+        runtime.run_pending()
+    elapsed = time.perf_counter_ns() - started
+    state = runtime.engine.state_hash()
+    runtime.close()
+    return len(records) * 1e9 / elapsed, state
+
+
+def latency_run(config, records, data_dir: Path, durability: Durability, rate: int) -> dict:
+    """Open-loop latency (ns) from planned arrival to published events."""
+    runtime = _runtime(config, data_dir, durability, snapshot_every=10**12)
+    raw = records.view(np.uint8)
+    n = len(records)
+    interval_ns = 1e9 / rate
+    latencies = np.zeros(n, dtype=np.int64)
+    batch_sizes = []
+    start = time.perf_counter_ns()
+    sent = 0
+    clock = time.perf_counter_ns
+    while sent < n:
+        now = clock()
+        due = min(n, int((now - start) / interval_ns) + 1)
+        if due > sent:
+            runtime.submit(raw[sent * COMMAND_SIZE : due * COMMAND_SIZE])
+            runtime.run_pending()
+            done = clock()
+            planned = start + np.arange(sent, due) * interval_ns
+            latencies[sent:due] = done - planned
+            batch_sizes.append(due - sent)
+            sent = due
+    runtime.close()
+    histogram = HdrHistogram(1, 60 * 10**9, 3)
+    for value in latencies.tolist():
+        histogram.record_value(max(value, 1))
+    return {
+        "rate_cmds_per_s": rate,
+        "p50_ns": histogram.get_value_at_percentile(50),
+        "p99_ns": histogram.get_value_at_percentile(99),
+        "p999_ns": histogram.get_value_at_percentile(99.9),
+        "max_ns": histogram.get_max_value(),
+        "median_batch": int(statistics.median(batch_sizes)),
+    }
+
+
+def restart_run(config, records, data_dir: Path) -> dict:
+    """Seconds to recover after len(records) journaled commands: from a snapshot
+    taken `tail` commands before the end plus the journal tail, and from the
+    journal alone."""
+    tail = len(records) // 20
+    runtime = _runtime(config, data_dir, Durability.WRITE, snapshot_every=10**12)
+    raw = records.view(np.uint8)
+    head = len(records) - tail
+    runtime.submit(raw[: head * COMMAND_SIZE])
+    runtime.run_pending()
+    runtime.take_snapshot()
+    runtime.submit(raw[head * COMMAND_SIZE :])
+    runtime.run_pending()
+    state = runtime.engine.state_hash()
+    runtime._snapshot_writer.shutdown()
+    runtime.journal.close()  # a crash: no final snapshot
+
+    started = time.perf_counter()
+    recovered = _runtime(config, data_dir, Durability.WRITE)
+    with_snapshot = time.perf_counter() - started
+    assert recovered.engine.state_hash() == state, "recovery lost state"
+    recovered.journal.close()
+    for path in data_dir.glob("snapshot-*.fgs"):
+        path.unlink()
+    started = time.perf_counter()
+    replayed = _runtime(config, data_dir, Durability.WRITE)
+    journal_only = time.perf_counter() - started
+    assert replayed.engine.state_hash() == state, "replay lost state"
+    replayed.journal.close()
+    return {
+        "journaled_commands": len(records),
+        "snapshot_behind_by": tail,
+        "with_snapshot_s": round(with_snapshot, 3),
+        "journal_only_s": round(journal_only, 3),
+    }
+
+
+def run(args) -> dict:
+    if args.cpu is not None:
+        placement.pin_loop_thread(args.cpu)
+    config, records = mixed_flow(args.commands, args.depth, args.accounts, args.seed)
+    work = Path(tempfile.mkdtemp(prefix="flowgate-bench-", dir=args.data_root))
+    modes = {}
+    try:
+        core_only, core_hash = batch_run(config, records)
+        for durability in (Durability.NONE, Durability.WRITE, Durability.FSYNC):
+            rates, hashes = [], set()
+            for i in range(args.repeats):
+                rate, state = throughput_run(config, records, work / f"{durability}-t{i}",
+                                             durability)  # fmt: skip
+                rates.append(rate)
+                hashes.add(state)
+            if hashes != {core_hash}:
+                raise RuntimeError(f"{durability}: the runtime disagrees with the core")
+            latency = latency_run(config, records[: args.latency_commands],
+                                  work / f"{durability}-l", durability, args.rate)  # fmt: skip
+            modes[str(durability)] = {
+                "cmds_per_s": round(statistics.median(rates)),
+                "latency": latency,
+            }
+        restart = restart_run(config, records, work / "restart")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    none_p50 = modes["none"]["latency"]["p50_ns"]
+    return {
+        "conditions": {
+            **machine(),
+            "pinned_cpu": args.cpu,
+            "placement": "in-process",
+            "commands": args.commands,
+            "latency_commands": args.latency_commands,
+            "resting_orders": args.depth,
+            "accounts": args.accounts,
+            "batch_size": BATCH,
+            "seed": args.seed,
+            "repeats": args.repeats,
+            "data_root": str(args.data_root),
+        },  # fmt: skip
+        "core_only_cmds_per_s": round(core_only),
+        "modes": modes,
+        "write_p50_over_none": round(modes["write"]["latency"]["p50_ns"] / none_p50, 3),
+        "fsync_p50_over_none": round(modes["fsync"]["latency"]["p50_ns"] / none_p50, 3),
+        "restart": restart,
+    }
+
+
+def report(result: dict) -> str:
+    c = result["conditions"]
+    lines = [
+        f"Engine benchmark, {c['date']}: {c['cpu']}, {c['cores']} cores, Linux {c['kernel']}, "
+        f"Python {c['python']}, pinned to CPU {c['pinned_cpu']}, placement {c['placement']}, "
+        f"journal on {c['data_root']}.",
+        "",
+        f"Mixed flow: {c['commands']:,} commands (throughput, median of {c['repeats']}), "
+        f"first {c['latency_commands']:,} open loop at "
+        f"{result['modes']['none']['latency']['rate_cmds_per_s']:,} commands/s (latency); "
+        f"steps of up to {c['batch_size']} commands.",
+        "",
+        "| journal | commands/s | p50 µs | p99 µs | p99.9 µs | max µs | median batch |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode, r in result["modes"].items():
+        lat = r["latency"]
+        lines.append(
+            f"| {mode} | {r['cmds_per_s']:,} | {lat['p50_ns'] / 1000:.1f} | "
+            f"{lat['p99_ns'] / 1000:.1f} | {lat['p999_ns'] / 1000:.1f} | "
+            f"{lat['max_ns'] / 1000:.1f} | {lat['median_batch']} |"
+        )
+    restart = result["restart"]
+    lines += [
+        f"| core alone (`apply_batch`) | {result['core_only_cmds_per_s']:,} | | | | | |",
+        "",
+        f"p50 over `none`: write {result['write_p50_over_none']}x, "
+        f"fsync {result['fsync_p50_over_none']}x.",
+        "",
+        f"Restart after {restart['journaled_commands']:,} journaled commands: "
+        f"{restart['with_snapshot_s']} s from a snapshot {restart['snapshot_behind_by']:,} "
+        f"commands behind plus the journal tail; {restart['journal_only_s']} s from the "
+        "journal alone.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.engine", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--commands", type=int, default=1_000_000)
+    parser.add_argument("--latency-commands", type=int, default=200_000)
+    parser.add_argument("--rate", type=int, default=100_000, help="open-loop commands/s")
+    parser.add_argument("--depth", type=int, default=1000)
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cpu", type=int, default=None, help="pin the benchmark to this CPU")
+    parser.add_argument("--data-root", type=Path, default=Path("build"),
+                        help="where the journals are written (a real disk, not tmpfs)")  # fmt: skip
+    parser.add_argument("--output", type=Path, default=RESULTS / "engine.json")
+    parser.add_argument("--json", action="store_true", help="print the JSON instead of Markdown")
+    args = parser.parse_args(argv)
+    args.data_root.mkdir(parents=True, exist_ok=True)
+    result = run(args)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2) if args.json else report(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Which CPUs run what: the loop thread pinned to one core, background work
+(snapshots, journal segment preparation, history) kept off it.
+
+Linux affinity is per thread and inherited by threads created later, so
+background threads move themselves away from the pinned core when they start.
+"""
+
+import os
+
+_ALLOWED = frozenset(os.sched_getaffinity(0))  # as the process started, before any pinning
+_pinned: int | None = None
+
+
+def pin_loop_thread(cpu: int | None) -> int:
+    """Pin the calling thread to `cpu` (default: the last CPU allowed)."""
+    global _pinned
+    _pinned = max(_ALLOWED) if cpu is None else cpu
+    os.sched_setaffinity(0, {_pinned})
+    return _pinned
+
+
+def background_thread() -> None:
+    """Initializer for background threads: any allowed CPU but the pinned one
+    (all of them when there is no other)."""
+    others = _ALLOWED - {_pinned}
+    os.sched_setaffinity(0, others or _ALLOWED)
