@@ -51,6 +51,7 @@ class CancelReason(enum.StrEnum):
     SELF_TRADE = "self_trade"
     UNFILLED = "unfilled"  # the rest of an IOC or market order
     FOK_UNFILLABLE = "fok_unfillable"
+    CANCEL_ALL_AFTER = "cancel_all_after"  # the account's dead man's switch fired
 
 
 def _codes(enum_type, core_enum, prefix):
@@ -137,8 +138,17 @@ class SetKillSwitch(Command, tag="kill_switch"):
     on: bool
 
 
+class CancelAllAfter(Command, tag="cancel_all_after"):
+    """Dead man's switch: cancel every open order of the account unless it
+    sends another CancelAllAfter within timeout_ns. 0 disarms."""
+
+    account: int
+    timeout_ns: int
+
+
 class Tick(Command, tag="tick"):
-    """Carries only the sequencer's time: fires due GTD expiries."""
+    """Carries only the sequencer's time: fires due GTD expiries and dead man's
+    switches."""
 
 
 COMMAND_NAMES = {
@@ -150,6 +160,7 @@ COMMAND_NAMES = {
     int(core.CommandType.CMD_WITHDRAW): "withdraw",
     int(core.CommandType.CMD_KILL_SWITCH): "kill_switch",
     int(core.CommandType.CMD_TICK): "tick",
+    int(core.CommandType.CMD_CANCEL_ALL_AFTER): "cancel_all_after",
 }
 
 
@@ -272,3 +283,13 @@ class OrderState(OrderEvent, tag="order_state"):
 class KillSwitchChanged(Event, tag="kill_switch"):
     account: int
     on: bool
+
+
+class CancelAllAfterSet(Event, tag="cancel_all_after"):
+    """The account's dead man's switch was armed (deadline_ns), disarmed
+    (deadline_ns 0), or fired: it canceled `count` orders."""
+
+    account: int
+    deadline_ns: int
+    fired: bool
+    count: int

@@ -132,6 +132,10 @@ def encode_command(command: m.Command, out: np.ndarray, seq: int, ts_ns: int, re
             out["type"] = _CMD.CMD_KILL_SWITCH
             out["account"] = command.account
             out["amount"] = int(command.on)
+        case m.CancelAllAfter():
+            out["type"] = _CMD.CMD_CANCEL_ALL_AFTER
+            out["account"] = command.account
+            out["amount"] = command.timeout_ns
         case m.Tick():
             out["type"] = _CMD.CMD_TICK
         case _:
@@ -228,6 +232,10 @@ def decode_event(r) -> m.Event:
     if kind == _EV.EV_KILL_SWITCH:
         on = bool(r["flags"] & core.EventFlag.FLAG_KILL_SWITCH_ON)
         return m.KillSwitchChanged(seq, ts, int(r["account"]), on)
+    if kind == _EV.EV_CANCEL_ALL_AFTER:
+        fired = bool(r["flags"] & core.EventFlag.FLAG_FIRED)
+        return m.CancelAllAfterSet(seq, ts, int(r["account"]), int(r["expire_ns"]), fired,
+                                   int(r["qty"]))  # fmt: skip
     raise ValueError(f"unknown event type {kind}")
 
 
@@ -255,6 +263,8 @@ def decode_command(r) -> m.Command:
         return cls(account, int(r["instrument"]), int(r["amount"]))
     if kind == _CMD.CMD_KILL_SWITCH:
         return m.SetKillSwitch(account, bool(r["amount"]))
+    if kind == _CMD.CMD_CANCEL_ALL_AFTER:
+        return m.CancelAllAfter(account, int(r["amount"]))
     if kind == _CMD.CMD_TICK:
         return m.Tick()
     raise ValueError(f"unknown command type {kind}")

@@ -188,13 +188,14 @@ class EngineRuntime:
     # -- timers --
 
     def submit_tick(self) -> bool:
-        """A timer fired (a GTD expiry is due): a journaled tick makes the core
-        act on the time, so a replay expires the same orders at the same point."""
+        """A timer fired (a GTD expiry or a dead man's switch is due): a
+        journaled tick makes the core act on the time, so a replay does the
+        same at the same point."""
         return self.submit(self._tick.view(np.uint8)) == 1
 
     def next_timer_ns(self) -> int:
         """Wall-clock time (ns) of the next timer the core waits for; 0 if none."""
-        return self.engine.core.next_expiry()
+        return self.engine.core.next_timer()
 
     # -- snapshots --
 

@@ -52,6 +52,7 @@ cpdef enum CommandType:
     CMD_WITHDRAW = 6
     CMD_KILL_SWITCH = 7
     CMD_TICK = 8
+    CMD_CANCEL_ALL_AFTER = 9
 
 cpdef enum EventType:
     EV_ACCEPTED = 1
@@ -65,6 +66,7 @@ cpdef enum EventType:
     EV_POSITION = 9
     EV_ORDER_STATE = 10
     EV_KILL_SWITCH = 11
+    EV_CANCEL_ALL_AFTER = 12
 
 cpdef enum CancelReason:
     REASON_USER = 1
@@ -73,6 +75,7 @@ cpdef enum CancelReason:
     REASON_SELF_TRADE = 4
     REASON_UNFILLED = 5      # the rest of an IOC or market order
     REASON_FOK_UNFILLABLE = 6
+    REASON_CANCEL_ALL_AFTER = 7    # the account's dead man's switch fired
 
 cpdef enum EventFlag:
     FLAG_POST_ONLY = 1          # ACCEPTED, ORDER_STATE
@@ -80,6 +83,7 @@ cpdef enum EventFlag:
     FLAG_KILL_SWITCH_ON = 4     # KILL_SWITCH
     FLAG_RETRY = 8              # ORDER_STATE: answer to a repeated placement
     FLAG_LAST = 16              # any: the last event of its command
+    FLAG_FIRED = 32             # CANCEL_ALL_AFTER: the timer ran out and canceled
 
 # One code per rejection, grouped by the stage that raises it.
 cpdef enum Result:
@@ -98,6 +102,7 @@ cpdef enum Result:
     INVALID_EXPIRE_TIME = 110
     INVALID_AMOUNT = 111
     INVALID_CLIENT_ORDER_ID = 112
+    INVALID_TIMEOUT = 113
     # pre-trade risk
     KILL_SWITCH_ACTIVE = 200
     QUANTITY_BELOW_MIN = 201
@@ -130,7 +135,8 @@ cdef struct CommandRecord:
     int64_t price           # ticks; AMEND: 0 keeps the price
     int64_t qty             # lots (total order quantity); AMEND: 0 keeps it
     int64_t expire_ns       # GTD only
-    int64_t amount          # DEPOSIT / WITHDRAW minor units; KILL_SWITCH 1 on, 0 off
+    int64_t amount          # DEPOSIT / WITHDRAW: minor units; KILL_SWITCH: 1 on, 0 off;
+    #                         CANCEL_ALL_AFTER: the timeout in ns, 0 disarms
     int32_t account
     int32_t instrument      # DEPOSIT / WITHDRAW: the asset; MASS_CANCEL: -1 for all
     uint8_t type            # CommandType
@@ -151,11 +157,11 @@ cdef struct EventRecord:
     int64_t tag
     int64_t order_id        # the order; TRADE: the taker
     int64_t price           # order price; TRADE: execution price
-    int64_t qty             # order quantity; TRADE: fill; MASS_CANCELED: count
+    int64_t qty             # order quantity; TRADE: fill; MASS_CANCELED, CANCEL_ALL_AFTER: count
     int64_t leaves          # open quantity after the event; TRADE: the taker's
     int64_t filled          # cumulative filled quantity; TRADE: the taker's
     int64_t filled_quote    # cumulative sum of price * qty (ticks x lots)
-    int64_t expire_ns       # ACCEPTED, AMENDED, ORDER_STATE
+    int64_t expire_ns       # ACCEPTED, AMENDED, ORDER_STATE; CANCEL_ALL_AFTER the deadline
     int64_t trade_id
     int64_t maker_order_id
     int64_t maker_leaves
@@ -268,6 +274,7 @@ cdef struct Account:
     int64_t maker_bps
     int64_t taker_bps
     int32_t open_count
+    Nanos cancel_after_ns       # dead man's switch deadline; 0 when disarmed
     Slot head                   # oldest open order
     Slot tail
     uint8_t exists
@@ -334,6 +341,7 @@ cdef class MatchingCore:
     cdef int32_t retired_head, retired_size
     cdef Expiry *expiries       # binary min-heap of GTD orders
     cdef int32_t expiry_size
+    cdef Nanos next_cancel_after    # earliest armed dead man's switch; 0 when none
     # balances and positions changed by the current command, in order
     cdef Touched *touched_balances
     cdef int32_t n_touched_balances
@@ -361,6 +369,9 @@ cdef class MatchingCore:
     cdef uint16_t _mass_cancel(self) noexcept nogil
     cdef uint16_t _transfer(self) noexcept nogil
     cdef uint16_t _kill_switch(self) noexcept nogil
+    cdef uint16_t _cancel_all_after(self) noexcept nogil
+    cdef void _fire_cancel_all_after(self) noexcept nogil
+    cdef void _find_next_cancel_after(self) noexcept nogil
     cdef int64_t _cancel_account_orders(self, int32_t account, int32_t instrument,
                                         uint8_t side, uint8_t reason) noexcept nogil
     cdef void _expire_due(self) noexcept nogil

@@ -61,6 +61,9 @@ EVENT_SIZE = sizeof(EventRecord)
 MAX_SUPPLY = 1 << 62
 
 cdef int64_t _MAX_SUPPLY = MAX_SUPPLY
+# The longest dead man's switch: a day.
+MAX_CANCEL_AFTER_NS = 86_400 * 1_000_000_000
+cdef int64_t _MAX_CANCEL_AFTER_NS = MAX_CANCEL_AFTER_NS
 cdef uint64_t _FNV_OFFSET = 0xcbf29ce484222325ULL
 cdef uint64_t _FNV_PRIME = 0x100000001b3ULL
 cdef uint64_t _GOLDEN = 0x9E3779B97F4A7C15ULL
@@ -434,6 +437,8 @@ cdef class MatchingCore:
         self.n_touched_positions = 0
         if self.expiry_size and self.expiries[0].expire_ns <= cmd.ts_ns:
             self._expire_due()
+        if self.next_cancel_after and self.next_cancel_after <= cmd.ts_ns:
+            self._fire_cancel_all_after()
         if cmd.type == CMD_PLACE:
             self._place()
         elif cmd.type == CMD_CANCEL:
@@ -446,6 +451,8 @@ cdef class MatchingCore:
             self._transfer()
         elif cmd.type == CMD_KILL_SWITCH:
             self._kill_switch()
+        elif cmd.type == CMD_CANCEL_ALL_AFTER:
+            self._cancel_all_after()
         elif cmd.type != CMD_TICK:
             self._reject(INVALID_COMMAND)
         self._flush_touched()
@@ -741,6 +748,47 @@ cdef class MatchingCore:
             e.flags = FLAG_KILL_SWITCH_ON
             self._cancel_account_orders(c.account, -1, 0, REASON_KILL_SWITCH)
         return OK
+
+    cdef uint16_t _cancel_all_after(self) noexcept nogil:
+        """Arm (or re-arm) the account's dead man's switch: unless the account
+        sends another before the deadline, all its open orders are canceled."""
+        cdef const CommandRecord *c = self.cmd
+        cdef EventRecord *e
+        if not self._known_account(c.account):
+            return self._reject(UNKNOWN_ACCOUNT)
+        if not 0 <= c.amount <= _MAX_CANCEL_AFTER_NS:
+            return self._reject(INVALID_TIMEOUT)
+        self.accounts[c.account].cancel_after_ns = c.ts_ns + c.amount if c.amount else 0
+        self._find_next_cancel_after()
+        e = self._emit(EV_CANCEL_ALL_AFTER)
+        e.account = c.account
+        e.expire_ns = self.accounts[c.account].cancel_after_ns
+        return OK
+
+    cdef void _fire_cancel_all_after(self) noexcept nogil:
+        """Every switch due by the command's time, in account order."""
+        cdef int32_t a
+        cdef EventRecord *e
+        cdef int64_t count
+        for a in range(1, self.n_accounts + 1):
+            if 0 < self.accounts[a].cancel_after_ns <= self.cmd.ts_ns:
+                self.accounts[a].cancel_after_ns = 0
+                count = self._cancel_account_orders(a, -1, 0, REASON_CANCEL_ALL_AFTER)
+                e = self._emit(EV_CANCEL_ALL_AFTER)
+                e.account = a
+                e.qty = count
+                e.flags = FLAG_FIRED
+        self._find_next_cancel_after()
+
+    cdef void _find_next_cancel_after(self) noexcept nogil:
+        # a scan, but only when a switch is armed or fires: heartbeats are seconds apart
+        cdef int32_t a
+        cdef Nanos deadline
+        self.next_cancel_after = 0
+        for a in range(1, self.n_accounts + 1):
+            deadline = self.accounts[a].cancel_after_ns
+            if deadline and (self.next_cancel_after == 0 or deadline < self.next_cancel_after):
+                self.next_cancel_after = deadline
 
     cdef int64_t _cancel_account_orders(self, int32_t account, int32_t instrument,
                                         uint8_t side, uint8_t reason) noexcept nogil:
@@ -1458,10 +1506,14 @@ cdef class MatchingCore:
             out.append((level.price, level.total, ids))
         return out
 
-    def next_expiry(self):
-        """The earliest expiry time of a GTD order (ns), 0 when none; the runtime
-        sends a tick then, so the expiry is a journaled command."""
-        return self.expiries[0].expire_ns if self.expiry_size else 0
+    def next_timer(self):
+        """When the core next acts on time alone (ns): the earliest GTD expiry or
+        dead man's switch deadline; 0 when none. The runtime sends a tick then,
+        so what fires is a journaled command."""
+        cdef Nanos expiry = self.expiries[0].expire_ns if self.expiry_size else 0
+        if expiry == 0 or (self.next_cancel_after and self.next_cancel_after < expiry):
+            return self.next_cancel_after
+        return expiry
 
     def retired_order_ids(self):
         """Closed orders still remembered for exactly-once retries, oldest first."""
@@ -1480,7 +1532,7 @@ cdef class MatchingCore:
         for a in range(1, self.n_accounts + 1):
             if not self.accounts[a].exists:
                 continue
-            out += [a, self.accounts[a].killed]
+            out += [a, self.accounts[a].killed, self.accounts[a].cancel_after_ns]
             for k in range(self.n_assets):
                 b = &self.balances[a * self.n_assets + k]
                 out += [b.total, b.locked]
@@ -1659,6 +1711,7 @@ cdef class MatchingCore:
             if not 0 <= s < pool_used:
                 raise ValueError("snapshot client order id slot out of range")
             self._insert_coid(s)
+        self._find_next_cancel_after()
 
     def _check_account(self, int32_t account):
         if not 1 <= account <= self.n_accounts:

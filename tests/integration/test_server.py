@@ -4,6 +4,7 @@ restart, back-pressure, bad input, and refusing a damaged or foreign data dir.""
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -111,3 +112,19 @@ def test_a_foreign_or_damaged_data_dir_refuses_to_start(tmp_path):
                               "--data-dir", str(data)], capture_output=True, text=True)  # fmt: skip
     assert refused.returncode == 1 and "FRAME_BAD_CRC at offset 272 (seq 3)" in refused.stderr
     assert replay_verify(data).returncode == 1
+
+
+def test_a_dead_mans_switch_fires_on_time_as_a_journaled_tick(tmp_path):
+    data = tmp_path / "venue"
+    server = ServerProcess(data)
+    client = RecordClient(server.record_port)
+    (accepted, *_) = client.request(place(1, post_only=True))
+    client.request(command_record(m.CancelAllAfter(account=2, timeout_ns=200_000_000)))
+    time.sleep(0.6)  # no heartbeat: the switch fires by itself
+    cancel = command_record(m.CancelOrder(account=2, order_id=int(accepted["order_id"])))
+    (late,) = client.request(cancel)
+    assert late["result"] == Result.UNKNOWN_ORDER  # already canceled by the switch
+    client.close()
+    assert server.stop() == 0
+    result = replay_verify(data)
+    assert result.returncode == 0, result.stderr

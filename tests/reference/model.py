@@ -14,7 +14,7 @@ Rules, in the order they are applied to a placement:
 """
 
 import heapq
-from collections import deque
+from collections import defaultdict, deque
 
 from engine import messages as m
 from engine.config import VenueConfig, instrument_specs, opening_balances
@@ -43,6 +43,7 @@ class ReferenceEngine:
         self.positions = {}  # (account, instrument) -> [net_qty, cost, realized_pnl]
         self.account_orders = {}  # account -> open orders, oldest first
         self.killed = set()
+        self.deadlines = defaultdict(int)  # account -> dead man's switch deadline
         self.net_deposits = [0] * self.n_assets
         self.fees = [0] * self.n_assets
         for account in config.accounts:
@@ -79,6 +80,7 @@ class ReferenceEngine:
         self.touched_balances = []
         self.touched_positions = []
         self.expire_due()
+        self.fire_cancel_all_after()
         match command:
             case m.PlaceOrder():
                 self.place(command)
@@ -92,6 +94,8 @@ class ReferenceEngine:
                 self.transfer(command)
             case m.SetKillSwitch():
                 self.kill_switch(command)
+            case m.CancelAllAfter():
+                self.cancel_all_after(command)
         for account, asset in self.touched_balances:
             total, locked = self.balances[account, asset]
             self.emit(m.BalanceChanged, account, asset, total, locked)
@@ -107,7 +111,7 @@ class ReferenceEngine:
         name = {
             m.PlaceOrder: "place", m.CancelOrder: "cancel", m.AmendOrder: "amend",
             m.MassCancel: "mass_cancel", m.Deposit: "deposit", m.Withdraw: "withdraw",
-            m.SetKillSwitch: "kill_switch",
+            m.SetKillSwitch: "kill_switch", m.CancelAllAfter: "cancel_all_after",
         }[type(c)]  # fmt: skip
         instrument = getattr(c, "instrument", getattr(c, "asset", 0))
         coid = getattr(c, "client_order_id", "").encode()[:36].decode(errors="replace")
@@ -353,6 +357,23 @@ class ReferenceEngine:
         else:
             self.killed.discard(c.account)
 
+    def cancel_all_after(self, c: m.CancelAllAfter):
+        if c.account not in self.fee_bps:
+            return self.reject("UNKNOWN_ACCOUNT")
+        if not 0 <= c.timeout_ns <= 86_400 * 10**9:
+            return self.reject("INVALID_TIMEOUT")
+        self.deadlines[c.account] = self.ts + c.timeout_ns if c.timeout_ns else 0
+        self.emit(m.CancelAllAfterSet, c.account, self.deadlines[c.account], False, 0)
+
+    def fire_cancel_all_after(self):
+        for account in sorted(self.fee_bps):
+            if 0 < self.deadlines[account] <= self.ts:
+                self.deadlines[account] = 0
+                orders = list(self.account_orders[account])
+                for o in orders:
+                    self.finish(o, m.OrderStatus.CANCELED, m.CancelReason.CANCEL_ALL_AFTER)
+                self.emit(m.CancelAllAfterSet, account, 0, True, len(orders))
+
     def expire_due(self):
         while self.expiries and self.expiries[0][0] <= self.ts:
             expire_ns, order_id = heapq.heappop(self.expiries)
@@ -561,7 +582,7 @@ class ReferenceEngine:
         for asset in range(self.n_assets):
             out += [self.fees[asset], self.net_deposits[asset]]
         for account in sorted(self.fee_bps):
-            out += [account, int(account in self.killed)]
+            out += [account, int(account in self.killed), self.deadlines[account]]
             for asset in range(self.n_assets):
                 out += self.balances[account, asset]
             for spec in self.specs:

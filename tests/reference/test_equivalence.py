@@ -123,6 +123,14 @@ WEIGHTED = [
         ),
     ),
     (1, st.builds(m.SetKillSwitch, account=st.sampled_from(ACCOUNTS), on=st.booleans())),
+    (
+        2,
+        st.builds(
+            m.CancelAllAfter,
+            account=st.sampled_from(ACCOUNTS + [9]),
+            timeout_ns=st.sampled_from([0, 1, 30, 100, 400, -1, 86_400 * 10**9 + 1]),
+        ),
+    ),
     (3, st.builds(m.Tick)),
 ]
 

@@ -149,6 +149,38 @@ def test_kill_switch_blocks_new_orders_but_not_cancels(implementation):
     assert kinds(venue.apply(m.CancelOrder(account=2, order_id=2))) == ["canceled:user"]
 
 
+def test_cancel_all_after_cancels_the_accounts_orders_at_its_deadline(implementation):
+    venue = Venue(implementation)
+    venue.place(2, BUY, P - 1, 1, client_order_id="a")
+    venue.place(3, BUY, P - 2, 1)
+    (armed,) = venue.apply(m.CancelAllAfter(account=2, timeout_ns=100), ts=1_000)
+    assert (armed.deadline_ns, armed.fired) == (1_100, False)
+    venue.apply(m.CancelAllAfter(account=2, timeout_ns=100), ts=1_050)  # a heartbeat: 1_150
+    venue.place(2, SELL, P + 1, 1)
+    assert venue.apply(m.Tick(), ts=1_149) == []
+    events = venue.apply(m.Tick(), ts=1_150)
+    assert kinds(events) == ["canceled:cancel_all_after"] * 2 + ["cancel_all_after"]
+    (fired,) = [e for e in events if isinstance(e, m.CancelAllAfterSet)]
+    assert (fired.account, fired.fired, fired.count, fired.deadline_ns) == (2, True, 2, 0)
+    assert [i for _, ids in venue.book(BUY) for i, _ in ids] == [2]  # account 3 untouched
+    assert venue.apply(m.Tick(), ts=5_000) == []  # fired once, then disarmed
+
+
+def test_cancel_all_after_disarms_and_validates(implementation):
+    venue = Venue(implementation)
+    venue.place(2, BUY, P - 1, 1)
+    venue.apply(m.CancelAllAfter(account=2, timeout_ns=10), ts=100)
+    (disarmed,) = venue.apply(m.CancelAllAfter(account=2, timeout_ns=0), ts=105)
+    assert disarmed.deadline_ns == 0
+    assert venue.apply(m.Tick(), ts=1_000) == []
+    assert kinds(venue.apply(m.CancelAllAfter(account=2, timeout_ns=-1))) == [
+        "rejected:INVALID_TIMEOUT"
+    ]
+    assert kinds(venue.apply(m.CancelAllAfter(account=9, timeout_ns=5))) == [
+        "rejected:UNKNOWN_ACCOUNT"
+    ]
+
+
 def test_band_follows_the_last_trade(implementation):
     venue = Venue(implementation)
     high = P + P // 10
