@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CHECKED_TREE := build/checked-tree
 
-.PHONY: build checked demo test test-release test-checked lint bench bench-core clean
+.PHONY: build checked demo test test-release test-checked lint bench bench-core bench-engine clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,10 +41,14 @@ test-release: build
 test-checked: checked
 	cd $(CHECKED_TREE) && FLOWGATE_EXPECT_CHECKED=1 $(CURDIR)/$(PY) -m pytest -q tests/unit tests/reference
 
-bench: bench-core
+bench: bench-core bench-engine
 
 bench-core: build
 	$(PY) -m bench.core --cpu $$(( $$(nproc) - 1 ))
+
+# journals are written under build/, on the disk the venue would use
+bench-engine: build
+	$(PY) -m bench.engine --cpu $$(( $$(nproc) - 1 ))
 
 clean:
 	rm -rf build ext/*.so ext/*.c

@@ -38,6 +38,7 @@ BATCH = 1024  # frames per step, as the server runs it
 
 
 def _runtime(config, data_dir: Path, durability: Durability, **options) -> EngineRuntime:
+    options.setdefault("history", False)  # the engine stage alone, unless asked
     return EngineRuntime(config, data_dir, durability, command_slots=1 << 20,
                          batch=BATCH, **options)  # fmt: skip
 
@@ -57,9 +58,12 @@ def throughput_run(config, records, data_dir: Path, durability: Durability) -> t
     return len(records) * 1e9 / elapsed, state
 
 
-def latency_run(config, records, data_dir: Path, durability: Durability, rate: int) -> dict:
+def latency_run(
+    config, records, data_dir: Path, durability: Durability, rate: int, history: bool = False
+) -> dict:
     """Open-loop latency (ns) from planned arrival to published events."""
-    runtime = _runtime(config, data_dir, durability, snapshot_every=10**12)
+    runtime = _runtime(config, data_dir, durability, snapshot_every=10**12, history=history)
+    time.sleep(1.0)  # let the history process start
     raw = records.view(np.uint8)
     n = len(records)
     interval_ns = 1e9 / rate
@@ -153,6 +157,8 @@ def run(args) -> dict:
                 "cmds_per_s": round(statistics.median(rates)),
                 "latency": latency,
             }
+        with_history = latency_run(config, records[: args.latency_commands], work / "h",
+                                   Durability.WRITE, args.rate, history=True)  # fmt: skip
         restart = restart_run(config, records, work / "restart")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -175,6 +181,7 @@ def run(args) -> dict:
         "modes": modes,
         "write_p50_over_none": round(modes["write"]["latency"]["p50_ns"] / none_p50, 3),
         "fsync_p50_over_none": round(modes["fsync"]["latency"]["p50_ns"] / none_p50, 3),
+        "write_with_history_latency": with_history,
         "restart": restart,
     }
 
@@ -202,7 +209,11 @@ def report(result: dict) -> str:
             f"{lat['max_ns'] / 1000:.1f} | {lat['median_batch']} |"
         )
     restart = result["restart"]
+    hist = result["write_with_history_latency"]
     lines += [
+        f"| write, history process on | | {hist['p50_ns'] / 1000:.1f} | "
+        f"{hist['p99_ns'] / 1000:.1f} | {hist['p999_ns'] / 1000:.1f} | "
+        f"{hist['max_ns'] / 1000:.1f} | {hist['median_batch']} |",
         f"| core alone (`apply_batch`) | {result['core_only_cmds_per_s']:,} | | | | | |",
         "",
         f"p50 over `none`: write {result['write_p50_over_none']}x, "

@@ -19,8 +19,11 @@ def pin_loop_thread(cpu: int | None) -> int:
     return _pinned
 
 
+def background_cpus() -> frozenset[int]:
+    """Any allowed CPU but the pinned one (all of them when there is no other)."""
+    return (_ALLOWED - {_pinned}) or _ALLOWED
+
+
 def background_thread() -> None:
-    """Initializer for background threads: any allowed CPU but the pinned one
-    (all of them when there is no other)."""
-    others = _ALLOWED - {_pinned}
-    os.sched_setaffinity(0, others or _ALLOWED)
+    """Initializer for background threads and processes."""
+    os.sched_setaffinity(0, background_cpus())

@@ -20,7 +20,8 @@ from engine import journal, placement
 from engine import snapshot as snapshots
 from engine.config import VenueConfig
 from engine.engine import Engine
-from engine.records import COMMAND_DTYPE, FRAME_DTYPE
+from engine.history import HistoryProcess, catch_up
+from engine.records import COMMAND_DTYPE, EVENT_DTYPE, FRAME_DTYPE
 from ext.core import COMMAND_SIZE, EVENT_SIZE, FRAME_SIZE, CommandType, Ring, sequence
 
 log = logging.getLogger("flowgate.engine")
@@ -61,17 +62,25 @@ def load_data_dir_config(data_dir: Path) -> VenueConfig:
     return msgspec.json.decode((data_dir / CONFIG_FILE).read_bytes(), type=VenueConfig)
 
 
-def recover(config: VenueConfig, data_dir: Path) -> tuple[Engine, int]:
+def recover(
+    config: VenueConfig,
+    data_dir: Path,
+    events_after: int | None = None,
+    on_events: Callable[[bytes], None] | None = None,
+) -> tuple[Engine, int]:
     """The engine as the data directory left it: the newest sound snapshot, then
     the journal after it. Returns the engine and the last sequencer time.
 
-    A torn journal tail is truncated (with a log line); damage before the end
-    raises journal.JournalError.
+    With `events_after`, the replay starts at or before that seq and hands the
+    events of every later command to `on_events`: how a subscriber that fell
+    behind in a crash (the history) catches up. A torn journal tail is
+    truncated (with a log line); damage before the end raises
+    journal.JournalError.
     """
     started = time.perf_counter()
     engine = Engine(config)
     ts_ns = 0
-    snap = snapshots.latest(data_dir, fingerprint(config))
+    snap = snapshots.latest(data_dir, fingerprint(config), at_most_seq=events_after)
     if snap is not None:
         engine.core.restore(snap.core)
         engine.seq, ts_ns = snap.seq, snap.ts_ns
@@ -81,7 +90,12 @@ def recover(config: VenueConfig, data_dir: Path) -> tuple[Engine, int]:
     replayed = 0
     for block in journal.read_frames(data_dir, engine.seq, last):
         engine.core.apply_frames(block)
-        engine.core.clear_events()
+        events = engine.core.take_events()
+        if on_events is not None:
+            records = np.frombuffer(events, EVENT_DTYPE)
+            missed = records[records["seq"] > events_after]
+            if len(missed):
+                on_events(missed.tobytes())
         replayed += len(block) // FRAME_SIZE
         ts_ns = int(np.frombuffer(block[-FRAME_SIZE:], FRAME_DTYPE)["command"]["ts_ns"][0])
     engine.seq = max(engine.seq, last)
@@ -111,17 +125,27 @@ class EngineRuntime:
         snapshot_every: int = 1_000_000,
         snapshot_seconds: float = 300.0,
         segment_bytes: int = journal.DEFAULT_SEGMENT_BYTES,
+        history: bool = True,
     ):
         self.data_dir = Path(data_dir)
         self.config = config
         self.fingerprint = claim_data_dir(self.data_dir, config)
-        self.engine, self.ts_ns = recover(config, self.data_dir)
+        self.subscribers: list[Callable[[bytes], None]] = []
+        self.history: HistoryProcess | None = None
+        if history:
+            # recovery also gives the history what a crash took from it
+            history_seq, store_missed, close_history = catch_up(self.data_dir)
+            self.engine, self.ts_ns = recover(config, self.data_dir, history_seq, store_missed)
+            close_history()
+            self.history = HistoryProcess(self.data_dir)
+            self.subscribers.append(self.history.on_events)
+        else:
+            self.engine, self.ts_ns = recover(config, self.data_dir)
         self.journal = journal.Journal(self.data_dir, self.engine.seq + 1, durability,
                                        segment_bytes, batch)  # fmt: skip
         self.batch = batch
         self.commands = Ring(command_slots, COMMAND_SIZE)
         self.events = Ring(event_slots, EVENT_SIZE)
-        self.subscribers: list[Callable[[bytes], None]] = []
         self.snapshot_every = snapshot_every
         self.snapshot_seconds = snapshot_seconds
         self.snapshot_seq = self.engine.seq
@@ -233,6 +257,8 @@ class EngineRuntime:
             self.take_snapshot(wait=True)
         self._snapshot_writer.shutdown(wait=True)
         self.journal.close()
+        if self.history is not None:
+            self.history.close()
 
 
 class ReplayReport(msgspec.Struct):

@@ -302,6 +302,7 @@ cdef struct Expiry:
 
 cdef class Ring:
     cdef char *buffer
+    cdef object memory              # shared memory the ring lives in, or None (owns buffer)
     cdef uint64_t *head             # consumer position, own cache line
     cdef uint64_t *tail             # producer position, own cache line
     cdef char *slots

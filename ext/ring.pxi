@@ -7,10 +7,13 @@ cdef class Ring:
 
     Positions are free-running 64-bit counters published with release stores
     and read with acquire loads, so producer and consumer may live on
-    different threads (or, later, processes over shared memory).
+    different threads, or in different processes when the ring is built over
+    shared memory (`memory`, at least `Ring.size(capacity, slot_size)` bytes,
+    zeroed before either side starts).
     """
 
-    def __cinit__(self, uint64_t capacity, Py_ssize_t slot_size):
+    def __cinit__(self, uint64_t capacity, Py_ssize_t slot_size, memory=None):
+        cdef unsigned char[::1] view
         if capacity == 0 or capacity & (capacity - 1):
             raise ValueError("capacity must be a power of two")
         if slot_size <= 0:
@@ -18,15 +21,28 @@ cdef class Ring:
         self.capacity = capacity
         self.mask = capacity - 1
         self.slot_size = slot_size
-        self.buffer = <char *>calloc(1, 128 + capacity * slot_size)
-        if self.buffer == NULL:
-            raise MemoryError()
+        if memory is None:
+            self.buffer = <char *>calloc(1, Ring.size(capacity, slot_size))
+            if self.buffer == NULL:
+                raise MemoryError()
+        else:
+            view = memory
+            if view.shape[0] < Ring.size(capacity, slot_size):
+                raise ValueError("memory is smaller than the ring")
+            self.memory = view
+            self.buffer = <char *>&view[0]
         self.head = <uint64_t *>self.buffer
         self.tail = <uint64_t *>(self.buffer + 64)
         self.slots = self.buffer + 128
 
+    @staticmethod
+    def size(uint64_t capacity, Py_ssize_t slot_size):
+        """Bytes a ring of this shape takes: two positions, then the slots."""
+        return 128 + capacity * slot_size
+
     def __dealloc__(self):
-        free(self.buffer)
+        if self.memory is None:
+            free(self.buffer)
 
     def __len__(self):
         return fg_load_acquire(self.tail) - fg_load_acquire(self.head)

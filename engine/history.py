@@ -1,0 +1,288 @@
+"""History: orders, fills and balance changes in SQLite (WAL), written off the
+hot path, read by the gateways' history queries.
+
+The loop thread only copies each published batch of event records into a
+shared-memory ring (`HistoryProcess.on_events`); a process of its own turns
+them into rows, one transaction per batch, together with the last sequence
+number stored. After a crash, recovery regenerates from the journal the events
+the database missed (`catch_up`), so history is complete once recovery ends.
+"""
+
+import logging
+import multiprocessing
+import os
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable
+from multiprocessing import resource_tracker, shared_memory
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from engine import placement
+from engine.records import EVENT_DTYPE
+from ext.core import EVENT_SIZE, EventType, OrderStatus, Ring
+
+log = logging.getLogger("flowgate.history")
+
+FILE = "history.sqlite"
+MAX_PAGE = 1000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id INTEGER PRIMARY KEY, account INTEGER NOT NULL, instrument INTEGER NOT NULL,
+    side INTEGER NOT NULL, order_type INTEGER NOT NULL, tif INTEGER NOT NULL,
+    price INTEGER NOT NULL, qty INTEGER NOT NULL, leaves INTEGER NOT NULL,
+    filled INTEGER NOT NULL, filled_quote INTEGER NOT NULL, status INTEGER NOT NULL,
+    client_order_id TEXT NOT NULL, created_seq INTEGER NOT NULL, created_ns INTEGER NOT NULL,
+    updated_seq INTEGER NOT NULL, updated_ns INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS orders_by_account ON orders (account, order_id);
+CREATE TABLE IF NOT EXISTS fills (
+    id INTEGER PRIMARY KEY, trade_id INTEGER NOT NULL, account INTEGER NOT NULL,
+    order_id INTEGER NOT NULL, instrument INTEGER NOT NULL, side INTEGER NOT NULL,
+    price INTEGER NOT NULL, qty INTEGER NOT NULL, fee INTEGER NOT NULL,
+    maker INTEGER NOT NULL, seq INTEGER NOT NULL, ts_ns INTEGER NOT NULL,
+    UNIQUE (trade_id, maker));
+CREATE INDEX IF NOT EXISTS fills_by_account ON fills (account, id);
+CREATE TABLE IF NOT EXISTS balance_changes (
+    id INTEGER PRIMARY KEY, account INTEGER NOT NULL, asset INTEGER NOT NULL,
+    total INTEGER NOT NULL, locked INTEGER NOT NULL, seq INTEGER NOT NULL,
+    ts_ns INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS balances_by_account ON balance_changes (account, id);
+"""
+
+_ORDER_EVENTS = (EventType.EV_ACCEPTED, EventType.EV_CANCELED, EventType.EV_EXPIRED,
+                 EventType.EV_AMENDED, EventType.EV_ORDER_STATE)  # fmt: skip
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # the journal, not this file, is the record
+    db.executescript(SCHEMA)
+    return db
+
+
+def stored_seq(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+    return row[0] if row else 0
+
+
+_COLUMNS = ("order_id", "account", "instrument", "side", "order_type", "tif", "price", "qty",
+            "leaves", "filled", "filled_quote", "status", "client_order_id", "created_seq",
+            "created_ns", "updated_seq", "updated_ns")  # fmt: skip
+_LEAVES, _FILLED, _QUOTE, _STATUS, _CREATED = 8, 9, 10, 11, 13
+
+
+def store(db: sqlite3.Connection, batch: bytes):
+    """One transaction: the rows of a batch of event records, and its last seq.
+
+    Orders are brought up to date in event order in memory (an order may be
+    accepted, filled and canceled within one batch), then written once.
+    """
+    events = np.frombuffer(batch, EVENT_DTYPE)
+    if len(events) == 0:
+        return
+    orders: dict[int, list] = {}
+    fills, balances = [], []
+
+    def order(order_id: int) -> list | None:
+        if order_id not in orders:
+            found = db.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+            orders[order_id] = list(found) if found else None
+        return orders[order_id]
+
+    def fill(row: list | None, leaves: int, filled: int, price: int, qty: int, seq, ts):
+        if row is None:
+            return
+        row[_LEAVES], row[_FILLED] = leaves, filled
+        row[_QUOTE] += price * qty
+        row[_STATUS] = (
+            OrderStatus.STATUS_FILLED if leaves == 0 else OrderStatus.STATUS_PARTIALLY_FILLED
+        )
+        row[-2:] = [seq, ts]
+
+    for e in events.tolist():
+        r = dict(zip(EVENT_DTYPE.names, e, strict=True))
+        kind, seq, ts = r["type"], r["seq"], r["ts_ns"]
+        if kind in _ORDER_EVENTS:
+            coid = r["coid"][: r["coid_len"]].decode(errors="replace")
+            row = [r["order_id"], r["account"], r["instrument"], r["side"], r["order_type"],
+                   r["tif"], r["price"], r["qty"], r["leaves"], r["filled"], r["filled_quote"],
+                   r["status"], coid, seq, ts, seq, ts]  # fmt: skip
+            known = order(r["order_id"])
+            if known is not None:
+                row[_CREATED : _CREATED + 2] = known[_CREATED : _CREATED + 2]
+            orders[r["order_id"]] = row
+        elif kind == EventType.EV_TRADE:
+            price, qty, trade, side = r["price"], r["qty"], r["trade_id"], r["side"]
+            fills.append((trade, r["account"], r["order_id"], r["instrument"], side, price, qty,
+                          r["taker_fee"], 0, seq, ts))  # fmt: skip
+            fills.append((trade, r["maker_account"], r["maker_order_id"], r["instrument"],
+                          3 - side, price, qty, r["maker_fee"], 1, seq, ts))  # fmt: skip
+            fill(order(r["order_id"]), r["leaves"], r["filled"], price, qty, seq, ts)
+            maker = order(r["maker_order_id"])
+            if maker is not None:
+                fill(maker, r["maker_leaves"], maker[_FILLED] + qty, price, qty, seq, ts)
+        elif kind == EventType.EV_BALANCE:
+            balances.append((r["account"], r["instrument"], r["total"], r["locked"], seq, ts))
+    db.execute("BEGIN")
+    db.executemany(
+        f"INSERT OR REPLACE INTO orders VALUES ({','.join('?' * len(_COLUMNS))})",
+        [row for row in orders.values() if row is not None],
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO fills (trade_id, account, order_id, instrument, side, price, qty,"
+        " fee, maker, seq, ts_ns) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        fills,
+    )
+    db.executemany(
+        "INSERT INTO balance_changes (account, asset, total, locked, seq, ts_ns)"
+        " VALUES (?,?,?,?,?,?)",
+        balances,
+    )
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (int(events["seq"].max()),))
+    db.execute("COMMIT")
+
+
+class HistoryProcess:
+    """The writer, in a process of its own: it shares no GIL with the loop
+    thread, which hands it event records through a shared-memory ring (a copy,
+    no system call). When the ring is full the batches wait in a backlog
+    here, passed on with the next ones; the loop never waits. A history more
+    than MAX_BACKLOG events behind is no longer fed (an error is logged): the
+    next start completes it from the journal."""
+
+    RING_SLOTS = 1 << 16  # event records (15 MB)
+    MAX_BACKLOG = 1 << 20  # event records (232 MB)
+
+    def __init__(self, data_dir: Path):
+        self.shm = shared_memory.SharedMemory(create=True, size=_CONTROL + Ring.size(
+            self.RING_SLOTS, EVENT_SIZE))  # fmt: skip
+        self.ring = Ring(self.RING_SLOTS, EVENT_SIZE, self.shm.buf[_CONTROL:])
+        self.backlog: deque[memoryview] = deque()
+        self.backlog_events = 0
+        self.abandoned = False
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no loop, no threads
+        self.process = context.Process(
+            target=run_writer, name="flowgate-history", daemon=True,
+            args=(self.shm.name, str(data_dir), os.getpid(), sorted(placement.background_cpus())),
+        )  # fmt: skip
+        self.process.start()
+        os.sched_setaffinity(self.process.pid, placement.background_cpus())  # before its imports
+
+    def on_events(self, batch: bytes):
+        if self.abandoned:
+            return
+        self.backlog.append(memoryview(batch))
+        self.backlog_events += len(batch) // EVENT_SIZE
+        while self.backlog:
+            head = self.backlog[0]
+            written = self.ring.write(head) * EVENT_SIZE
+            self.backlog_events -= written // EVENT_SIZE
+            if written < len(head):
+                self.backlog[0] = head[written:]
+                break
+            self.backlog.popleft()
+        if self.backlog_events > self.MAX_BACKLOG:
+            self.abandoned = True
+            self.backlog.clear()
+            log.error("history too far behind: no longer fed; the next start completes it "
+                      "from the journal")  # fmt: skip
+
+    def close(self, wait: bool = True):
+        """Pass on the backlog, let the writer drain the ring, and stop it.
+        Without `wait` (an abandoned runtime), just tell it to stop."""
+        if self.ring is None:
+            return
+        while wait and self.backlog and self.process.is_alive():
+            self.on_events(b"")
+            time.sleep(0.001)
+        self.shm.buf[0] = 1  # stop once the ring is empty
+        if wait:
+            self.process.join(timeout=60)
+        self.ring = None  # releases its view of the shared memory
+        self.shm.close()
+        self.shm.unlink()
+
+    def __del__(self):
+        self.close(wait=False)
+
+
+_CONTROL = 64  # bytes before the ring: [0] is the stop flag
+
+
+def run_writer(shm_name: str, data_dir: str, parent_pid: int, cpus: list[int]):
+    """The history process: drain the ring into SQLite until told to stop or
+    orphaned."""
+    os.sched_setaffinity(0, cpus)
+    shm = shared_memory.SharedMemory(name=shm_name)
+    resource_tracker.unregister(shm._name, "shared_memory")  # the parent owns it
+    ring = Ring(HistoryProcess.RING_SLOTS, EVENT_SIZE, shm.buf[_CONTROL:])
+    db = connect(Path(data_dir) / FILE)
+    while True:
+        batch = ring.read(8192)
+        if batch:
+            try:
+                store(db, batch)
+            except sqlite3.Error:
+                log.exception("history write failed; the journal still has every event")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+        elif shm.buf[0] or os.getppid() != parent_pid:
+            break
+        else:
+            time.sleep(0.002)  # history may lag by milliseconds; nothing waits on it
+    db.close()
+    ring = None
+    shm.close()
+
+
+def catch_up(data_dir: Path) -> tuple[int, Callable[[bytes], None], Callable[[], None]]:
+    """For recovery: the last seq the history holds, a function that stores the
+    events of later commands, and one that closes the database."""
+    db = connect(Path(data_dir) / FILE)
+    return stored_seq(db), lambda batch: store(db, batch), db.close
+
+
+class Page(msgspec.Struct):
+    rows: list[dict]
+    next_cursor: int | None  # pass back to get the next (older) page; None at the end
+
+
+class HistoryReader:
+    """Cursor-paginated queries, newest first. A cursor is the row id to continue below."""
+
+    def __init__(self, data_dir: Path):
+        self.db = connect(Path(data_dir) / FILE)
+        self.db.row_factory = sqlite3.Row
+
+    def _page(self, table: str, key: str, account: int, cursor, limit: int, extra="", args=()):
+        limit = max(1, min(limit, MAX_PAGE))
+        where = f"account = ? AND {key} < ?{extra}"
+        rows = self.db.execute(
+            f"SELECT * FROM {table} WHERE {where} ORDER BY {key} DESC LIMIT ?",
+            (account, cursor if cursor is not None else 2**63 - 1, *args, limit + 1),
+        ).fetchall()
+        more = len(rows) > limit
+        rows = [dict(r) for r in rows[:limit]]
+        return Page(rows, rows[-1][key] if more else None)
+
+    def fills(self, account: int, instrument: int | None = None, cursor=None, limit=100):
+        extra, args = ("", ()) if instrument is None else (" AND instrument = ?", (instrument,))
+        return self._page("fills", "id", account, cursor, limit, extra, args)
+
+    def orders(self, account: int, cursor=None, limit=100):
+        return self._page("orders", "order_id", account, cursor, limit)
+
+    def balance_changes(self, account: int, cursor=None, limit=100):
+        return self._page("balance_changes", "id", account, cursor, limit)
+
+    def last_seq(self) -> int:
+        return stored_seq(self.db)
+
+    def close(self):
+        self.db.close()
