@@ -17,6 +17,7 @@ import pytest
 
 from engine import config as venue_config
 from engine import messages as m
+from engine.history import HistoryReader
 from engine.records import EVENT_DTYPE, command_record
 from engine.runtime import recover, replay
 from ext.core import EventType
@@ -96,3 +97,16 @@ def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path, seed):
     for event in trades:
         assert recovered.core.order(int(event["maker_order_id"]))["filled"] > 0
     check_invariants(recovered, config)
+
+    # the history, fed off the hot path and caught up from the journal, is complete
+    history = HistoryReader(data)
+    assert history.last_seq() == recovered.seq
+    stored = set()
+    for account in range(1, 5):
+        cursor = None
+        while True:
+            page = history.fills(account, cursor=cursor, limit=1000)
+            stored |= {(row["trade_id"], row["maker"]) for row in page.rows}
+            if (cursor := page.next_cursor) is None:
+                break
+    assert len(stored) == 2 * (recovered.core.next_trade_id - 1)
