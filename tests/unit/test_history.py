@@ -65,3 +65,16 @@ def test_history_catches_up_after_a_crash(tmp_path):
     again = EngineRuntime(config, tmp_path)
     again.close()
     agrees_with_core(HistoryReader(tmp_path), again)
+
+
+def test_a_damaged_history_is_rebuilt_from_the_journal(tmp_path, caplog):
+    config = venue_config.demo()
+    first = EngineRuntime(config, tmp_path)
+    feed(first, [order(i) for i in range(60)])
+    first.close()
+    (tmp_path / "history.sqlite").write_bytes(b"not a database at all" * 100)
+    again = EngineRuntime(config, tmp_path)
+    again.close()
+    assert "history database damaged" in caplog.text
+    assert list(tmp_path.glob("history.sqlite.damaged-*"))
+    agrees_with_core(HistoryReader(tmp_path), again)
