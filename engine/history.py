@@ -56,6 +56,7 @@ CREATE INDEX IF NOT EXISTS balances_by_account ON balance_changes (account, id);
 
 _ORDER_EVENTS = (EventType.EV_ACCEPTED, EventType.EV_CANCELED, EventType.EV_EXPIRED,
                  EventType.EV_AMENDED, EventType.EV_ORDER_STATE)  # fmt: skip
+_ORDER_AND_TRADE_EVENTS = [int(k) for k in (*_ORDER_EVENTS, EventType.EV_TRADE)]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -91,7 +92,7 @@ def store(db: sqlite3.Connection, batch: bytes):
     if len(events) == 0:
         return
     orders: dict[int, list] = {}
-    fills, balances = [], []
+    fills = []
 
     def order(order_id: int) -> list | None:
         if order_id not in orders:
@@ -109,7 +110,13 @@ def store(db: sqlite3.Connection, batch: bytes):
         )
         row[-2:] = [seq, ts]
 
-    for e in events.tolist():
+    kinds = events["type"]
+    # balance changes, the most common event, straight from the columns
+    changes = events[kinds == EventType.EV_BALANCE]
+    columns = ("account", "instrument", "total", "locked", "seq", "ts_ns")
+    balances = list(zip(*(changes[f].tolist() for f in columns), strict=True))
+    # orders and fills, in event order
+    for e in events[np.isin(kinds, _ORDER_AND_TRADE_EVENTS)].tolist():
         r = dict(zip(EVENT_DTYPE.names, e, strict=True))
         kind, seq, ts = r["type"], r["seq"], r["ts_ns"]
         if kind in _ORDER_EVENTS:
@@ -131,8 +138,6 @@ def store(db: sqlite3.Connection, batch: bytes):
             maker = order(r["maker_order_id"])
             if maker is not None:
                 fill(maker, r["maker_leaves"], maker[_FILLED] + qty, price, qty, seq, ts)
-        elif kind == EventType.EV_BALANCE:
-            balances.append((r["account"], r["instrument"], r["total"], r["locked"], seq, ts))
     db.execute("BEGIN")
     db.executemany(
         f"INSERT OR REPLACE INTO orders VALUES ({','.join('?' * len(_COLUMNS))})",

@@ -109,6 +109,7 @@ async def serve(config: VenueConfig, options: ServeOptions) -> int:
     ports = {name: server.sockets[0].getsockname()[1] for name, _, server in gateways}
     log.info("ready", extra={"seq": runtime.seq, "data_dir": str(options.data_dir),
                              "durability": str(options.durability), **ports})  # fmt: skip
+    print(how_to_connect(config, options, ports), flush=True)
     await stop.wait()
     # clean shutdown: stop taking connections; journal, apply and answer what is queued
     for _, _, server in gateways:
@@ -120,6 +121,19 @@ async def serve(config: VenueConfig, options: ServeOptions) -> int:
         await server.wait_closed()
     log.info("stopped", extra={"seq": runtime.seq})
     return 0
+
+
+def how_to_connect(config: VenueConfig, options: ServeOptions, ports: dict) -> str:
+    symbols = ", ".join(i.symbol for i in config.instruments)
+    accounts = ", ".join(str(a.id) for a in config.accounts)
+    lines = [f"Flowgate is up: {symbols}; accounts {accounts}; state in {options.data_dir}/"]
+    if "record_port" in ports:
+        lines.append(
+            f"  record port 127.0.0.1:{ports['record_port']} (command records in, event records"
+            " out; Python: gateways.records.RecordClient)"
+        )
+    lines.append("  SIGTERM or Ctrl-C stops it cleanly.")
+    return "\n".join(lines)
 
 
 def run(config: VenueConfig, options: ServeOptions) -> int:
