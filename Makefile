@@ -10,7 +10,7 @@ CHECKED_TREE := build/checked-tree
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --upgrade "setuptools>=70" wheel "Cython>=3.0.10" "numpy>=1.26"
+	$(PY) -m pip install -q --upgrade "setuptools>=77" wheel "Cython>=3.0.10" "numpy>=1.26"
 	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e ".[test,bench]"
 	touch $@
 

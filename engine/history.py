@@ -11,6 +11,7 @@ the database missed (`catch_up`), so history is complete once recovery ends.
 import logging
 import multiprocessing
 import os
+import signal
 import sqlite3
 import time
 from collections import deque
@@ -227,6 +228,7 @@ _CONTROL = 64  # bytes before the ring: [0] is the stop flag
 def run_writer(shm_name: str, data_dir: str, parent_pid: int, cpus: list[int]):
     """The history process: drain the ring into SQLite until told to stop or
     orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.sched_setaffinity(0, cpus)
     shm = shared_memory.SharedMemory(name=shm_name)
     ring = Ring(HistoryProcess.RING_SLOTS, EVENT_SIZE, shm.buf[_CONTROL:])
