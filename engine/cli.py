@@ -111,7 +111,7 @@ def serve(args) -> int:
     options = server.ServeOptions(
         data_dir=Path(args.data_dir), durability=args.durability, record_port=args.record_port,
         cpu=args.cpu, snapshot_every=args.snapshot_every, snapshot_seconds=args.snapshot_seconds,
-        command_slots=args.command_ring_slots,
+        command_slots=args.command_ring_slots, metrics_port=args.metrics_port,
     )  # fmt: skip
     try:
         return server.run(config, options)
@@ -154,6 +154,7 @@ def main(argv=None) -> int:
                      help="fsync: synced before any ack; write (default): survives a process "
                           "crash; none: no journal (benchmarks only)")  # fmt: skip
     run.add_argument("--record-port", type=int, help="serve the record port on loopback")
+    run.add_argument("--metrics-port", type=int, help="serve /metrics (Prometheus) on loopback")
     run.add_argument("--cpu", type=int, help="pin the venue to this CPU (default: the last)")
     run.add_argument("--command-ring-slots", type=int, default=1 << 16,
                      help="commands that may wait for the engine (a power of two)")  # fmt: skip

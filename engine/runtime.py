@@ -21,6 +21,7 @@ from engine import snapshot as snapshots
 from engine.config import VenueConfig
 from engine.engine import Engine
 from engine.history import HistoryProcess, catch_up
+from engine.metrics import StageTimer
 from engine.records import COMMAND_DTYPE, EVENT_DTYPE, FRAME_DTYPE
 from ext.core import COMMAND_SIZE, EVENT_SIZE, FRAME_SIZE, CommandType, Ring, sequence
 
@@ -154,6 +155,7 @@ class EngineRuntime:
             1, "flowgate-snapshot", initializer=placement.background_thread
         )
         self._snapshot_pending: concurrent.futures.Future | None = None
+        self.stage_timer = StageTimer()
         self._tick = np.zeros(1, dtype=COMMAND_DTYPE)
         self._tick["type"] = CommandType.CMD_TICK
 
@@ -174,19 +176,29 @@ class EngineRuntime:
         return how many commands it held."""
         if not len(self.commands):
             return 0
+        marks = [time.perf_counter_ns()] if self.stage_timer.sampling() else None
         # 1. sequence: stamp the next numbers and the sequencer time on the
         #    waiting commands, as frames written straight into the journal
         self.ts_ns = max(self.ts_ns, time.time_ns())
         room = self.journal.reserve(self.batch)
         n = sequence(self.commands, room, self.engine.seq + 1, self.ts_ns)
         frames = room[: n * FRAME_SIZE]
+        if marks:
+            marks.append(time.perf_counter_ns())
         # 2. journal: commit the batch (one fdatasync in fsync mode)
         self.journal.commit(n)
+        if marks:
+            marks.append(time.perf_counter_ns())
         # 3. apply: risk, matching, book, balances, in sequence order
         self.engine.core.apply_frames(frames)
         self.engine.seq += n
+        if marks:
+            marks.append(time.perf_counter_ns())
         # 4. publish: the batch's events to the event ring, drained by the gateways
         self.publish(self.engine.core.take_events())
+        if marks:
+            marks.append(time.perf_counter_ns())
+            self.stage_timer.record(marks)
         return n
 
     def publish(self, events: bytes):

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import uvloop
 
-from engine import placement
+from engine import metrics, placement
 from engine.config import VenueConfig
 from engine.journal import Durability
 from engine.runtime import EngineRuntime
@@ -27,6 +27,7 @@ class ServeOptions(msgspec.Struct, kw_only=True):
     data_dir: Path
     durability: Durability = Durability.WRITE
     record_port: int | None = None  # loopback only
+    metrics_port: int | None = None  # loopback only
     command_slots: int = 1 << 16  # command ring; full is OVERLOADED
     cpu: int | None = None  # pin the loop thread here; None: the last CPU
     snapshot_every: int = 1_000_000  # commands
@@ -96,6 +97,8 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions):
         port = records.RecordPort(pipeline.submit)
         runtime.subscribers.append(port.on_events)
         gateways.append(("record_port", port, await records.serve(port, options.record_port)))
+    if options.metrics_port is not None:
+        gateways.append(("metrics_port", None, await metrics.serve(runtime, options.metrics_port)))
     return pipeline, gateways
 
 
@@ -117,7 +120,8 @@ async def serve(config: VenueConfig, options: ServeOptions) -> int:
     pipeline.run()
     runtime.close()
     for _, gateway, server in gateways:
-        gateway.close()
+        if gateway is not None:
+            gateway.close()
         await server.wait_closed()
     log.info("stopped", extra={"seq": runtime.seq})
     return 0
@@ -132,6 +136,8 @@ def how_to_connect(config: VenueConfig, options: ServeOptions, ports: dict) -> s
             f"  record port 127.0.0.1:{ports['record_port']} (command records in, event records"
             " out; Python: gateways.records.RecordClient)"
         )
+    if "metrics_port" in ports:
+        lines.append(f"  metrics http://127.0.0.1:{ports['metrics_port']}/metrics (Prometheus)")
     lines.append("  SIGTERM or Ctrl-C stops it cleanly.")
     return "\n".join(lines)
 

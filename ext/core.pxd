@@ -14,6 +14,8 @@ ctypedef int32_t Slot       # index into the order pool; -1 is none
 
 cdef enum:
     COID_CAPACITY = 36          # bytes of a client order id
+    COUNTED_COMMAND_TYPES = 16  # command types counted for metrics (0..15)
+    COUNTED_RESULTS = 600       # result codes counted for metrics (0..599)
 
 
 cpdef enum Side:
@@ -355,6 +357,9 @@ cdef class MatchingCore:
     cdef readonly int64_t next_trade_id
     cdef readonly int64_t last_seq
     cdef int64_t epoch              # commands applied; marks what a command touched
+    # for metrics only: not state (not snapshotted, not hashed)
+    cdef int64_t command_counts[COUNTED_COMMAND_TYPES]
+    cdef int64_t reject_counts[COUNTED_RESULTS]
     cdef const CommandRecord *cmd    # the command being applied
 
     # -- COMMANDS --

@@ -431,6 +431,7 @@ cdef class MatchingCore:
     cdef void apply_record(self, const CommandRecord *cmd) noexcept nogil:
         cdef int64_t first_event = self.n_events
         self.cmd = cmd
+        self.command_counts[cmd.type % COUNTED_COMMAND_TYPES] += 1
         self.epoch += 1
         self.last_seq = cmd.seq
         self.n_touched_balances = 0
@@ -1414,6 +1415,7 @@ cdef class MatchingCore:
     cdef uint16_t _reject(self, uint16_t result) noexcept nogil:
         cdef const CommandRecord *c = self.cmd
         cdef EventRecord *e = self._emit(EV_REJECTED)
+        self.reject_counts[result % COUNTED_RESULTS] += 1
         e.result = result
         e.status = STATUS_REJECTED
         e.account = c.account
@@ -1505,6 +1507,18 @@ cdef class MatchingCore:
                 s = self.orders[s].next
             out.append((level.price, level.total, ids))
         return out
+
+    def counters(self):
+        """For metrics: commands applied by CommandType value, rejections by
+        Result value (nonzero ones only), trades; counted since this process
+        started."""
+        cdef int i
+        return (
+            {i: self.command_counts[i] for i in range(COUNTED_COMMAND_TYPES)
+             if self.command_counts[i]},
+            {i: self.reject_counts[i] for i in range(COUNTED_RESULTS) if self.reject_counts[i]},
+            self.next_trade_id - 1,
+        )
 
     def next_timer(self):
         """When the core next acts on time alone (ns): the earliest GTD expiry or

@@ -128,3 +128,36 @@ def test_a_dead_mans_switch_fires_on_time_as_a_journaled_tick(tmp_path):
     assert server.stop() == 0
     result = replay_verify(data)
     assert result.returncode == 0, result.stderr
+
+
+def http(port: int, request: bytes) -> tuple[int, str]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def test_metrics_count_what_the_venue_did(tmp_path):
+    server = ServerProcess(tmp_path / "venue")
+    client = RecordClient(server.record_port)
+    for i in range(20):  # separate steps, so some are timed
+        client.request(place(i, post_only=True))
+    bad = m.CancelOrder(account=1, order_id=999)
+    client.request(command_record(bad))
+    status, body = http(server.metrics_port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 200
+    metrics = dict(line.rsplit(" ", 1) for line in body.splitlines() if not line.startswith("#"))
+    assert metrics['flowgate_commands_total{type="place"}'] == "20"
+    assert metrics['flowgate_rejects_total{code="UNKNOWN_ORDER"}'] == "1"
+    assert metrics["flowgate_sequence"] == "21"
+    assert int(metrics["flowgate_journal_bytes_total"]) == 21 * 136
+    assert int(metrics['flowgate_stage_seconds_count{stage="apply"}']) >= 1
+    assert http(server.metrics_port, b"GET /nope HTTP/1.1\r\n\r\n")[0] == 404
+    assert http(server.metrics_port, b"POST /metrics HTTP/1.1\r\n\r\n")[0] == 405
+    assert http(server.metrics_port, b"garbage\r\n\r\n")[0] == 400
+    assert http(server.metrics_port, b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 9000)[0] == 431
+    client.close()
+    assert server.stop() == 0
