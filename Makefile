@@ -26,7 +26,8 @@ checked: $(STAMP)
 
 # The venue with demo instruments and funded accounts; its state lives in demo-data/.
 demo: build
-	$(VENV)/bin/flowgate serve --demo --data-dir demo-data --record-port 9870 --metrics-port 9871
+	$(VENV)/bin/flowgate serve --demo --data-dir demo-data --record-port 9870 --metrics-port 9871 \
+		--market-maker
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -112,6 +112,7 @@ def serve(args) -> int:
         data_dir=Path(args.data_dir), durability=args.durability, record_port=args.record_port,
         cpu=args.cpu, snapshot_every=args.snapshot_every, snapshot_seconds=args.snapshot_seconds,
         command_slots=args.command_ring_slots, metrics_port=args.metrics_port,
+        market_maker=args.market_maker,
     )  # fmt: skip
     try:
         return server.run(config, options)
@@ -155,6 +156,8 @@ def main(argv=None) -> int:
                           "crash; none: no journal (benchmarks only)")  # fmt: skip
     run.add_argument("--record-port", type=int, help="serve the record port on loopback")
     run.add_argument("--metrics-port", type=int, help="serve /metrics (Prometheus) on loopback")
+    run.add_argument("--market-maker", action="store_true",
+                     help="account 1 keeps quotes in every book (for --demo)")  # fmt: skip
     run.add_argument("--cpu", type=int, help="pin the venue to this CPU (default: the last)")
     run.add_argument("--command-ring-slots", type=int, default=1 << 16,
                      help="commands that may wait for the engine (a power of two)")  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import uvloop
 
-from engine import metrics, placement
+from engine import market_maker, metrics, placement
 from engine.config import VenueConfig
 from engine.journal import Durability
 from engine.runtime import EngineRuntime
@@ -99,6 +99,10 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions):
         gateways.append(("record_port", port, await records.serve(port, options.record_port)))
     if options.metrics_port is not None:
         gateways.append(("metrics_port", None, await metrics.serve(runtime, options.metrics_port)))
+    # 4. the demo's market maker, a client like any other
+    if options.market_maker:
+        maker = asyncio.create_task(market_maker.run(pipeline.submit, runtime.engine.instruments))
+        gateways.append(("market_maker", maker, None))
     return pipeline, gateways
 
 
@@ -109,20 +113,24 @@ async def serve(config: VenueConfig, options: ServeOptions) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    ports = {name: server.sockets[0].getsockname()[1] for name, _, server in gateways}
+    ports = {name: server.sockets[0].getsockname()[1] for name, _, server in gateways if server}
     log.info("ready", extra={"seq": runtime.seq, "data_dir": str(options.data_dir),
                              "durability": str(options.durability), **ports})  # fmt: skip
     print(how_to_connect(config, options, ports), flush=True)
     await stop.wait()
     # clean shutdown: stop taking connections; journal, apply and answer what is queued
-    for _, _, server in gateways:
-        server.close()
+    for _, gateway, server in gateways:
+        if server is None:
+            gateway.cancel()  # the market maker
+        else:
+            server.close()
     pipeline.run()
     runtime.close()
     for _, gateway, server in gateways:
-        if gateway is not None:
-            gateway.close()
-        await server.wait_closed()
+        if server is not None:
+            if gateway is not None:
+                gateway.close()
+            await server.wait_closed()
     log.info("stopped", extra={"seq": runtime.seq})
     return 0
 
@@ -131,6 +139,8 @@ def how_to_connect(config: VenueConfig, options: ServeOptions, ports: dict) -> s
     symbols = ", ".join(i.symbol for i in config.instruments)
     accounts = ", ".join(str(a.id) for a in config.accounts)
     lines = [f"Flowgate is up: {symbols}; accounts {accounts}; state in {options.data_dir}/"]
+    if options.market_maker:
+        lines.append(f"  account {market_maker.ACCOUNT} makes markets in every book")
     if "record_port" in ports:
         lines.append(
             f"  record port 127.0.0.1:{ports['record_port']} (command records in, event records"

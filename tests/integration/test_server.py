@@ -161,3 +161,16 @@ def test_metrics_count_what_the_venue_did(tmp_path):
     assert http(server.metrics_port, b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 9000)[0] == 431
     client.close()
     assert server.stop() == 0
+
+
+def test_the_demo_market_maker_keeps_quoting(tmp_path):
+    data = tmp_path / "venue"
+    server = ServerProcess(data, "--market-maker")
+    time.sleep(1.3)
+    _, body = http(server.metrics_port, b"GET /metrics HTTP/1.1\r\n\r\n")
+    metrics = dict(line.rsplit(" ", 1) for line in body.splitlines() if not line.startswith("#"))
+    assert int(metrics['flowgate_commands_total{type="place"}']) >= 2 * 2 * 10  # 2 books x 2 rounds
+    assert int(metrics['flowgate_commands_total{type="mass_cancel"}']) >= 4
+    assert not [k for k in metrics if k.startswith("flowgate_rejects_total")]
+    assert server.stop() == 0
+    assert replay_verify(data).returncode == 0
