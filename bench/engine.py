@@ -127,21 +127,20 @@ def restart_run(config, records, data_dir: Path) -> dict:
     runtime.submit(raw[head * COMMAND_SIZE :])
     runtime.run_pending()
     state = runtime.engine.state_hash()
-    runtime._snapshot_writer.shutdown()
-    runtime.journal.close()  # a crash: no final snapshot
+    runtime.abandon()  # a crash: no final snapshot
 
     started = time.perf_counter()
     recovered = _runtime(config, data_dir, Durability.WRITE)
     with_snapshot = time.perf_counter() - started
     assert recovered.engine.state_hash() == state, "recovery lost state"
-    recovered.journal.close()
+    recovered.abandon()
     for path in data_dir.glob("snapshot-*.fgs"):
         path.unlink()
     started = time.perf_counter()
     replayed = _runtime(config, data_dir, Durability.WRITE)
     journal_only = time.perf_counter() - started
     assert replayed.engine.state_hash() == state, "replay lost state"
-    replayed.journal.close()
+    replayed.abandon()
     return {
         "journaled_commands": len(records),
         "snapshot_behind_by": tail,

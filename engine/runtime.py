@@ -8,6 +8,7 @@ journal, so an acknowledged command is never lost (durability modes aside).
 """
 
 import concurrent.futures
+import fcntl
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from ext.core import COMMAND_SIZE, EVENT_SIZE, FRAME_SIZE, CommandType, Ring, se
 log = logging.getLogger("flowgate.engine")
 
 CONFIG_FILE = "config.json"
+LOCK_FILE = "lock"
 HASHES_FILE = "state-hashes.jsonl"  # every snapshot's (seq, state hash), never pruned
 
 
@@ -57,6 +59,24 @@ def claim_data_dir(data_dir: Path, config: VenueConfig) -> str:
     else:
         path.write_bytes(encoded)
     return fingerprint(config)
+
+
+def lock_data_dir(data_dir: Path, wait_s: float):
+    """One venue per data directory: an exclusive lock held while it runs (the
+    OS drops it when the process dies). Waits up to wait_s for a previous
+    process to let go."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(data_dir / LOCK_FILE, "a+b")  # noqa: SIM115 - held until close()
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                lock.close()
+                raise DataDirError(f"{data_dir} is in use by another Flowgate process") from None
+            time.sleep(0.05)
 
 
 def load_data_dir_config(data_dir: Path) -> VenueConfig:
@@ -127,23 +147,31 @@ class EngineRuntime:
         snapshot_seconds: float = 300.0,
         segment_bytes: int = journal.DEFAULT_SEGMENT_BYTES,
         history: bool = True,
+        lock_wait_s: float = 0.0,
     ):
         self.data_dir = Path(data_dir)
         self.config = config
-        self.fingerprint = claim_data_dir(self.data_dir, config)
+        self.lock = lock_data_dir(self.data_dir, lock_wait_s)
         self.subscribers: list[Callable[[bytes], None]] = []
         self.history: HistoryProcess | None = None
+        try:
+            self.fingerprint = claim_data_dir(self.data_dir, config)
+            if history:
+                # recovery also gives the history what a crash took from it
+                history_seq, store_missed, close_history = catch_up(self.data_dir)
+                self.engine, self.ts_ns = recover(config, self.data_dir, history_seq,
+                                                  store_missed)  # fmt: skip
+                close_history()
+            else:
+                self.engine, self.ts_ns = recover(config, self.data_dir)
+            self.journal = journal.Journal(self.data_dir, self.engine.seq + 1, durability,
+                                           segment_bytes, batch)  # fmt: skip
+        except BaseException:
+            self.lock.close()
+            raise
         if history:
-            # recovery also gives the history what a crash took from it
-            history_seq, store_missed, close_history = catch_up(self.data_dir)
-            self.engine, self.ts_ns = recover(config, self.data_dir, history_seq, store_missed)
-            close_history()
             self.history = HistoryProcess(self.data_dir)
             self.subscribers.append(self.history.on_events)
-        else:
-            self.engine, self.ts_ns = recover(config, self.data_dir)
-        self.journal = journal.Journal(self.data_dir, self.engine.seq + 1, durability,
-                                       segment_bytes, batch)  # fmt: skip
         self.batch = batch
         self.commands = Ring(command_slots, COMMAND_SIZE)
         self.events = Ring(event_slots, EVENT_SIZE)
@@ -271,6 +299,16 @@ class EngineRuntime:
         self.journal.close()
         if self.history is not None:
             self.history.close()
+        self.lock.close()
+
+    def abandon(self):
+        """Let go of the data directory as a crash would: no final snapshot,
+        nothing more written, queued commands dropped (tests, benchmarks)."""
+        self._snapshot_writer.shutdown(wait=True)
+        self.journal.close()
+        if self.history is not None:
+            self.history.close(wait=False)
+        self.lock.close()
 
 
 class ReplayReport(msgspec.Struct):

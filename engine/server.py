@@ -86,6 +86,7 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions):
     # 1. the engine stage: recover state from the data directory, open the journal
     runtime = EngineRuntime(
         config, options.data_dir, options.durability, command_slots=options.command_slots,
+        lock_wait_s=10.0,  # a previous process may still be letting go
         snapshot_every=options.snapshot_every, snapshot_seconds=options.snapshot_seconds,
     )  # fmt: skip
     # 2. the loop drives it: a batch per iteration, timers as ticks

@@ -60,7 +60,7 @@ def test_history_catches_up_after_a_crash(tmp_path):
     # commands whose events the history never saw (its writer died with the process)
     blind = EngineRuntime(config, tmp_path, history=False)
     feed(blind, [order(i) for i in range(40, 90)])
-    blind.journal.close()
+    blind.abandon()
     assert HistoryReader(tmp_path).last_seq() == 40
     again = EngineRuntime(config, tmp_path)
     again.close()

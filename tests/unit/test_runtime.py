@@ -24,8 +24,18 @@ def order(i: int, **fields) -> m.PlaceOrder:
                         qty=1 + i % 5, client_order_id=f"c{i}", **fields)  # fmt: skip
 
 
-def runtime(tmp_path, **options):
-    return EngineRuntime(venue_config.demo(), tmp_path, **options)
+@pytest.fixture
+def runtime():
+    """Makes runtimes, and lets go of them after the test as a crash would."""
+    made = []
+
+    def make(data_dir, **options):
+        made.append(EngineRuntime(venue_config.demo(), data_dir, **options))
+        return made[-1]
+
+    yield make
+    for rt in made:
+        rt.abandon()
 
 
 def feed(rt, commands, tag=0):
@@ -40,7 +50,7 @@ def feed(rt, commands, tag=0):
     return np.frombuffer(b"".join(received), EVENT_DTYPE)
 
 
-def test_commands_come_out_as_sequenced_events_tagged_for_their_gateway(tmp_path):
+def test_commands_come_out_as_sequenced_events_tagged_for_their_gateway(runtime, tmp_path):
     rt = runtime(tmp_path)
     events = feed(rt, [order(i) for i in range(20)], tag=100)
     assert rt.seq == 20
@@ -51,7 +61,7 @@ def test_commands_come_out_as_sequenced_events_tagged_for_their_gateway(tmp_path
     assert journal.check(tmp_path) == 20
 
 
-def test_a_full_command_ring_takes_only_what_fits(tmp_path):
+def test_a_full_command_ring_takes_only_what_fits(runtime, tmp_path):
     rt = runtime(tmp_path, command_slots=4)
     records = b"".join(command_record(order(i)) for i in range(6))
     assert rt.submit(records) == 4
@@ -60,24 +70,24 @@ def test_a_full_command_ring_takes_only_what_fits(tmp_path):
     assert rt.submit(records[4 * COMMAND_SIZE :]) == 2
 
 
-def test_a_large_batch_passes_through_a_small_event_ring(tmp_path):
+def test_a_large_batch_passes_through_a_small_event_ring(runtime, tmp_path):
     rt = runtime(tmp_path, event_slots=4)
     events = feed(rt, [order(i) for i in range(30)])
     assert len(events) > 30 and events["seq"].max() == 30
 
 
-def test_restart_after_a_crash_recovers_the_same_state(tmp_path):
+def test_restart_after_a_crash_recovers_the_same_state(runtime, tmp_path):
     rt = runtime(tmp_path)
     feed(rt, [order(i) for i in range(50)])
     expected = rt.engine.state_hash()
-    # no close(): the process died; the journal is all there is
+    rt.abandon()  # the process died; the journal is all there is
     again = runtime(tmp_path)
     assert again.seq == 50 and again.engine.state_hash() == expected
     events = feed(again, [order(50)])
     assert events["seq"].min() == 51
 
 
-def test_snapshot_plus_tail_equals_a_full_replay(tmp_path):
+def test_snapshot_plus_tail_equals_a_full_replay(runtime, tmp_path):
     rt = runtime(tmp_path, segment_bytes=10 * 136)
     feed(rt, [order(i) for i in range(40)])
     rt.take_snapshot()
@@ -92,7 +102,7 @@ def test_snapshot_plus_tail_equals_a_full_replay(tmp_path):
     assert recovered.state_hash() == full.state_hash() == rt.engine.state_hash()
 
 
-def test_a_damaged_snapshot_falls_back_to_the_journal(tmp_path, caplog):
+def test_a_damaged_snapshot_falls_back_to_the_journal(runtime, tmp_path, caplog):
     rt = runtime(tmp_path)
     feed(rt, [order(i) for i in range(10)])
     rt.take_snapshot()
@@ -103,7 +113,7 @@ def test_a_damaged_snapshot_falls_back_to_the_journal(tmp_path, caplog):
     assert recovered.state_hash() == rt.engine.state_hash()
 
 
-def test_clean_close_leaves_a_snapshot_at_the_last_command(tmp_path):
+def test_clean_close_leaves_a_snapshot_at_the_last_command(runtime, tmp_path):
     rt = runtime(tmp_path)
     feed(rt, [order(i) for i in range(5)])
     rt.close()
@@ -111,14 +121,22 @@ def test_clean_close_leaves_a_snapshot_at_the_last_command(tmp_path):
     assert snapshot.decode(path.read_bytes()).seq == 5
 
 
-def test_a_data_dir_keeps_its_configuration(tmp_path):
+def test_one_venue_per_data_dir(runtime, tmp_path):
+    first = runtime(tmp_path)
+    with pytest.raises(DataDirError, match="in use"):
+        runtime(tmp_path)
+    first.close()
+    runtime(tmp_path).close()
+
+
+def test_a_data_dir_keeps_its_configuration(runtime, tmp_path):
     runtime(tmp_path).close()
     other = venue_config.demo(accounts=2)
     with pytest.raises(DataDirError, match="another configuration"):
         EngineRuntime(other, tmp_path)
 
 
-def test_gtd_expiry_fires_as_a_journaled_tick(tmp_path):
+def test_gtd_expiry_fires_as_a_journaled_tick(runtime, tmp_path):
     rt = runtime(tmp_path)
     now = rt.ts_ns = time.time_ns() + 10**12  # ahead of the wall clock: the test sets the time
     gtd = order(1, tif=m.TimeInForce.GTD, expire_ns=now + 5_000_000_000)
