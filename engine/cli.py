@@ -98,10 +98,15 @@ def check_config(args) -> int:
 
 def serve(args) -> int:
     from engine import logs, server
+    from engine.engine_process import EngineStartError
     from engine.journal import JournalError
     from engine.runtime import DataDirError
 
     logs.configure(args.log_level)
+    if args.engine_process and args.metrics_port is not None:
+        print("--metrics-port needs the engine on the loop's thread (without "
+              "--engine-process)", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         config = venue_config.demo() if args.demo else venue_config.load(args.config)
         venue_config.instrument_specs(config)
@@ -112,11 +117,11 @@ def serve(args) -> int:
         data_dir=Path(args.data_dir), durability=args.durability, record_port=args.record_port,
         cpu=args.cpu, snapshot_every=args.snapshot_every, snapshot_seconds=args.snapshot_seconds,
         command_slots=args.command_ring_slots, metrics_port=args.metrics_port,
-        market_maker=args.market_maker,
+        market_maker=args.market_maker, engine_process=args.engine_process,
     )  # fmt: skip
     try:
         return server.run(config, options)
-    except (DataDirError, JournalError) as e:
+    except (DataDirError, JournalError, EngineStartError) as e:
         logging.getLogger("flowgate.server").error("cannot start", extra={"error": str(e)})
         return 1
 
@@ -156,6 +161,9 @@ def main(argv=None) -> int:
                           "crash; none: no journal (benchmarks only)")  # fmt: skip
     run.add_argument("--record-port", type=int, help="serve the record port on loopback")
     run.add_argument("--metrics-port", type=int, help="serve /metrics (Prometheus) on loopback")
+    run.add_argument("--engine-process", action="store_true",
+                     help="the engine in a process of its own, pinned to --cpu (default: the "
+                          "last); the gateways' loop on another core")  # fmt: skip
     run.add_argument("--market-maker", action="store_true",
                      help="account 1 keeps quotes in every book (for --demo)")  # fmt: skip
     run.add_argument("--cpu", type=int, help="pin the venue to this CPU (default: the last)")

@@ -11,10 +11,19 @@ _ALLOWED = frozenset(os.sched_getaffinity(0))  # as the process started, before 
 _pinned: int | None = None
 
 
+def last_cpu() -> int:
+    return max(_ALLOWED)
+
+
+def other_cpu(cpu: int) -> int:
+    """A CPU other than `cpu` (itself when there is no other)."""
+    return max(_ALLOWED - {cpu}, default=cpu)
+
+
 def pin_loop_thread(cpu: int | None) -> int:
     """Pin the calling thread to `cpu` (default: the last CPU allowed)."""
     global _pinned
-    _pinned = max(_ALLOWED) if cpu is None else cpu
+    _pinned = last_cpu() if cpu is None else cpu
     os.sched_setaffinity(0, {_pinned})
     return _pinned
 

@@ -131,8 +131,10 @@ def recover(
 class EngineRuntime:
     """One venue's engine: rings, sequencer, journal, core, snapshots.
 
-    Not thread-safe: gateways and the engine share one thread (the default
-    placement), so `submit` and `step` never run at the same time.
+    Not thread-safe: in the default placement gateways and the engine share
+    one thread, so `submit` and `step` never run at the same time. With the
+    engine in a process of its own, the gateways' process writes the shared
+    `command_ring` and the engine reads it.
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class EngineRuntime:
         segment_bytes: int = journal.DEFAULT_SEGMENT_BYTES,
         history: bool = True,
         lock_wait_s: float = 0.0,
+        command_ring: Ring | None = None,
     ):
         self.data_dir = Path(data_dir)
         self.config = config
@@ -173,7 +176,10 @@ class EngineRuntime:
             self.history = HistoryProcess(self.data_dir)
             self.subscribers.append(self.history.on_events)
         self.batch = batch
-        self.commands = Ring(command_slots, COMMAND_SIZE)
+        if command_ring is None:  # (a Ring's truth is whether anything waits in it)
+            command_ring = Ring(command_slots, COMMAND_SIZE)
+        self.commands = command_ring
+        self.timers = Ring(16, COMMAND_SIZE)  # ticks, written by the engine's own side
         self.events = Ring(event_slots, EVENT_SIZE)
         self.snapshot_every = snapshot_every
         self.snapshot_seconds = snapshot_seconds
@@ -199,17 +205,20 @@ class EngineRuntime:
         them OVERLOADED."""
         return self.commands.write(records)
 
-    def step(self) -> int:
-        """Take one batch through sequencer, journal, core and event ring;
-        return how many commands it held."""
-        if not len(self.commands):
+    def step(self, ring: Ring | None = None) -> int:
+        """Take one batch from a ring (default: the command ring) through
+        sequencer, journal, core and event ring; return how many commands it
+        held."""
+        if ring is None:
+            ring = self.commands
+        if not len(ring):
             return 0
         marks = [time.perf_counter_ns()] if self.stage_timer.sampling() else None
         # 1. sequence: stamp the next numbers and the sequencer time on the
         #    waiting commands, as frames written straight into the journal
         self.ts_ns = max(self.ts_ns, time.time_ns())
         room = self.journal.reserve(self.batch)
-        n = sequence(self.commands, room, self.engine.seq + 1, self.ts_ns)
+        n = sequence(ring, room, self.engine.seq + 1, self.ts_ns)
         frames = room[: n * FRAME_SIZE]
         if marks:
             marks.append(time.perf_counter_ns())
@@ -243,7 +252,7 @@ class EngineRuntime:
     def run_pending(self) -> int:
         """Step until the command ring is empty; return the commands applied."""
         total = 0
-        while n := self.step():
+        while n := self.step(self.timers) + self.step():
             total += n
         if total:
             self.maybe_snapshot()
@@ -255,7 +264,7 @@ class EngineRuntime:
         """A timer fired (a GTD expiry or a dead man's switch is due): a
         journaled tick makes the core act on the time, so a replay does the
         same at the same point."""
-        return self.submit(self._tick.view(np.uint8)) == 1
+        return self.timers.write(self._tick.view(np.uint8)) == 1
 
     def next_timer_ns(self) -> int:
         """Wall-clock time (ns) of the next timer the core waits for; 0 if none."""

@@ -12,11 +12,14 @@ import time
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import uvloop
 
 from engine import market_maker, metrics, placement
-from engine.config import VenueConfig
+from engine.config import VenueConfig, instrument_specs
+from engine.engine_process import EngineProcess
 from engine.journal import Durability
+from engine.records import EVENT_DTYPE
 from engine.runtime import EngineRuntime
 from gateways import records
 
@@ -33,18 +36,31 @@ class ServeOptions(msgspec.Struct, kw_only=True):
     snapshot_every: int = 1_000_000  # commands
     snapshot_seconds: float = 300.0
     market_maker: bool = False
+    engine_process: bool = False  # the engine in a process of its own, on its own core
 
 
 class Pipeline:
-    """Runs the engine stage once per loop iteration while commands wait, and
-    turns the core's timers into journaled ticks."""
+    """The engine on the loop's thread: runs the engine stage once per loop
+    iteration while commands wait, and turns the core's timers into journaled
+    ticks. Gateways submit commands and subscribe to events."""
 
     def __init__(self, runtime: EngineRuntime, loop: asyncio.AbstractEventLoop):
         self.runtime = runtime
         self.loop = loop
+        self.subscribers = runtime.subscribers
         self.scheduled = False
         self.timer: asyncio.TimerHandle | None = None
         self.timer_ns = 0
+        self.arm_timer()
+
+    @property
+    def seq(self) -> int:
+        return self.runtime.seq
+
+    def close(self):
+        """Journal, apply and answer what is queued; final snapshot."""
+        self.run()
+        self.runtime.close()
 
     def submit(self, records) -> int:
         """Gateways' way into the command ring; returns how many records it took."""
@@ -80,43 +96,73 @@ class Pipeline:
             self.timer = self.loop.call_later(0.001, self.fire_timer)
 
 
-async def build_pipeline(config: VenueConfig, options: ServeOptions):
+class RemotePipeline:
+    """The engine in its own process: commands go into the shared ring, and
+    the loop hands events from the shared event ring to the subscribers when
+    the engine signals them."""
+
+    def __init__(self, engine: EngineProcess, loop: asyncio.AbstractEventLoop):
+        self.engine = engine
+        self.loop = loop
+        self.subscribers: list = []
+        self.seq = engine.wait_ready()
+        self.submit = engine.submit
+        loop.add_reader(engine.events_fd, self.dispatch)
+
+    def dispatch(self, events: bytes | None = None):
+        batch = self.engine.take_events() if events is None else events
+        if batch:
+            self.seq = int(np.frombuffer(batch, EVENT_DTYPE)["seq"][-1])
+            for subscriber in self.subscribers:
+                subscriber(batch)
+
+    def close(self):
+        self.loop.remove_reader(self.engine.events_fd)
+        self.dispatch(self.engine.stop())
+
+
+async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu: int):
     """Wire the venue: gateways → command ring → engine → event ring → gateways."""
     loop = asyncio.get_running_loop()
-    # 1. the engine stage: recover state from the data directory, open the journal
-    runtime = EngineRuntime(
-        config, options.data_dir, options.durability, command_slots=options.command_slots,
-        lock_wait_s=10.0,  # a previous process may still be letting go
-        snapshot_every=options.snapshot_every, snapshot_seconds=options.snapshot_seconds,
-    )  # fmt: skip
-    # 2. the loop drives it: a batch per iteration, timers as ticks
-    pipeline = Pipeline(runtime, loop)
-    pipeline.arm_timer()
-    # 3. gateways: commands in through pipeline.submit, events out as ring subscribers
+    # 1. the engine stage: recovers state from the data directory, opens the
+    #    journal, and is driven a batch per loop iteration (timers as ticks),
+    #    or runs in a process of its own on engine_cpu
+    if options.engine_process:
+        pipeline = RemotePipeline(EngineProcess(config, options, engine_cpu), loop)
+    else:
+        runtime = EngineRuntime(
+            config, options.data_dir, options.durability, command_slots=options.command_slots,
+            lock_wait_s=10.0,  # a previous process may still be letting go
+            snapshot_every=options.snapshot_every, snapshot_seconds=options.snapshot_seconds,
+        )  # fmt: skip
+        pipeline = Pipeline(runtime, loop)
+    # 2. gateways: commands in through pipeline.submit, events out as subscribers
     gateways = []
     if options.record_port is not None:
         port = records.RecordPort(pipeline.submit)
-        runtime.subscribers.append(port.on_events)
+        pipeline.subscribers.append(port.on_events)
         gateways.append(("record_port", port, await records.serve(port, options.record_port)))
     if options.metrics_port is not None:
-        gateways.append(("metrics_port", None, await metrics.serve(runtime, options.metrics_port)))
-    # 4. the demo's market maker, a client like any other
+        served = await metrics.serve(pipeline.runtime, options.metrics_port)
+        gateways.append(("metrics_port", None, served))
+    # 3. the demo's market maker, a client like any other
     if options.market_maker:
-        maker = asyncio.create_task(market_maker.run(pipeline.submit, runtime.engine.instruments))
+        specs = instrument_specs(config)
+        maker = asyncio.create_task(market_maker.run(pipeline.submit, specs))
         gateways.append(("market_maker", maker, None))
     return pipeline, gateways
 
 
-async def serve(config: VenueConfig, options: ServeOptions) -> int:
-    pipeline, gateways = await build_pipeline(config, options)
-    runtime = pipeline.runtime
+async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> int:
+    pipeline, gateways = await build_pipeline(config, options, engine_cpu)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ports = {name: server.sockets[0].getsockname()[1] for name, _, server in gateways if server}
-    log.info("ready", extra={"seq": runtime.seq, "data_dir": str(options.data_dir),
-                             "durability": str(options.durability), **ports})  # fmt: skip
+    log.info("ready", extra={"seq": pipeline.seq, "data_dir": str(options.data_dir),
+                             "durability": str(options.durability),
+                             "engine_process": options.engine_process, **ports})  # fmt: skip
     print(how_to_connect(config, options, ports), flush=True)
     await stop.wait()
     # clean shutdown: stop taking connections; journal, apply and answer what is queued
@@ -125,14 +171,13 @@ async def serve(config: VenueConfig, options: ServeOptions) -> int:
             gateway.cancel()  # the market maker
         else:
             server.close()
-    pipeline.run()
-    runtime.close()
+    pipeline.close()
     for _, gateway, server in gateways:
         if server is not None:
             if gateway is not None:
                 gateway.close()
             await server.wait_closed()
-    log.info("stopped", extra={"seq": runtime.seq})
+    log.info("stopped", extra={"seq": pipeline.seq})
     return 0
 
 
@@ -154,6 +199,11 @@ def how_to_connect(config: VenueConfig, options: ServeOptions, ports: dict) -> s
 
 
 def run(config: VenueConfig, options: ServeOptions) -> int:
-    cpu = placement.pin_loop_thread(options.cpu)
-    log.info("pinned", extra={"cpu": cpu})
-    return uvloop.run(serve(config, options))
+    if options.engine_process:
+        # the engine gets the chosen core; the gateways' loop another one
+        engine_cpu = placement.last_cpu() if options.cpu is None else options.cpu
+        cpu = placement.pin_loop_thread(placement.other_cpu(engine_cpu))
+    else:
+        engine_cpu = cpu = placement.pin_loop_thread(options.cpu)
+    log.info("pinned", extra={"cpu": cpu, "engine_cpu": engine_cpu})
+    return uvloop.run(serve(config, options, engine_cpu))

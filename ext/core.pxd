@@ -305,7 +305,7 @@ cdef struct Expiry:
 cdef class Ring:
     cdef char *buffer
     cdef object memory              # shared memory the ring lives in, or None (owns buffer)
-    cdef uint64_t *head             # consumer position, own cache line
+    cdef uint64_t *head             # consumer position, own cache line; head[1]: sleeping
     cdef uint64_t *tail             # producer position, own cache line
     cdef char *slots
     cdef readonly uint64_t capacity

@@ -28,6 +28,18 @@ cdef extern from *:
     static inline void fg_store_release(uint64_t *p, uint64_t v) {
         __atomic_store_n(p, v, __ATOMIC_RELEASE);
     }
+    static inline uint64_t fg_load_seq_cst(uint64_t *p) {
+        return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+    }
+    static inline void fg_store_seq_cst(uint64_t *p, uint64_t v) {
+        __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+    }
+    static inline void fg_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+    static inline void fg_pause(void) {
+    #if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+    #endif
+    }
     #include <stdlib.h>
     #include <string.h>
     #include <sys/mman.h>
@@ -52,6 +64,10 @@ cdef extern from *:
     void *fg_alloc_prefaulted(size_t size) nogil
     uint64_t fg_load_acquire(uint64_t *p) nogil
     void fg_store_release(uint64_t *p, uint64_t v) nogil
+    uint64_t fg_load_seq_cst(uint64_t *p) nogil
+    void fg_store_seq_cst(uint64_t *p, uint64_t v) nogil
+    void fg_fence_seq_cst() nogil
+    void fg_pause() nogil
 
 CHECKED = bool(FLOWGATE_CHECKED)
 COMMAND_SIZE = sizeof(CommandRecord)

@@ -82,3 +82,44 @@ cdef class Ring:
         memcpy(dst + first * self.slot_size, self.slots, (k - first) * self.slot_size)
         fg_store_release(self.head, head + k)
         return out
+
+    # -- waiting, for a consumer in another process --
+    # The consumer spins for a while without the GIL, then announces that it
+    # will sleep and checks once more; the producer, after writing, checks for
+    # that announcement and wakes it (through a pipe: the caller's business).
+    # Both sides order their store and load with sequentially consistent
+    # atomics, so a write is never left unseen by a sleeping consumer.
+
+    def wait(self, int64_t spin_ns):
+        """Spin without the GIL until records are waiting or spin_ns pass;
+        return how many are waiting."""
+        cdef timespec start, now
+        cdef uint64_t waiting = 0, spins = 0
+        clock_gettime(CLOCK_MONOTONIC, &start)
+        with nogil:
+            while True:
+                waiting = fg_load_acquire(self.tail) - self.head[0]
+                if waiting:
+                    break
+                spins += 1
+                fg_pause()
+                if spins % 256 == 0:
+                    clock_gettime(CLOCK_MONOTONIC, &now)
+                    if ((now.tv_sec - start.tv_sec) * 1000000000
+                            + (now.tv_nsec - start.tv_nsec)) >= spin_ns:
+                        break
+        return waiting
+
+    def announce_sleep(self):
+        """Consumer: about to block; return how many records are waiting now
+        (if any, it should not block after all)."""
+        fg_store_seq_cst(self.head + 1, 1)
+        return fg_load_seq_cst(self.tail) - self.head[0]
+
+    def end_sleep(self):
+        fg_store_seq_cst(self.head + 1, 0)
+
+    def consumer_sleeping(self):
+        """Producer, after a write: whether the consumer must be woken."""
+        fg_fence_seq_cst()
+        return fg_load_seq_cst(self.head + 1) != 0

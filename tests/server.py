@@ -19,14 +19,16 @@ class ServerProcess:
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
         self.offset = self.log.tell()
         command = [sys.executable, "-m", "engine.cli", "serve", "--data-dir", str(data_dir),
-                   "--record-port", "0", "--metrics-port", "0", *args]  # fmt: skip
+                   "--record-port", "0", *args]  # fmt: skip
+        if "--engine-process" not in args:
+            command += ["--metrics-port", "0"]
         if "--config" not in args:
             command.append("--demo")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
         self.ready = self.wait_for("ready")
         self.record_port = self.ready["record_port"]
-        self.metrics_port = self.ready["metrics_port"]
+        self.metrics_port = self.ready.get("metrics_port")
 
     def lines(self) -> list[dict]:
         with open(self.log_path, "rb") as f:

@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from engine import messages as m
 from engine.records import COMMAND_DTYPE, command_record, decode_events
@@ -27,9 +28,14 @@ def replay_verify(data_dir) -> subprocess.CompletedProcess:
                            str(data_dir), "--verify"], capture_output=True, text=True)  # fmt: skip
 
 
-def test_orders_round_trip_and_a_restart_continues_the_sequence(tmp_path):
+PLACEMENTS = pytest.mark.parametrize("placement", [(), ("--engine-process",)],
+                                     ids=["one-thread", "engine-process"])  # fmt: skip
+
+
+@PLACEMENTS
+def test_orders_round_trip_and_a_restart_continues_the_sequence(tmp_path, placement):
     data = tmp_path / "venue"
-    server = ServerProcess(data)
+    server = ServerProcess(data, *placement)
     client = RecordClient(server.record_port)
     events = client.request(b"".join(place(i) for i in range(4)))
     kinds = [type(e).__name__ for e in decode_events(events.tobytes())]
@@ -44,7 +50,7 @@ def test_orders_round_trip_and_a_restart_continues_the_sequence(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "verified: 1 recorded state hashes match" in result.stderr
 
-    again = ServerProcess(data)
+    again = ServerProcess(data, *placement)
     assert again.ready["seq"] == 4
     client = RecordClient(again.record_port)
     assert client.request(place(5))["seq"].tolist()[0] == 5
@@ -55,8 +61,9 @@ def test_orders_round_trip_and_a_restart_continues_the_sequence(tmp_path):
     assert again.stop() == 0
 
 
-def test_a_full_command_ring_answers_overloaded(tmp_path):
-    server = ServerProcess(tmp_path / "venue", "--command-ring-slots", "4")
+@PLACEMENTS
+def test_a_full_command_ring_answers_overloaded(tmp_path, placement):
+    server = ServerProcess(tmp_path / "venue", "--command-ring-slots", "4", *placement)
     client = RecordClient(server.record_port)
     events = client.request(b"".join(place(i, post_only=True) for i in range(10)))
     rejected = events[events["type"] == EventType.EV_REJECTED]
@@ -68,8 +75,9 @@ def test_a_full_command_ring_answers_overloaded(tmp_path):
     assert server.stop() == 0
 
 
-def test_bad_records_and_abrupt_disconnects_leave_the_venue_serving(tmp_path):
-    server = ServerProcess(tmp_path / "venue")
+@PLACEMENTS
+def test_bad_records_and_abrupt_disconnects_leave_the_venue_serving(tmp_path, placement):
+    server = ServerProcess(tmp_path / "venue", *placement)
     garbage = np.frombuffer(bytes(range(256)) * 2, COMMAND_DTYPE)[:1].copy()
     garbage["type"] = 99
     client = RecordClient(server.record_port)
@@ -114,9 +122,10 @@ def test_a_foreign_or_damaged_data_dir_refuses_to_start(tmp_path):
     assert replay_verify(data).returncode == 1
 
 
-def test_a_dead_mans_switch_fires_on_time_as_a_journaled_tick(tmp_path):
+@PLACEMENTS
+def test_a_dead_mans_switch_fires_on_time_as_a_journaled_tick(tmp_path, placement):
     data = tmp_path / "venue"
-    server = ServerProcess(data)
+    server = ServerProcess(data, *placement)
     client = RecordClient(server.record_port)
     (accepted, *_) = client.request(place(1, post_only=True))
     client.request(command_record(m.CancelAllAfter(account=2, timeout_ns=200_000_000)))

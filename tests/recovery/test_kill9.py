@@ -60,20 +60,22 @@ def drive(port: int, rng: random.Random, round_: int, ledger) -> int:
         client.close()
 
 
-@pytest.mark.parametrize("seed", [11])
-def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path, seed):
+@pytest.mark.parametrize(
+    "seed, placement", [(11, ()), (12, ("--engine-process",))], ids=["one-thread", "engine-process"]
+)
+def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path, seed, placement):
     rng = random.Random(seed)
     data = tmp_path / "venue"
     ledger_path = tmp_path / "ledger"
     print(f"seed {seed}")
     with open(ledger_path, "wb") as ledger:
         for round_ in range(ROUNDS):
-            server = ServerProcess(data, "--snapshot-every", "400")
+            server = ServerProcess(data, "--snapshot-every", "400", *placement)
             killer = threading.Timer(rng.uniform(0.3, 1.2), server.kill)
             killer.start()
             assert drive(server.record_port, rng, round_, ledger) > 0
             killer.join()
-    server = ServerProcess(data)
+    server = ServerProcess(data, *placement)
     assert server.stop() == 0
 
     acked = np.frombuffer(ledger_path.read_bytes(), EVENT_DTYPE)
