@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CHECKED_TREE := build/checked-tree
 
-.PHONY: build checked demo test test-release test-checked lint bench bench-core bench-engine clean
+.PHONY: build checked demo test test-release test-checked lint bench bench-core bench-engine \
+	bench-placement clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +43,7 @@ test-release: build
 test-checked: checked
 	cd $(CHECKED_TREE) && FLOWGATE_EXPECT_CHECKED=1 $(CURDIR)/$(PY) -m pytest -q tests/unit tests/reference
 
-bench: bench-core bench-engine
+bench: bench-core bench-engine bench-placement
 
 bench-core: build
 	$(PY) -m bench.core --cpu $$(( $$(nproc) - 1 ))
@@ -50,6 +51,9 @@ bench-core: build
 # journals are written under build/, on the disk the venue would use
 bench-engine: build
 	$(PY) -m bench.engine --cpu $$(( $$(nproc) - 1 ))
+
+bench-placement: build
+	$(PY) -m bench.placement
 
 clean:
 	rm -rf build ext/*.so ext/*.c
