@@ -69,7 +69,7 @@ class Engine:
         return np.frombuffer(self.core.take_events(), dtype=EVENT_DTYPE)
 
     def state_hash(self) -> str:
-        return state_hash(self.core.state_ints())
+        return state_hash(self.core.state_array())
 
     def instrument(self, symbol: str):
         return next(s for s in self.instruments if s.symbol == symbol)

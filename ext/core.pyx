@@ -7,6 +7,7 @@ object. See core.pxd for the records and the state.
 """
 
 cimport cython
+import numpy
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport abort, calloc, free, malloc, realloc
@@ -1552,39 +1553,82 @@ cdef class MatchingCore:
 
     def state_ints(self):
         """The whole state as a canonical list of integers (see engine.state_hash)."""
-        cdef int32_t a, k, i, side
-        cdef Balance *b
-        cdef Position *p
+        return self.state_array().tolist()
+
+    def state_array(self):
+        """The integers of `state_ints` as an int64 array, gathered without the
+        GIL: cheap enough for the loop to take with every snapshot."""
+        cdef int64_t n
+        with nogil:
+            n = self._state(NULL)
+        out = numpy.empty(n, dtype=numpy.int64)
+        cdef int64_t[::1] view = out
+        if n:
+            with nogil:
+                self._state(&view[0])
+        return out
+
+    cdef int64_t _state(self, int64_t *out) noexcept nogil:
+        """Write the state integers to out (unless NULL); return how many."""
+        cdef int64_t n = 0, count_at
+        cdef int32_t a, k, i, j, levels
+        cdef uint8_t side
+        cdef Ladder *ladder
+        cdef Level *level
         cdef Slot s
-        out = [self.next_order_id, self.next_trade_id]
+        cdef Order *o
+
+        state_put(out, &n, self.next_order_id)
+        state_put(out, &n, self.next_trade_id)
         for k in range(self.n_assets):
-            out += [self.fees_collected[k], self.net_deposits[k]]
+            state_put(out, &n, self.fees_collected[k])
+            state_put(out, &n, self.net_deposits[k])
         for a in range(1, self.n_accounts + 1):
             if not self.accounts[a].exists:
                 continue
-            out += [a, self.accounts[a].killed, self.accounts[a].cancel_after_ns]
+            state_put(out, &n, a)
+            state_put(out, &n, self.accounts[a].killed)
+            state_put(out, &n, self.accounts[a].cancel_after_ns)
             for k in range(self.n_assets):
-                b = &self.balances[a * self.n_assets + k]
-                out += [b.total, b.locked]
+                state_put(out, &n, self.balances[a * self.n_assets + k].total)
+                state_put(out, &n, self.balances[a * self.n_assets + k].locked)
             for k in range(self.n_instruments):
-                p = &self.positions[a * self.n_instruments + k]
-                out += [p.net_qty, p.cost, p.realized_pnl]
+                state_put(out, &n, self.positions[a * self.n_instruments + k].net_qty)
+                state_put(out, &n, self.positions[a * self.n_instruments + k].cost)
+                state_put(out, &n, self.positions[a * self.n_instruments + k].realized_pnl)
         for i in range(self.n_instruments):
-            out.append(self.instruments[i].reference_price)
-            for side in (SIDE_BUY, SIDE_SELL):
-                levels = self.book(i, side)
-                out.append(len(levels))
-                for price, total, ids in levels:
-                    out += [price, total, len(ids)]
-                    for order_id in ids:
-                        s = self._find_id(order_id)
-                        o = self.orders[s]
-                        out += [o.order_id, o.account, o.leaves, o.filled, o.filled_quote,
-                                self._hold(s, o.leaves), self.details[s].expire_ns]
-        retired = self.retired_order_ids()
-        out.append(len(retired))
-        out += retired
-        return out
+            state_put(out, &n, self.instruments[i].reference_price)
+            for side in range(SIDE_BUY, SIDE_SELL + 1):
+                ladder = book_side(&self.instruments[i], side)
+                count_at = n
+                state_put(out, &n, 0)  # levels with orders, set below
+                levels = 0
+                for j in range(ladder.size - 1, -1, -1):  # best first
+                    level = &self.levels[ladder.levels[j]]
+                    if level.count == 0:
+                        continue
+                    levels += 1
+                    state_put(out, &n, level.price)
+                    state_put(out, &n, level.total)
+                    state_put(out, &n, level.count)
+                    s = level.head
+                    while s >= 0:
+                        o = &self.orders[s]
+                        state_put(out, &n, o.order_id)
+                        state_put(out, &n, o.account)
+                        state_put(out, &n, o.leaves)
+                        state_put(out, &n, o.filled)
+                        state_put(out, &n, o.filled_quote)
+                        state_put(out, &n, self._hold(s, o.leaves))
+                        state_put(out, &n, self.details[s].expire_ns)
+                        s = o.next
+                if out != NULL:
+                    out[count_at] = levels
+        state_put(out, &n, self.retired_size)
+        for k in range(self.retired_size):
+            state_put(out, &n, self.orders[self.retired[(self.retired_head + k)
+                                                      % self.retired_capacity]].order_id)
+        return n
 
     # -- SNAPSHOT (cold: between batches, and at start-up) --
 
@@ -1754,6 +1798,12 @@ cdef class MatchingCore:
     def _check_instrument(self, int32_t instrument):
         if not 0 <= instrument < self.n_instruments:
             raise ValueError("instrument out of range")
+
+
+cdef inline void state_put(int64_t *out, int64_t *n, int64_t value) noexcept nogil:
+    if out != NULL:
+        out[n[0]] = value
+    n[0] += 1
 
 
 cdef bytes _bytes(const void *p, size_t n):
