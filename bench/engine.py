@@ -13,11 +13,16 @@ server runs it, for each journal durability mode:
   directory (the newest snapshot plus the journal after it), and from the
   journal alone.
 
+Each mode also runs with the engine in a process of its own (`--engine-process`)
+on the pinned CPU, this process playing the gateways' side on another core:
+latency then runs to the arrival of a command's last event on that side.
+
 Beside them, the core alone on the same commands (`apply_batch`).
 """
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -31,9 +36,12 @@ from bench.core import RESULTS, batch_run, machine
 from bench.flow import mixed_flow
 from engine import history, placement
 from engine.engine import Engine
+from engine.engine_process import EngineProcess
 from engine.journal import Durability
+from engine.records import EVENT_DTYPE
 from engine.runtime import EngineRuntime
-from ext.core import COMMAND_SIZE, EVENT_SIZE
+from engine.server import ServeOptions
+from ext.core import COMMAND_SIZE, EVENT_SIZE, EventFlag
 
 BATCH = 1024  # frames per step, as the server runs it
 
@@ -85,6 +93,10 @@ def latency_run(
             batch_sizes.append(due - sent)
             sent = due
     runtime.close()
+    return {**_percentiles(latencies, rate), "median_batch": int(statistics.median(batch_sizes))}
+
+
+def _percentiles(latencies: np.ndarray, rate: int) -> dict:
     histogram = HdrHistogram(1, 60 * 10**9, 3)
     for value in latencies.tolist():
         histogram.record_value(max(value, 1))
@@ -94,8 +106,49 @@ def latency_run(
         "p99_ns": histogram.get_value_at_percentile(99),
         "p999_ns": histogram.get_value_at_percentile(99.9),
         "max_ns": histogram.get_max_value(),
-        "median_batch": int(statistics.median(batch_sizes)),
     }
+
+
+def _engine_process(config, data_dir: Path, durability: Durability, cpu: int) -> EngineProcess:
+    options = ServeOptions(data_dir=data_dir, durability=durability, command_slots=1 << 16,
+                           snapshot_every=10**12, history=False)  # fmt: skip
+    engine = EngineProcess(config, options, cpu)
+    engine.wait_ready()
+    return engine
+
+
+def remote_run(config, records, data_dir: Path, durability: Durability, cpu: int,
+               rate: int | None = None):  # fmt: skip
+    """The same through an engine in its own process on `cpu`, this process being
+    the gateways' side: commands/s with the ring kept full (rate None), or the
+    open-loop latency (ns) from planned arrival to the arrival of a command's
+    last event here."""
+    engine = _engine_process(config, data_dir, durability, cpu)
+    pinned = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {placement.other_cpu(cpu)})  # the gateways' side, another core
+    raw = records.view(np.uint8)
+    n = len(records)
+    arrived = np.zeros(n, dtype=np.int64)
+    clock = time.perf_counter_ns
+    interval_ns = 1e9 / rate if rate else 0.0
+    sent = done = 0
+    start = clock()
+    while done < n:
+        due = n if rate is None else min(n, int((clock() - start) / interval_ns) + 1)
+        if due > sent:
+            sent += engine.submit(raw[sent * COMMAND_SIZE : due * COMMAND_SIZE])
+        batch = engine.take_events()
+        if batch:
+            events = np.frombuffer(batch, EVENT_DTYPE)
+            last = events["seq"][(events["flags"] & EventFlag.FLAG_LAST) != 0] - 1
+            arrived[last] = clock()
+            done += len(last)
+    elapsed = clock() - start
+    engine.stop()
+    os.sched_setaffinity(0, pinned)
+    if rate is None:
+        return n * 1e9 / elapsed
+    return _percentiles(arrived - (start + np.arange(n) * interval_ns).astype(np.int64), rate)
 
 
 def history_ingest_run(config, records, data_dir: Path) -> float:
@@ -150,6 +203,7 @@ def restart_run(config, records, data_dir: Path) -> dict:
 
 
 def run(args) -> dict:
+    engine_cpu = placement.last_cpu() if args.cpu is None else args.cpu
     if args.cpu is not None:
         placement.pin_loop_thread(args.cpu)
     config, records = mixed_flow(args.commands, args.depth, args.accounts, args.seed)
@@ -168,9 +222,15 @@ def run(args) -> dict:
                 raise RuntimeError(f"{durability}: the runtime disagrees with the core")
             latency = latency_run(config, records[: args.latency_commands],
                                   work / f"{durability}-l", durability, args.rate)  # fmt: skip
+            work_remote = work / f"{durability}-remote"
+            remote_rate = remote_run(config, records, work_remote / "t", durability, engine_cpu)
+            head = records[: args.latency_commands]
+            remote_latency = remote_run(config, head, work_remote / "l", durability, engine_cpu,
+                                        args.rate)  # fmt: skip
             modes[str(durability)] = {
                 "cmds_per_s": round(statistics.median(rates)),
                 "latency": latency,
+                "engine_process": {"cmds_per_s": round(remote_rate), "latency": remote_latency},
             }
         with_history = latency_run(config, records[: args.latency_commands], work / "h",
                                    Durability.WRITE, args.history_rate, history=True)  # fmt: skip
@@ -219,12 +279,13 @@ def report(result: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, r in result["modes"].items():
-        lat = r["latency"]
-        lines.append(
-            f"| {mode} | {r['cmds_per_s']:,} | {lat['p50_ns'] / 1000:.1f} | "
-            f"{lat['p99_ns'] / 1000:.1f} | {lat['p999_ns'] / 1000:.1f} | "
-            f"{lat['max_ns'] / 1000:.1f} | {lat['median_batch']} |"
-        )
+        for name, m in ((mode, r), (f"{mode}, engine process", r["engine_process"])):
+            lat = m["latency"]
+            lines.append(
+                f"| {name} | {m['cmds_per_s']:,} | {lat['p50_ns'] / 1000:.1f} | "
+                f"{lat['p99_ns'] / 1000:.1f} | {lat['p999_ns'] / 1000:.1f} | "
+                f"{lat['max_ns'] / 1000:.1f} | {lat.get('median_batch', '')} |"
+            )
     restart = result["restart"]
     hist = result["write_with_history_latency"]
     lines += [

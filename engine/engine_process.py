@@ -35,6 +35,14 @@ _CONTROL = 128  # [0] ready, [1] stop, [2] failed, [8:16] seq once ready
 _READY, _STOP, _FAILED = 0, 1, 2
 
 
+def _signal(fd: int):
+    """One byte down a non-blocking pipe; a full pipe has wake-ups enough."""
+    try:
+        os.write(fd, b"\x01")
+    except BlockingIOError:
+        pass
+
+
 class EngineStartError(Exception):
     pass
 
@@ -77,12 +85,14 @@ class EngineProcess:
             args=(msgspec.json.encode(config), str(options.data_dir), str(options.durability),
                   options.command_slots, options.snapshot_every, options.snapshot_seconds,
                   self.rings.shm.name, engine_cpu, os.getpid(), self.wake_engine_read,
-                  self.events_ready_write, logging.getLogger().level),
+                  self.events_ready_write, logging.getLogger().level, options.history),
         )  # fmt: skip
         self.process.start()
         os.sched_setaffinity(self.process.pid, {engine_cpu})
         self.wake_engine_fd = self.wake_engine.fileno()
         self.events_fd = self.events_ready.fileno()
+        # neither side ever blocks on a pipe: a full pipe already holds a wake-up
+        os.set_blocking(self.wake_engine_fd, False)
         os.set_blocking(self.events_fd, False)
 
     def wait_ready(self, timeout_s: float = 60.0) -> int:
@@ -103,11 +113,11 @@ class EngineProcess:
     def submit(self, records) -> int:
         taken = self.rings.commands.write(records)
         if taken and self.rings.commands.consumer_sleeping():
-            os.write(self.wake_engine_fd, b"\x01")
+            _signal(self.wake_engine_fd)
         return taken
 
     def take_events(self) -> bytes:
-        """Whatever events are waiting (call when events_fd is readable)."""
+        """Whatever events are waiting (when events_fd is readable, or polling)."""
         try:
             os.read(self.events_fd, 65536)
         except BlockingIOError:
@@ -118,7 +128,7 @@ class EngineProcess:
         """Ask the engine to finish what is queued and stop; return the events
         it published meanwhile."""
         self.rings.control[_STOP] = 1
-        os.write(self.wake_engine_fd, b"\x01")
+        _signal(self.wake_engine_fd)
         events = []
         deadline = time.monotonic() + timeout_s
         while self.process.is_alive() and time.monotonic() < deadline:
@@ -131,18 +141,21 @@ class EngineProcess:
 
 def run_engine(config_json: bytes, data_dir: str, durability: str, command_slots: int,
                snapshot_every: int, snapshot_seconds: float, shm_name: str, cpu: int,
-               parent_pid: int, wake_read, events_ready, log_level: int):  # fmt: skip
+               parent_pid: int, wake_read, events_ready, log_level: int,
+               history: bool):  # fmt: skip
     """The engine process: recover, then apply commands until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateways' process coordinates shutdown
     logs.configure(logging.getLevelName(log_level))
     placement.pin_loop_thread(cpu)
     rings = SharedRings(command_slots, shm_name)
     wake_fd, ready_fd = wake_read.fileno(), events_ready.fileno()
+    os.set_blocking(ready_fd, False)
     try:
         runtime = EngineRuntime(
             msgspec.json.decode(config_json, type=VenueConfig), Path(data_dir),
             Durability(durability), command_ring=rings.commands,
             snapshot_every=snapshot_every, snapshot_seconds=snapshot_seconds, lock_wait_s=10.0,
+            history=history,
         )  # fmt: skip
     except Exception as exc:
         log.error("engine failed to start", extra={"error": str(exc)})
@@ -155,9 +168,9 @@ def run_engine(config_json: bytes, data_dir: str, durability: str, command_slots
             written = rings.events.write(view)
             view = view[written * EVENT_SIZE :]
             if view:  # the gateways are behind: wait for room, never drop
-                os.write(ready_fd, b"\x01")
+                _signal(ready_fd)
                 time.sleep(0.0001)
-        os.write(ready_fd, b"\x01")
+        _signal(ready_fd)
 
     runtime.subscribers.append(publish)
     struct.pack_into("<q", rings.control, 8, runtime.seq)

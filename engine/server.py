@@ -37,6 +37,7 @@ class ServeOptions(msgspec.Struct, kw_only=True):
     snapshot_seconds: float = 300.0
     market_maker: bool = False
     engine_process: bool = False  # the engine in a process of its own, on its own core
+    history: bool = True  # off only in benchmarks of the engine stage
 
 
 class Pipeline:
@@ -134,6 +135,7 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
             config, options.data_dir, options.durability, command_slots=options.command_slots,
             lock_wait_s=10.0,  # a previous process may still be letting go
             snapshot_every=options.snapshot_every, snapshot_seconds=options.snapshot_seconds,
+            history=options.history,
         )  # fmt: skip
         pipeline = Pipeline(runtime, loop)
     # 2. gateways: commands in through pipeline.submit, events out as subscribers
