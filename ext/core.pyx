@@ -1626,8 +1626,8 @@ cdef class MatchingCore:
                     out[count_at] = levels
         state_put(out, &n, self.retired_size)
         for k in range(self.retired_size):
-            state_put(out, &n, self.orders[self.retired[(self.retired_head + k)
-                                                      % self.retired_capacity]].order_id)
+            s = self.retired[(self.retired_head + k) % self.retired_capacity]
+            state_put(out, &n, self.orders[s].order_id)
         return n
 
     # -- SNAPSHOT (cold: between batches, and at start-up) --
