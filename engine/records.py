@@ -15,6 +15,7 @@ COMMAND_DTYPE = np.dtype(
         ("ts_ns", "<i8"),
         ("recv_ns", "<i8"),
         ("tag", "<i8"),
+        ("deadline_ns", "<i8"),
         ("order_id", "<i8"),
         ("price", "<i8"),
         ("qty", "<i8"),

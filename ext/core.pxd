@@ -122,6 +122,7 @@ cpdef enum Result:
     CAPACITY_EXCEEDED = 400
     # the venue itself: raised before the core, by the runtime or a gateway
     OVERLOADED = 500            # the command ring is full: nothing was done, retry later
+    DEADLINE_EXCEEDED = 501     # sequenced after its deadline (the signature's window): not applied
 
 
 # -- WIRE RECORDS -------------------------------------------------------------
@@ -133,6 +134,7 @@ cdef struct CommandRecord:
     int64_t ts_ns           # stamped by the sequencer: the only clock the core reads
     int64_t recv_ns         # gateway receive time, copied to the events
     int64_t tag             # the gateway's (which session, which request), copied to the events
+    int64_t deadline_ns     # 0, or the latest sequencer time the command may be applied at
     int64_t order_id        # CANCEL / AMEND target (0: use client_order_id)
     int64_t price           # ticks; AMEND: 0 keeps the price
     int64_t qty             # lots (total order quantity); AMEND: 0 keeps it

@@ -457,7 +457,10 @@ cdef class MatchingCore:
             self._expire_due()
         if self.next_cancel_after and self.next_cancel_after <= cmd.ts_ns:
             self._fire_cancel_all_after()
-        if cmd.type == CMD_PLACE:
+        if cmd.deadline_ns and cmd.ts_ns > cmd.deadline_ns:
+            self._reject(DEADLINE_EXCEEDED)
+            self.events[self.n_events - 1].expire_ns = cmd.deadline_ns  # beside ts_ns, recv_ns
+        elif cmd.type == CMD_PLACE:
             self._place()
         elif cmd.type == CMD_CANCEL:
             self._cancel()
@@ -1825,7 +1828,7 @@ def record_layout():
     cdef char *eb = <char *>&e
     command = dict(
         seq=<char *>&c.seq - cb, ts_ns=<char *>&c.ts_ns - cb, recv_ns=<char *>&c.recv_ns - cb,
-        tag=<char *>&c.tag - cb,
+        tag=<char *>&c.tag - cb, deadline_ns=<char *>&c.deadline_ns - cb,
         order_id=<char *>&c.order_id - cb, price=<char *>&c.price - cb, qty=<char *>&c.qty - cb,
         expire_ns=<char *>&c.expire_ns - cb, amount=<char *>&c.amount - cb,
         account=<char *>&c.account - cb, instrument=<char *>&c.instrument - cb,

@@ -11,7 +11,7 @@ import pytest
 
 from engine import messages as m
 from engine.records import COMMAND_DTYPE, command_record, decode_events
-from ext.core import COMMAND_SIZE, EventType, Result
+from ext.core import COMMAND_SIZE, FRAME_SIZE, EventType, Result
 from gateways.records import RecordClient
 from tests.server import ServerProcess
 
@@ -78,7 +78,7 @@ def test_a_full_command_ring_answers_overloaded(tmp_path, placement):
 @PLACEMENTS
 def test_bad_records_and_abrupt_disconnects_leave_the_venue_serving(tmp_path, placement):
     server = ServerProcess(tmp_path / "venue", *placement)
-    garbage = np.frombuffer(bytes(range(256)) * 2, COMMAND_DTYPE)[:1].copy()
+    garbage = np.frombuffer((bytes(range(256)) * 2)[:COMMAND_SIZE], COMMAND_DTYPE).copy()
     garbage["type"] = 99
     client = RecordClient(server.record_port)
     (event,) = client.request(garbage.tobytes())
@@ -114,11 +114,12 @@ def test_a_foreign_or_damaged_data_dir_refuses_to_start(tmp_path):
 
     (segment,) = data.glob("journal-*.fgj")
     damaged = bytearray(segment.read_bytes())
-    damaged[2 * 136 + 50] ^= 0xFF
+    damaged[2 * FRAME_SIZE + 50] ^= 0xFF
     segment.write_bytes(bytes(damaged))
     refused = subprocess.run([sys.executable, "-m", "engine.cli", "serve", "--demo",
                               "--data-dir", str(data)], capture_output=True, text=True)  # fmt: skip
-    assert refused.returncode == 1 and "FRAME_BAD_CRC at offset 272 (seq 3)" in refused.stderr
+    offset = 2 * FRAME_SIZE
+    assert refused.returncode == 1 and f"FRAME_BAD_CRC at offset {offset} (seq 3)" in refused.stderr
     assert replay_verify(data).returncode == 1
 
 
@@ -162,7 +163,7 @@ def test_metrics_count_what_the_venue_did(tmp_path):
     assert metrics['flowgate_commands_total{type="place"}'] == "20"
     assert metrics['flowgate_rejects_total{code="UNKNOWN_ORDER"}'] == "1"
     assert metrics["flowgate_sequence"] == "21"
-    assert int(metrics["flowgate_journal_bytes_total"]) == 21 * 136
+    assert int(metrics["flowgate_journal_bytes_total"]) == 21 * FRAME_SIZE
     assert int(metrics['flowgate_stage_seconds_count{stage="apply"}']) >= 1
     assert http(server.metrics_port, b"GET /nope HTTP/1.1\r\n\r\n")[0] == 404
     assert http(server.metrics_port, b"POST /metrics HTTP/1.1\r\n\r\n")[0] == 405

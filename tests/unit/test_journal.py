@@ -104,7 +104,7 @@ def test_damage_in_the_middle_stops_start_up(tmp_path):
     data = bytearray(path.read_bytes())
     data[FRAME_SIZE + 60] ^= 0x10
     path.write_bytes(bytes(data))
-    with pytest.raises(JournalError, match=r"FRAME_BAD_CRC at offset 136 \(seq 2\)"):
+    with pytest.raises(JournalError, match=rf"FRAME_BAD_CRC at offset {FRAME_SIZE} \(seq 2\)"):
         journal.check(tmp_path)
     assert path.stat().st_size == 5 * FRAME_SIZE  # nothing repaired
 

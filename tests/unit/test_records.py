@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from engine.records import COMMAND_DTYPE, EVENT_DTYPE, FRAME_DTYPE
+from engine.records import COMMAND_DTYPE, EVENT_DTYPE, FRAME_DTYPE, encode_command
 from ext import core
 
 
@@ -56,3 +56,23 @@ def test_unknown_command_type_is_rejected():
     records["type"] = 200
     (event,) = engine.apply_batch(records)
     assert event["result"] == core.Result.INVALID_COMMAND
+
+
+def test_a_command_sequenced_after_its_deadline_is_not_applied():
+    from engine import config
+    from engine import messages as m
+    from engine.engine import Engine
+
+    engine = Engine(config.demo())
+    order = m.PlaceOrder(account=1, instrument=0, side=m.Side.BUY, type=m.OrderType.LIMIT,
+                         price=4_999_000, qty=1)  # fmt: skip
+    records = np.zeros(2, dtype=COMMAND_DTYPE)
+    for i, (ts, deadline) in enumerate([(1_000, 1_000), (1_001, 1_000)]):
+        encode_command(order, records[i : i + 1], seq=i + 1, ts_ns=ts, recv_ns=900)
+        records[i]["deadline_ns"] = deadline
+    on_time, late = (e for e in engine.apply_batch(records) if e["type"] != core.EventType.EV_BALANCE)
+    assert on_time["type"] == core.EventType.EV_ACCEPTED
+    assert late["type"] == core.EventType.EV_REJECTED
+    assert late["result"] == core.Result.DEADLINE_EXCEEDED
+    assert (late["recv_ns"], late["expire_ns"], late["ts_ns"]) == (900, 1_000, 1_001)
+    assert len(engine.core.book(0, 1)[0][2]) == 1

@@ -13,7 +13,7 @@ from engine import messages as m
 from engine.engine import Engine
 from engine.records import EVENT_DTYPE, command_record, decode_events
 from engine.runtime import DataDirError, EngineRuntime, recover
-from ext.core import COMMAND_SIZE, EventType
+from ext.core import COMMAND_SIZE, FRAME_SIZE, EventType
 
 
 def order(i: int, **fields) -> m.PlaceOrder:
@@ -88,7 +88,7 @@ def test_restart_after_a_crash_recovers_the_same_state(runtime, tmp_path):
 
 
 def test_snapshot_plus_tail_equals_a_full_replay(runtime, tmp_path):
-    rt = runtime(tmp_path, segment_bytes=10 * 136)
+    rt = runtime(tmp_path, segment_bytes=10 * FRAME_SIZE)
     feed(rt, [order(i) for i in range(40)])
     rt.take_snapshot()
     feed(rt, [order(i) for i in range(40, 75)])
