@@ -70,7 +70,9 @@ def test_a_command_sequenced_after_its_deadline_is_not_applied():
     for i, (ts, deadline) in enumerate([(1_000, 1_000), (1_001, 1_000)]):
         encode_command(order, records[i : i + 1], seq=i + 1, ts_ns=ts, recv_ns=900)
         records[i]["deadline_ns"] = deadline
-    on_time, late = (e for e in engine.apply_batch(records) if e["type"] != core.EventType.EV_BALANCE)
+    on_time, late = (
+        e for e in engine.apply_batch(records) if e["type"] != core.EventType.EV_BALANCE
+    )
     assert on_time["type"] == core.EventType.EV_ACCEPTED
     assert late["type"] == core.EventType.EV_REJECTED
     assert late["result"] == core.Result.DEADLINE_EXCEEDED

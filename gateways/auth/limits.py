@@ -1,0 +1,158 @@
+"""Rate limits and abuse protection.
+
+Token buckets with integer arithmetic (a token is 10^9 units, so a bucket
+refills exactly at `rate` per second): per key, per IP for unauthenticated
+traffic, and per account for new orders on every protocol alike. Cancels are
+never throttled: an account over its order budget is cancel-only. Each check
+returns what the gateways send back: limit, remaining, reset and retry-after.
+"""
+
+import collections
+import time
+
+import msgspec
+
+from gateways.auth.errors import AuthError
+
+UNIT = 1_000_000_000  # one token, in bucket units
+MAX_BUCKETS = 100_000  # idle (full) buckets are dropped beyond this many
+
+
+class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the gateways enforce; read from the venue configuration."""
+
+    key_rate: int = 50  # requests per second per API key
+    key_burst: int = 100
+    ip_rate: int = 20  # requests per second per IP, unauthenticated
+    ip_burst: int = 40
+    order_rate: int = 100  # new orders and amends per second per account
+    order_burst: int = 200
+    ban_failures: int = 10  # authentication failures from one IP within ban_window_s...
+    ban_window_s: int = 60
+    ban_s: int = 300  # ...ban it this long
+    max_connections_per_ip: int = 50
+    max_message_bytes: int = 64 * 1024
+    window_default_ms: int = 5_000  # signed timestamp window, FG-WINDOW when absent
+    window_max_ms: int = 60_000
+
+
+class Decision(msgspec.Struct, frozen=True):
+    allowed: bool
+    limit: int  # the burst
+    remaining: int  # whole tokens left
+    reset_ms: int  # until the bucket is full again
+    retry_after_ms: int  # until one token is there (0 when allowed)
+
+
+class TokenBucket:
+    __slots__ = ("rate", "burst", "level", "at_ns")
+
+    def __init__(self, rate: int, burst: int, now_ns: int):
+        self.rate, self.burst = rate, burst
+        self.level = burst * UNIT
+        self.at_ns = now_ns
+
+    def take(self, now_ns: int, cost: int = 1) -> Decision:
+        elapsed = max(0, now_ns - self.at_ns)
+        self.level = min(self.burst * UNIT, self.level + elapsed * self.rate)
+        self.at_ns = now_ns
+        allowed = self.level >= cost * UNIT
+        if allowed:
+            self.level -= cost * UNIT
+        missing = 0 if allowed else cost * UNIT - self.level
+        return Decision(
+            allowed=allowed, limit=self.burst, remaining=self.level // UNIT,
+            reset_ms=-(-(self.burst * UNIT - self.level) // (self.rate * 1_000_000)),
+            retry_after_ms=-(-missing // (self.rate * 1_000_000)),
+        )  # fmt: skip
+
+    def full(self, now_ns: int) -> bool:
+        return self.level + max(0, now_ns - self.at_ns) * self.rate >= self.burst * UNIT
+
+
+class RateLimiter:
+    def __init__(self, config: LimitsConfig, clock=time.monotonic_ns):
+        self.config = config
+        self.clock = clock
+        self.buckets: dict[tuple, TokenBucket] = {}
+
+    def _take(self, key: tuple, rate: int, burst: int) -> Decision:
+        now = self.clock()
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= MAX_BUCKETS:
+                self.buckets = {k: b for k, b in self.buckets.items() if not b.full(now)}
+            bucket = self.buckets[key] = TokenBucket(rate, burst, now)
+        return bucket.take(now)
+
+    def request(self, key_id: str | None, ip: str) -> Decision:
+        """One request: on the key's budget when signed, else on the IP's."""
+        c = self.config
+        if key_id is None:
+            return self._take(("ip", ip), c.ip_rate, c.ip_burst)
+        return self._take(("key", key_id), c.key_rate, c.key_burst)
+
+    def order(self, account: int, cancel: bool) -> Decision:
+        """A new order or amend spends the account's order budget; a cancel
+        never does, and is never refused."""
+        c = self.config
+        if cancel:
+            return Decision(True, c.order_burst, -1, 0, 0)
+        return self._take(("orders", account), c.order_rate, c.order_burst)
+
+
+def refuse(decision: Decision, what: str):
+    """Raise RATE_LIMITED with the delays the gateways report."""
+    if not decision.allowed:
+        raise AuthError("RATE_LIMITED", f"{what} over its rate limit",
+                        retry_after_ms=decision.retry_after_ms, limit=decision.limit,
+                        remaining=decision.remaining, reset_ms=decision.reset_ms)  # fmt: skip
+
+
+class Guard:
+    """Per-IP connection caps, message size limits and temporary bans after
+    repeated authentication failures."""
+
+    def __init__(self, config: LimitsConfig, clock=time.monotonic_ns):
+        self.config = config
+        self.clock = clock
+        self.failures: dict[str, collections.deque] = {}
+        self.banned_until: dict[str, int] = {}
+        self.connections: collections.Counter = collections.Counter()
+
+    def check_ip(self, ip: str):
+        until = self.banned_until.get(ip)
+        if until is not None:
+            now = self.clock()
+            if now < until:
+                raise AuthError("BANNED", "too many failed authentications from this address",
+                                retry_after_ms=-(-(until - now) // 1_000_000))  # fmt: skip
+            del self.banned_until[ip]
+
+    def failed(self, ip: str):
+        now = self.clock()
+        window = self.config.ban_window_s * 1_000_000_000
+        recent = self.failures.setdefault(ip, collections.deque())
+        recent.append(now)
+        while recent and recent[0] <= now - window:
+            recent.popleft()
+        if len(recent) >= self.config.ban_failures:
+            self.banned_until[ip] = now + self.config.ban_s * 1_000_000_000
+            del self.failures[ip]
+
+    def connect(self, ip: str):
+        self.check_ip(ip)
+        if self.connections[ip] >= self.config.max_connections_per_ip:
+            raise AuthError("TOO_MANY_CONNECTIONS", "connection limit for this address reached",
+                            limit=self.config.max_connections_per_ip)  # fmt: skip
+        self.connections[ip] += 1
+
+    def disconnect(self, ip: str):
+        self.connections[ip] -= 1
+        if self.connections[ip] <= 0:
+            del self.connections[ip]
+
+    def check_size(self, size: int):
+        if size > self.config.max_message_bytes:
+            raise AuthError("MESSAGE_TOO_LARGE", f"messages are at most "
+                            f"{self.config.max_message_bytes} bytes", size=size)  # fmt: skip

@@ -1,0 +1,178 @@
+"""Signature verification, as API.md specifies it.
+
+REST requests and the WebSocket logon sign `{ts}\\n{nonce}\\n{method}\\n{target}\\n{body}`
+(UTF-8); a FIX Logon signs `A␁{SenderCompID}␁{TargetCompID}␁{MsgSeqNum}␁{SendingTime}`.
+The signature is base64: Ed25519 over those bytes, or their HMAC-SHA256.
+"""
+
+import base64
+import binascii
+import hashlib
+import heapq
+import hmac
+import time
+from datetime import UTC, datetime
+
+import msgspec
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from gateways.auth.errors import AuthError
+from gateways.auth.keys import ApiKey, KeyStore
+from gateways.auth.limits import Guard, LimitsConfig, RateLimiter, refuse
+
+
+def canonical(ts: int | str, nonce: str, method: str, target: str, body: bytes) -> bytes:
+    """What REST requests and the WebSocket logon sign."""
+    return f"{ts}\n{nonce}\n{method}\n{target}\n".encode() + body
+
+
+def fix_logon_payload(sender_comp_id: str, target_comp_id: str, msg_seq_num: int | str,
+                      sending_time: str) -> bytes:  # fmt: skip
+    """What a FIX Logon signs (fields as sent, joined by SOH)."""
+    return "\x01".join(
+        ["A", sender_comp_id, target_comp_id, str(msg_seq_num), sending_time]
+    ).encode()
+
+
+def fix_time_ms(sending_time: str) -> int:
+    """SendingTime(52), `YYYYMMDD-HH:MM:SS[.sss]` UTC, as ms since the epoch."""
+    layout = "%Y%m%d-%H:%M:%S.%f" if "." in sending_time else "%Y%m%d-%H:%M:%S"
+    try:
+        moment = datetime.strptime(sending_time, layout).replace(tzinfo=UTC)
+    except ValueError:
+        raise AuthError("UNAUTHENTICATED", "SendingTime is not YYYYMMDD-HH:MM:SS.sss") from None
+    return int(moment.timestamp() * 1000)
+
+
+def sign(key_type: str, secret: bytes, payload: bytes) -> str:
+    """A client's signature (tools, tests and the test vectors)."""
+    from nacl.signing import SigningKey
+
+    if key_type == "ed25519":
+        raw = SigningKey(secret).sign(payload).signature
+    else:
+        raw = hmac.new(secret, payload, hashlib.sha256).digest()
+    return base64.b64encode(raw).decode()
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """Who a verified request speaks for."""
+
+    key_id: str
+    account: int
+    permissions: tuple[str, ...]
+    deadline_ns: int  # wall clock: the engine must take the command by then
+
+
+class _Verifier:
+    __slots__ = ("key", "ed25519")
+
+    def __init__(self, key: ApiKey):
+        self.key = key
+        self.ed25519 = VerifyKey(key.material) if key.type == "ed25519" else None
+
+    def verify(self, payload: bytes, signature: bytes) -> bool:
+        if self.ed25519 is not None:
+            try:
+                self.ed25519.verify(payload, signature)
+                return True
+            except BadSignatureError:
+                return False
+        expected = hmac.new(self.key.material, payload, hashlib.sha256).digest()
+        return hmac.compare_digest(expected, signature)
+
+
+class Authenticator:
+    """Checks signed requests against the key store, with the timestamp window,
+    replay protection, IP allowlists, permissions, rate limits and bans.
+
+    `refresh` reloads the keys when the store changed (a running server calls
+    it twice a second) and reports revoked or expired keys to the `on_revoked`
+    hooks, so gateways close their sessions."""
+
+    def __init__(self, store: KeyStore, limits: LimitsConfig | None = None,
+                 wall_clock=time.time_ns, monotonic=time.monotonic_ns):  # fmt: skip
+        self.store = store
+        self.limits = limits = limits or LimitsConfig()
+        self.wall_clock = wall_clock
+        self.guard = Guard(limits, monotonic)
+        self.limiter = RateLimiter(limits, monotonic)
+        self.on_revoked: list = []
+        self.verifiers: dict[str, _Verifier] = {}
+        self.revision = -1
+        # (key, ts, nonce) seen within their window; a heap of when each may go
+        self.seen: set[tuple] = set()
+        self.seen_expiry: list[tuple] = []
+        self.refresh()
+
+    def refresh(self) -> list[str]:
+        """Reload keys if the store changed; return keys no longer usable."""
+        now_ms = self.wall_clock() // 1_000_000
+        gone = [k for k, v in self.verifiers.items() if not v.key.usable_at(now_ms)]
+        revision = self.store.revision()
+        if revision != self.revision:
+            self.revision = revision
+            fresh = {k.key_id: _Verifier(k) for k in self.store.all() if k.usable_at(now_ms)}
+            gone += [k for k in self.verifiers if k not in fresh and k not in gone]
+            self.verifiers = fresh
+        else:
+            for key_id in gone:
+                del self.verifiers[key_id]
+        for key_id in gone:
+            for hook in self.on_revoked:
+                hook(key_id)
+        return gone
+
+    def verify(self, key_id: str, ts_ms: int, nonce: str, signature: str, payload: bytes,
+               ip: str, permission: str, window_ms: int | None = None) -> Principal:  # fmt: skip
+        """Check one signed request (or logon); raise AuthError with a stable code.
+
+        `payload` is what was signed (`canonical` or `fix_logon_payload`), and
+        (key, ts, nonce) is its replay key.
+        """
+        self.guard.check_ip(ip)
+        received_ns = self.wall_clock()
+        window = self.limits.window_default_ms if window_ms is None else window_ms
+        if not 1 <= window <= self.limits.window_max_ms:
+            raise AuthError("INVALID_WINDOW", f"the window is 1..{self.limits.window_max_ms} ms",
+                            window_ms=window)  # fmt: skip
+        verifier = self.verifiers.get(key_id)
+        if verifier is None:
+            self.guard.failed(ip)
+            raise AuthError("UNAUTHENTICATED", "unknown, revoked or expired key")
+        key = verifier.key
+        if not key.usable_at(received_ns // 1_000_000):
+            self.guard.failed(ip)
+            raise AuthError("UNAUTHENTICATED", "unknown, revoked or expired key")
+        if not key.allows_ip(ip):
+            raise AuthError("FORBIDDEN", "this key may not be used from this address", ip=ip)
+        if abs(received_ns // 1_000_000 - ts_ms) > window:
+            raise AuthError("TIMESTAMP_OUT_OF_WINDOW", "the signed timestamp is outside the "
+                            "window: check the client's clock", server_time_ms=received_ns //
+                            1_000_000, client_ts_ms=ts_ms, window_ms=window)  # fmt: skip
+        try:
+            raw = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if not verifier.verify(payload, raw):
+            self.guard.failed(ip)
+            raise AuthError("UNAUTHENTICATED", "the signature does not match")
+        replay_key = (key_id, ts_ms, nonce)
+        self._forget_expired(received_ns)
+        if replay_key in self.seen:
+            self.guard.failed(ip)
+            raise AuthError("REPLAYED", "this signed request was seen before")
+        refuse(self.limiter.request(key_id, ip), "this key")  # a replay spends no budget
+        self.seen.add(replay_key)
+        heapq.heappush(self.seen_expiry, ((ts_ms + window) * 1_000_000 + 1, replay_key))
+        if permission not in key.permissions:
+            raise AuthError("FORBIDDEN", f"this key lacks the {permission} permission")
+        return Principal(key_id, key.account, key.permissions, (ts_ms + window) * 1_000_000)
+
+    def _forget_expired(self, now_ns: int):
+        """A signature is good once: it is remembered until its window has
+        passed (after which its timestamp fails the window check anyway), so
+        memory is bounded by window x the keys' rate limits."""
+        while self.seen_expiry and self.seen_expiry[0][0] <= now_ns:
+            self.seen.discard(heapq.heappop(self.seen_expiry)[1])
