@@ -126,6 +126,43 @@ def serve(args) -> int:
         return 1
 
 
+def keys(args) -> int:
+    import base64
+
+    from gateways.auth.keys import KeyStore
+
+    store = KeyStore(Path(args.data_dir))
+    try:
+        if args.action == "create":
+            key, secret = store.create(args.account, args.type, args.permissions.split(","),
+                                       args.ip or (), args.expires_ms)  # fmt: skip
+            print(
+                msgspec.json.encode(
+                    {**key.public(), "secret": base64.b64encode(secret).decode()}
+                ).decode()
+            )
+            print("the secret is shown once: keep it safe", file=sys.stderr)
+        elif args.action == "add":
+            public_key = base64.b64decode(args.public_key)
+            key = store.add(args.account, public_key, args.permissions.split(","),
+                            args.ip or (), args.expires_ms)  # fmt: skip
+            print(msgspec.json.encode(key.public()).decode())
+        elif args.action == "revoke":
+            if not store.revoke(args.key_id):
+                print(f"no active key {args.key_id}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.key_id}")
+        else:
+            for key in store.all():
+                print(msgspec.json.encode(key.public()).decode())
+    except ValueError as e:
+        print(f"keys {args.action}: {e}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    return 0
+
+
 def replay(args) -> int:
     from engine.journal import JournalError
     from engine.runtime import replay as replay_journal
@@ -176,11 +213,34 @@ def main(argv=None) -> int:
     rebuild.add_argument("--data-dir", required=True)
     rebuild.add_argument("--verify", action="store_true",
                          help="fail unless every recorded state hash matches")  # fmt: skip
+    key_commands = commands.add_parser("keys", help="API keys").add_subparsers(
+        dest="action", required=True)  # fmt: skip
+    key_actions = (
+        ("create", "make an Ed25519 pair (or an HMAC secret); prints the secret once"),
+        ("add", "register a client-made Ed25519 public key"),
+    )
+    for action, text in key_actions:
+        sub = key_commands.add_parser(action, help=text)
+        sub.add_argument("--data-dir", required=True)
+        sub.add_argument("--account", type=int, required=True)
+        sub.add_argument("--permissions", default="read,trade")
+        sub.add_argument("--ip", action="append", help="allowed CIDR (repeatable)")
+        sub.add_argument("--expires-ms", type=int, help="expiry, ms since the epoch")
+        if action == "create":
+            sub.add_argument("--type", choices=["ed25519", "hmac-sha256"], default="ed25519")
+        else:
+            sub.add_argument("--public-key", required=True, help="base64, 32 bytes")
+    revoke = key_commands.add_parser("revoke", help="revoke a key (live sessions are closed)")
+    revoke.add_argument("--data-dir", required=True)
+    revoke.add_argument("key_id")
+    listing = key_commands.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--data-dir", required=True)
     commands.add_parser("tour", help="a short scripted session through the core")
     check = commands.add_parser("check-config", help="validate a venue configuration file")
     check.add_argument("file")
     args = parser.parse_args(argv)
-    handlers = {"serve": serve, "replay": replay, "tour": tour, "check-config": check_config}
+    handlers = {"serve": serve, "replay": replay, "keys": keys, "tour": tour,
+                "check-config": check_config}  # fmt: skip
     return handlers[args.command](args)
 
 

@@ -60,6 +60,24 @@ class CapacityConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retired_orders: int = 1 << 16  # closed orders remembered for exactly-once retries
 
 
+class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the gateways enforce; read from the venue configuration."""
+
+    key_rate: int = 50  # requests per second per API key
+    key_burst: int = 100
+    ip_rate: int = 20  # requests per second per IP, unauthenticated
+    ip_burst: int = 40
+    order_rate: int = 100  # new orders and amends per second per account
+    order_burst: int = 200
+    ban_failures: int = 10  # authentication failures from one IP within ban_window_s...
+    ban_window_s: int = 60
+    ban_s: int = 300  # ...ban it this long
+    max_connections_per_ip: int = 50
+    max_message_bytes: int = 64 * 1024
+    window_default_ms: int = 5_000  # signed timestamp window, FG-WINDOW when absent
+    window_max_ms: int = 60_000
+
+
 class VenueConfig(msgspec.Struct, forbid_unknown_fields=True):
     assets: list[AssetConfig]
     instruments: list[InstrumentConfig]
@@ -67,6 +85,7 @@ class VenueConfig(msgspec.Struct, forbid_unknown_fields=True):
     accounts: list[AccountConfig]
     risk: RiskConfig = RiskConfig()
     capacity: CapacityConfig = CapacityConfig()
+    limits: LimitsConfig = LimitsConfig()
 
 
 class InstrumentSpec(msgspec.Struct, frozen=True):

@@ -22,6 +22,8 @@ from engine.journal import Durability
 from engine.records import EVENT_DTYPE
 from engine.runtime import EngineRuntime
 from gateways import records
+from gateways.auth.keys import KeyStore
+from gateways.auth.verify import Authenticator
 
 log = logging.getLogger("flowgate.server")
 
@@ -138,8 +140,13 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
             history=options.history,
         )  # fmt: skip
         pipeline = Pipeline(runtime, loop)
-    # 2. gateways: commands in through pipeline.submit, events out as subscribers
-    gateways = []
+    # 2. authentication for the gateways; revocations reach it within a second
+    authenticator = Authenticator(KeyStore(options.data_dir), config.limits)
+    authenticator.on_revoked.append(
+        lambda key_id: log.info("key no longer usable", extra={"key": key_id})
+    )
+    gateways = [("key_watch", _watch_keys(authenticator), None)]
+    # 3. gateways: commands in through pipeline.submit, events out as subscribers
     if options.record_port is not None:
         port = records.RecordPort(pipeline.submit)
         pipeline.subscribers.append(port.on_events)
@@ -147,7 +154,7 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
     if options.metrics_port is not None:
         served = await metrics.serve(pipeline.runtime, options.metrics_port)
         gateways.append(("metrics_port", None, served))
-    # 3. the demo's market maker, a client like any other
+    # 4. the demo's market maker, a client like any other
     if options.market_maker:
         specs = instrument_specs(config)
         maker = asyncio.create_task(market_maker.run(pipeline.submit, specs))
@@ -170,7 +177,7 @@ async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> 
     # clean shutdown: stop taking connections; journal, apply and answer what is queued
     for _, gateway, server in gateways:
         if server is None:
-            gateway.cancel()  # the market maker
+            gateway.cancel()  # a task: the key watcher, the market maker
         else:
             server.close()
     pipeline.close()
@@ -181,6 +188,15 @@ async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> 
             await server.wait_closed()
     log.info("stopped", extra={"seq": pipeline.seq})
     return 0
+
+
+def _watch_keys(authenticator: Authenticator) -> asyncio.Task:
+    async def watch():
+        while True:
+            await asyncio.sleep(0.5)
+            authenticator.refresh()
+
+    return asyncio.create_task(watch())
 
 
 def how_to_connect(config: VenueConfig, options: ServeOptions, ports: dict) -> str:

@@ -12,28 +12,11 @@ import time
 
 import msgspec
 
+from engine.config import LimitsConfig
 from gateways.auth.errors import AuthError
 
 UNIT = 1_000_000_000  # one token, in bucket units
 MAX_BUCKETS = 100_000  # idle (full) buckets are dropped beyond this many
-
-
-class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What the gateways enforce; read from the venue configuration."""
-
-    key_rate: int = 50  # requests per second per API key
-    key_burst: int = 100
-    ip_rate: int = 20  # requests per second per IP, unauthenticated
-    ip_burst: int = 40
-    order_rate: int = 100  # new orders and amends per second per account
-    order_burst: int = 200
-    ban_failures: int = 10  # authentication failures from one IP within ban_window_s...
-    ban_window_s: int = 60
-    ban_s: int = 300  # ...ban it this long
-    max_connections_per_ip: int = 50
-    max_message_bytes: int = 64 * 1024
-    window_default_ms: int = 5_000  # signed timestamp window, FG-WINDOW when absent
-    window_max_ms: int = 60_000
 
 
 class Decision(msgspec.Struct, frozen=True):

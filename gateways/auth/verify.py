@@ -17,9 +17,10 @@ import msgspec
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from engine.config import LimitsConfig
 from gateways.auth.errors import AuthError
 from gateways.auth.keys import ApiKey, KeyStore
-from gateways.auth.limits import Guard, LimitsConfig, RateLimiter, refuse
+from gateways.auth.limits import Guard, RateLimiter, refuse
 
 
 def canonical(ts: int | str, nonce: str, method: str, target: str, body: bytes) -> bytes:

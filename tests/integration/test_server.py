@@ -1,6 +1,8 @@
 """`flowgate serve` as a real process: the record port, clean shutdown,
 restart, back-pressure, bad input, and refusing a damaged or foreign data dir."""
 
+import base64
+import json
 import socket
 import subprocess
 import sys
@@ -8,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from nacl.signing import SigningKey
 
 from engine import messages as m
 from engine.records import COMMAND_DTYPE, command_record, decode_events
@@ -184,3 +187,36 @@ def test_the_demo_market_maker_keeps_quoting(tmp_path):
     assert not [k for k in metrics if k.startswith("flowgate_rejects_total")]
     assert server.stop() == 0
     assert replay_verify(data).returncode == 0
+
+
+def flowgate(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True,
+                          text=True)  # fmt: skip
+
+
+def test_keys_from_the_command_line_and_revocation_reaching_a_running_server(tmp_path):
+    data = tmp_path / "venue"
+    created = flowgate("keys", "create", "--data-dir", str(data), "--account", "2")
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    assert key["type"] == "ed25519" and len(base64.b64decode(key["secret"])) == 32
+    assert (data / "keys.sqlite").stat().st_mode & 0o777 == 0o600
+    public = base64.b64encode(bytes(SigningKey.generate().verify_key)).decode()
+    add = ("keys", "add", "--data-dir", str(data), "--account", "3", "--public-key", public,
+           "--permissions", "read")  # fmt: skip
+    added = json.loads(flowgate(*add).stdout)
+    assert added["material"] == public and added["permissions"] == ["read"]
+    listed = [json.loads(line) for line in flowgate("keys", "list", "--data-dir",
+                                                    str(data)).stdout.splitlines()]  # fmt: skip
+    assert [k["key_id"] for k in listed] == [key["key_id"], added["key_id"]]
+    assert all("secret" not in k for k in listed)
+    bad = flowgate("keys", "create", "--data-dir", str(data), "--account", "2", "--ip", "nope")
+    assert bad.returncode == 2
+
+    server = ServerProcess(data)
+    revoked_at = time.monotonic()
+    assert flowgate("keys", "revoke", "--data-dir", str(data), key["key_id"]).returncode == 0
+    seen = server.wait_for("key no longer usable")
+    assert seen["key"] == key["key_id"] and time.monotonic() - revoked_at < 2.0
+    assert flowgate("keys", "revoke", "--data-dir", str(data), key["key_id"]).returncode == 1
+    assert server.stop() == 0

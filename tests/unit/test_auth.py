@@ -4,9 +4,10 @@ import random
 
 import pytest
 
+from engine.config import LimitsConfig
 from gateways.auth import AuthError
 from gateways.auth.keys import KeyStore
-from gateways.auth.limits import LimitsConfig, RateLimiter
+from gateways.auth.limits import RateLimiter
 from gateways.auth.verify import Authenticator, canonical, fix_logon_payload, sign
 
 NOW_MS = 1_795_000_000_000
