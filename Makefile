@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CHECKED_TREE := build/checked-tree
 
 .PHONY: build checked demo test test-release test-checked lint bench bench-core bench-engine \
-	bench-placement clean
+	bench-placement bench-auth clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,7 @@ test-release: build
 test-checked: checked
 	cd $(CHECKED_TREE) && FLOWGATE_EXPECT_CHECKED=1 $(CURDIR)/$(PY) -m pytest -q tests/unit tests/reference
 
-bench: bench-core bench-engine bench-placement
+bench: bench-core bench-engine bench-placement bench-auth
 
 bench-core: build
 	$(PY) -m bench.core --cpu $$(( $$(nproc) - 1 ))
@@ -54,6 +54,9 @@ bench-engine: build
 
 bench-placement: build
 	$(PY) -m bench.placement
+
+bench-auth: build
+	taskset -c $$(( $$(nproc) - 1 )) $(PY) -m bench.auth
 
 clean:
 	rm -rf build ext/*.so ext/*.c

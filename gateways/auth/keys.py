@@ -95,14 +95,15 @@ class KeyStore:
         return key
 
     def create(self, account: int, type_: str = "ed25519", permissions=PERMISSIONS,
-               ip_allow=(), expires_ms: int | None = None) -> tuple[ApiKey, bytes]:  # fmt: skip
+               ip_allow=(), expires_ms: int | None = None,
+               secret: bytes | None = None) -> tuple[ApiKey, bytes]:  # fmt: skip
         """A new key and its secret (the Ed25519 seed, or the HMAC secret),
-        which the caller shows once."""
+        which the caller shows once. `secret` imports one instead of drawing it."""
+        seed = secrets.token_bytes(32) if secret is None else secret
         if type_ == "ed25519":
-            seed = secrets.token_bytes(32)
             material = bytes(SigningKey(seed).verify_key)
         else:
-            seed = material = secrets.token_bytes(32)
+            material = seed
         return self._insert(account, type_, material, permissions, ip_allow, expires_ms), seed
 
     def add(self, account: int, public_key: bytes, permissions=PERMISSIONS, ip_allow=(),
