@@ -7,7 +7,7 @@ import pytest
 from engine.config import LimitsConfig
 from gateways.auth import AuthError
 from gateways.auth.keys import KeyStore
-from gateways.auth.limits import RateLimiter
+from gateways.auth.limits import Guard, RateLimiter
 from gateways.auth.verify import Authenticator, canonical, fix_logon_payload, sign
 
 NOW_MS = 1_795_000_000_000
@@ -178,3 +178,23 @@ def test_requests_over_the_key_budget_are_rate_limited(tmp_path):
     clock.advance_ms(200)
     request(auth, key, seed, ts=NOW_MS + 200, nonce="3")
     store.close()
+
+
+def test_connection_caps_and_message_sizes():
+    guard = Guard(LimitsConfig(max_connections_per_ip=2, max_message_bytes=1024), Clock())
+    guard.connect(IP)
+    guard.connect(IP)
+    with pytest.raises(AuthError) as caught:
+        guard.connect(IP)
+    assert caught.value.code == "TOO_MANY_CONNECTIONS" and caught.value.http_status == 429
+    guard.connect("127.0.0.9")  # another address has its own cap
+    guard.disconnect(IP)
+    guard.connect(IP)
+    guard.check_size(1024)
+    assert code_of(lambda: guard.check_size(1025)) == "MESSAGE_TOO_LARGE"
+
+
+def test_unauthenticated_traffic_is_limited_per_address():
+    limiter = RateLimiter(LimitsConfig(ip_rate=1, ip_burst=2), Clock())
+    assert [limiter.request(None, IP).allowed for _ in range(3)] == [True, True, False]
+    assert limiter.request(None, "127.0.0.2").allowed
