@@ -23,7 +23,7 @@ build: $(STAMP)
 checked: $(STAMP)
 	FLOWGATE_CHECKED=1 $(PY) setup.py -q build_ext --build-lib $(CHECKED_TREE)
 	cp ext/*.py $(CHECKED_TREE)/ext/
-	for d in engine bench tests gateways pyproject.toml; do ln -sfn ../../$$d $(CHECKED_TREE)/$$d; done
+	for d in engine bench tests gateways docs pyproject.toml; do ln -sfn ../../$$d $(CHECKED_TREE)/$$d; done
 
 # The venue with demo instruments and funded accounts; its state lives in demo-data/.
 demo: build
