@@ -117,7 +117,7 @@ def serve(args) -> int:
         data_dir=Path(args.data_dir), durability=args.durability, record_port=args.record_port,
         cpu=args.cpu, snapshot_every=args.snapshot_every, snapshot_seconds=args.snapshot_seconds,
         command_slots=args.command_ring_slots, metrics_port=args.metrics_port,
-        market_maker=args.market_maker, engine_process=args.engine_process,
+        market_maker=args.market_maker, engine_process=args.engine_process, demo=args.demo,
     )  # fmt: skip
     try:
         return server.run(config, options)

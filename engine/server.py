@@ -22,7 +22,7 @@ from engine.journal import Durability
 from engine.records import EVENT_DTYPE
 from engine.runtime import EngineRuntime
 from gateways import records
-from gateways.auth.keys import KeyStore
+from gateways.auth.keys import DEMO_CREDENTIALS, KeyStore, write_demo_credentials
 from gateways.auth.verify import Authenticator
 
 log = logging.getLogger("flowgate.server")
@@ -40,6 +40,7 @@ class ServeOptions(msgspec.Struct, kw_only=True):
     market_maker: bool = False
     engine_process: bool = False  # the engine in a process of its own, on its own core
     history: bool = True  # off only in benchmarks of the engine stage
+    demo: bool = False  # write demo-credentials.json on a data directory without keys
 
 
 class Pipeline:
@@ -141,7 +142,10 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
         )  # fmt: skip
         pipeline = Pipeline(runtime, loop)
     # 2. authentication for the gateways; revocations reach it within a second
-    authenticator = Authenticator(KeyStore(options.data_dir), config.limits)
+    store = KeyStore(options.data_dir)
+    if options.demo:
+        write_demo_credentials(store, options.data_dir, [a.id for a in config.accounts])
+    authenticator = Authenticator(store, config.limits)
     authenticator.on_revoked.append(
         lambda key_id: log.info("key no longer usable", extra={"key": key_id})
     )
@@ -205,6 +209,8 @@ def how_to_connect(config: VenueConfig, options: ServeOptions, ports: dict) -> s
     lines = [f"Flowgate is up: {symbols}; accounts {accounts}; state in {options.data_dir}/"]
     if options.market_maker:
         lines.append(f"  account {market_maker.ACCOUNT} makes markets in every book")
+    if options.demo:
+        lines.append(f"  API keys of every account: {options.data_dir}/{DEMO_CREDENTIALS}")
     if "record_port" in ports:
         lines.append(
             f"  record port 127.0.0.1:{ports['record_port']} (command records in, event records"

@@ -143,3 +143,31 @@ class KeyStore:
 
     def close(self):
         self.db.close()
+
+
+DEMO_CREDENTIALS = "demo-credentials.json"
+TARGET_COMP_ID = "FLOWGATE"
+
+
+def write_demo_credentials(store: KeyStore, data_dir: Path, accounts: list[int]) -> Path | None:
+    """On a data directory without keys: one Ed25519 and one HMAC key per
+    account, written with their secrets to demo-credentials.json (0600), as
+    API.md's "Running it" describes. Returns the file, or None if keys exist."""
+    if store.all():
+        return None
+    entries = []
+    for account in accounts:
+        for type_ in TYPES:
+            key, secret = store.create(account, type_)
+            fix = type_ == "ed25519"  # FIX logs on with Ed25519 keys only
+            entries.append({
+                "account": account, "key": key.key_id, "type": type_,
+                "secret": base64.b64encode(secret).decode(),
+                "sender_comp_id": f"ACCOUNT{account}" if fix else None,
+                "target_comp_id": TARGET_COMP_ID if fix else None,
+            })  # fmt: skip
+    path = Path(data_dir) / DEMO_CREDENTIALS
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(msgspec.json.format(msgspec.json.encode(entries), indent=2) + b"\n")
+    return path

@@ -15,6 +15,8 @@ from nacl.signing import SigningKey
 from engine import messages as m
 from engine.records import COMMAND_DTYPE, command_record, decode_events
 from ext.core import COMMAND_SIZE, FRAME_SIZE, EventType, Result
+from gateways.auth.keys import KeyStore
+from gateways.auth.verify import Authenticator, canonical, sign
 from gateways.records import RecordClient
 from tests.server import ServerProcess
 
@@ -220,3 +222,27 @@ def test_keys_from_the_command_line_and_revocation_reaching_a_running_server(tmp
     assert seen["key"] == key["key_id"] and time.monotonic() - revoked_at < 2.0
     assert flowgate("keys", "revoke", "--data-dir", str(data), key["key_id"]).returncode == 1
     assert server.stop() == 0
+
+
+def test_demo_credentials_sign_for_their_accounts(tmp_path):
+    data = tmp_path / "venue"
+    server = ServerProcess(data)  # --demo
+    path = data / "demo-credentials.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    entries = json.loads(path.read_text())
+    assert sorted({(e["account"], e["type"]) for e in entries}) == [
+        (a, t) for a in (1, 2, 3, 4) for t in ("ed25519", "hmac-sha256")]  # fmt: skip
+    assert all((e["sender_comp_id"] is None) == (e["type"] != "ed25519") for e in entries)
+    store = KeyStore(data)
+    auth = Authenticator(store)
+    now = time.time_ns() // 1_000_000
+    for e in entries:
+        payload = canonical(now, e["key"], "GET", "/v1/balances", b"")
+        signature = sign(e["type"], base64.b64decode(e["secret"]), payload)
+        assert auth.verify(e["key"], now, e["key"], signature, payload, "127.0.0.1",
+                           "read").account == e["account"]  # fmt: skip
+    store.close()
+    assert server.stop() == 0
+    again = ServerProcess(data)  # keys exist: the file is not rewritten
+    assert json.loads(path.read_text()) == entries
+    assert again.stop() == 0
