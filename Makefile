@@ -2,17 +2,18 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
 CHECKED_TREE := build/checked-tree
 
 .PHONY: build checked demo test test-release test-checked lint bench bench-core bench-engine \
 	bench-placement bench-auth clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --upgrade "setuptools>=77" wheel "Cython>=3.0.10" "numpy>=1.26"
 	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e ".[test,bench]"
+	$(PY) -m pip install -q --no-build-isolation -e clients/python
 	touch $@
 
 build: $(STAMP)
