@@ -162,7 +162,7 @@ def run_engine(config_json: bytes, data_dir: str, durability: str, command_slots
         rings.control[_FAILED] = 1
         os._exit(1)  # the gateways' process cleans up the shared memory
 
-    def publish(batch: bytes):
+    def deliver(batch: bytes):
         view = memoryview(batch)
         while view:
             written = rings.events.write(view)
@@ -172,7 +172,7 @@ def run_engine(config_json: bytes, data_dir: str, durability: str, command_slots
                 time.sleep(0.0001)
         _signal(ready_fd)
 
-    runtime.subscribers.append(publish)
+    runtime.deliver = deliver  # to the gateways' process, through the shared ring
     struct.pack_into("<q", rings.control, 8, runtime.seq)
     rings.control[_READY] = 1
     while True:

@@ -9,6 +9,7 @@ journal, so an acknowledged command is never lost (durability modes aside).
 
 import concurrent.futures
 import fcntl
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -39,8 +40,6 @@ class DataDirError(Exception):
 
 def fingerprint(config: VenueConfig) -> str:
     """What a journal and its snapshots depend on: the whole configuration."""
-    import hashlib
-
     return hashlib.sha256(msgspec.json.encode(config)).hexdigest()[:32]
 
 
@@ -155,7 +154,8 @@ class EngineRuntime:
         self.data_dir = Path(data_dir)
         self.config = config
         self.lock = lock_data_dir(self.data_dir, lock_wait_s)
-        self.subscribers: list[Callable[[bytes], None]] = []
+        self.subscribers: list[Callable[[bytes], None]] = []  # the gateways on this thread
+        self.deliver = self.deliver_here
         self.history: HistoryProcess | None = None
         try:
             self.fingerprint = claim_data_dir(self.data_dir, config)
@@ -174,7 +174,6 @@ class EngineRuntime:
             raise
         if history:
             self.history = HistoryProcess(self.data_dir)
-            self.subscribers.append(self.history.on_events)
         self.batch = batch
         if command_ring is None:  # (a Ring's truth is whether anything waits in it)
             command_ring = Ring(command_slots, COMMAND_SIZE)
@@ -239,8 +238,16 @@ class EngineRuntime:
         return n
 
     def publish(self, events: bytes):
-        """Pass events through the event ring to every subscriber, in order.
-        One thread runs both ends, so the ring is emptied as it fills."""
+        """A batch's events to the history, and through the event ring to the
+        gateways (`deliver`)."""
+        if self.history is not None:
+            self.history.on_events(events)
+        self.deliver(events)
+
+    def deliver_here(self, events: bytes):
+        """The gateways on this thread subscribe to the event ring; one thread
+        runs both ends, so the ring is emptied as it fills. (With the engine in
+        its own process, `deliver` writes the shared ring instead.)"""
         view = memoryview(events)
         while view:
             written = self.events.write(view)
