@@ -1549,11 +1549,6 @@ cdef class MatchingCore:
             return self.next_cancel_after
         return expiry
 
-    def retired_order_ids(self):
-        """Closed orders still remembered for exactly-once retries, oldest first."""
-        return [self.orders[self.retired[(self.retired_head + i) % self.retired_capacity]].order_id
-                for i in range(self.retired_size)]
-
     def state_ints(self):
         """The whole state as a canonical list of integers (see engine.state_hash)."""
         return self.state_array().tolist()

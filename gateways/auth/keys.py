@@ -138,9 +138,6 @@ class KeyStore:
                 for key_id, account, type_, material, permissions, ip_allow, expires_ms,
                 created_ms, revoked_ms in rows]  # fmt: skip
 
-    def get(self, key_id: str) -> ApiKey | None:
-        return next((k for k in self.all() if k.key_id == key_id), None)
-
     def close(self):
         self.db.close()
 

@@ -11,7 +11,6 @@ import hashlib
 import heapq
 import hmac
 import time
-from datetime import UTC, datetime
 
 import msgspec
 from nacl.exceptions import BadSignatureError
@@ -34,16 +33,6 @@ def fix_logon_payload(sender_comp_id: str, target_comp_id: str, msg_seq_num: int
     return "\x01".join(
         ["A", sender_comp_id, target_comp_id, str(msg_seq_num), sending_time]
     ).encode()
-
-
-def fix_time_ms(sending_time: str) -> int:
-    """SendingTime(52), `YYYYMMDD-HH:MM:SS[.sss]` UTC, as ms since the epoch."""
-    layout = "%Y%m%d-%H:%M:%S.%f" if "." in sending_time else "%Y%m%d-%H:%M:%S"
-    try:
-        moment = datetime.strptime(sending_time, layout).replace(tzinfo=UTC)
-    except ValueError:
-        raise AuthError("UNAUTHENTICATED", "SendingTime is not YYYYMMDD-HH:MM:SS.sss") from None
-    return int(moment.timestamp() * 1000)
 
 
 def sign(key_type: str, secret: bytes, payload: bytes) -> str:
