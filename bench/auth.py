@@ -4,13 +4,12 @@ limit, permission), and what one rate-limiter decision costs.
 """
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from bench.core import RESULTS, machine
+from bench.report import emit, machine, output_arguments
 from engine.config import LimitsConfig
 from gateways.auth.keys import KeyStore
 from gateways.auth.limits import RateLimiter
@@ -78,13 +77,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.auth",
                                      description=__doc__.split("\n")[0])  # fmt: skip
     parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--output", type=Path, default=RESULTS / "auth.json")
-    parser.add_argument("--json", action="store_true")
+    output_arguments(parser, "auth")
     args = parser.parse_args(argv)
-    result = run(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2) if args.json else report(result))
+    emit(run(args), args, report)
 
 
 if __name__ == "__main__":

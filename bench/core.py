@@ -11,27 +11,23 @@ equal to the reference's on the prefix the reference runs.
 
 import argparse
 import gc
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 import tracemalloc
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from bench import competitors
 from bench.flow import mixed_flow
+from bench.report import emit, machine, output_arguments
 from engine import config as venue_config
 from engine.engine import Engine, state_hash
 from engine.records import COMMAND_DTYPE, decode_command
 from ext import core
 
-RESULTS = Path(__file__).parent / "results"
 CMD = core.CommandType
 BATCH = 1024  # commands per apply_batch call, as the runtime drains its ring
 LIMIT = int(core.OrderType.TYPE_LIMIT)
@@ -241,32 +237,6 @@ def competitor_run(n_ops: int, depth: int, seed: int) -> dict:
     return out
 
 
-def machine() -> dict:
-    """What every benchmark report states about where it ran."""
-    import Cython
-    import msgspec
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "cython": Cython.__version__,
-        "numpy": np.__version__,
-        "msgspec": msgspec.__version__,
-        "checked_build": core.CHECKED,
-    }
-
-
 def conditions(args) -> dict:
     return {
         **machine(),
@@ -367,13 +337,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cpu", type=int, default=None, help="pin the benchmark to this CPU")
-    parser.add_argument("--output", type=Path, default=RESULTS / "core.json")
-    parser.add_argument("--json", action="store_true", help="print the JSON instead of Markdown")
+    output_arguments(parser, "core")
     args = parser.parse_args(argv)
-    result = run(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2) if args.json else report(result))
+    emit(run(args), args, report)
 
 
 if __name__ == "__main__":

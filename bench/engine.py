@@ -21,7 +21,6 @@ Beside them, the core alone on the same commands (`apply_batch`).
 """
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -32,8 +31,9 @@ from pathlib import Path
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from bench.core import RESULTS, batch_run, machine
+from bench.core import batch_run
 from bench.flow import mixed_flow
+from bench.report import emit, machine, output_arguments
 from engine import history, placement
 from engine.engine import Engine
 from engine.engine_process import EngineProcess
@@ -72,7 +72,8 @@ def latency_run(
 ) -> dict:
     """Open-loop latency (ns) from planned arrival to published events."""
     runtime = _runtime(config, data_dir, durability, snapshot_every=10**12, history=history)
-    time.sleep(1.0)  # let the history process start
+    if history:
+        time.sleep(1.0)  # let the history process start
     raw = records.view(np.uint8)
     n = len(records)
     interval_ns = 1e9 / rate
@@ -324,14 +325,10 @@ def main(argv=None):
     parser.add_argument("--cpu", type=int, default=None, help="pin the benchmark to this CPU")
     parser.add_argument("--data-root", type=Path, default=Path("build"),
                         help="where the journals are written (a real disk, not tmpfs)")  # fmt: skip
-    parser.add_argument("--output", type=Path, default=RESULTS / "engine.json")
-    parser.add_argument("--json", action="store_true", help="print the JSON instead of Markdown")
+    output_arguments(parser, "engine")
     args = parser.parse_args(argv)
     args.data_root.mkdir(parents=True, exist_ok=True)
-    result = run(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2) if args.json else report(result))
+    emit(run(args), args, report)
 
 
 if __name__ == "__main__":

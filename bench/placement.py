@@ -12,7 +12,6 @@ the same client code.
 
 import argparse
 import ctypes
-import json
 import os
 import select
 import shutil
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from bench.core import RESULTS, machine
+from bench.report import emit, machine, output_arguments
 from engine import messages as m
 from engine.records import EVENT_DTYPE, command_record
 from ext.core import COMMAND_SIZE, EVENT_SIZE, EventFlag
@@ -194,14 +193,10 @@ def main(argv=None):
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=2_000, help="orders per second, open loop")
     parser.add_argument("--data-root", type=Path, default=Path("build"))
-    parser.add_argument("--output", type=Path, default=RESULTS / "placement.json")
-    parser.add_argument("--json", action="store_true")
+    output_arguments(parser, "placement")
     args = parser.parse_args(argv)
     args.data_root.mkdir(parents=True, exist_ok=True)
-    result = run(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2) if args.json else report(result))
+    emit(run(args), args, report)
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ def test_repeated_failures_ban_the_address_for_a_while(tmp_path):
     store.close()
 
 
-def test_an_account_over_its_order_budget_can_still_cancel(venue):
+def test_an_account_over_its_order_budget_can_still_cancel():
     limiter = RateLimiter(LimitsConfig(order_rate=10, order_burst=3), Clock())
     assert [limiter.order(1, cancel=False).allowed for _ in range(4)] == [True] * 3 + [False]
     refused = limiter.order(1, cancel=False)
