@@ -1,0 +1,235 @@
+"""The gateways' read model of the venue, kept from the event stream alone.
+
+A `VenueView` starts from the core's state at some seq (the in-process engine
+itself, or the snapshot the engine process writes when it is ready) and then
+applies every event batch the engine publishes, in order. It holds what the
+gateways answer queries and build streams from: the L2 book of every
+instrument, open orders, balances and positions. It never reaches into the
+engine.
+
+Events are read as plain tuples (`EVENT_STRUCT`), which is several times
+cheaper than numpy records field by field; `E_*` name the tuple's indexes.
+"""
+
+import struct
+from collections.abc import Iterator
+
+import msgspec
+
+from engine.config import InstrumentSpec
+from ext import core
+
+EVENT_STRUCT = struct.Struct("<21q3iH10B36s4x")  # ext/core.pxd EventRecord
+assert EVENT_STRUCT.size == core.EVENT_SIZE
+(E_SEQ, E_TS, E_RECV, E_TAG, E_ORDER_ID, E_PRICE, E_QTY, E_LEAVES, E_FILLED, E_FILLED_QUOTE,
+ E_EXPIRE, E_TRADE_ID, E_MAKER_ORDER_ID, E_MAKER_LEAVES, E_TAKER_FEE, E_MAKER_FEE, E_TOTAL,
+ E_LOCKED, E_NET_QTY, E_COST, E_REALIZED_PNL, E_ACCOUNT, E_INSTRUMENT, E_MAKER_ACCOUNT, E_RESULT,
+ E_TYPE, E_CMD_TYPE, E_SIDE, E_ORDER_TYPE, E_TIF, E_STP, E_STATUS, E_REASON, E_FLAGS, E_COID_LEN,
+ E_COID) = range(36)  # fmt: skip
+
+BUY, SELL = int(core.Side.SIDE_BUY), int(core.Side.SIDE_SELL)
+LIMIT = int(core.OrderType.TYPE_LIMIT)
+RESTING_TIFS = (int(core.TimeInForce.TIF_GTC), int(core.TimeInForce.TIF_GTD))
+NEW = int(core.OrderStatus.STATUS_NEW)
+PARTIALLY_FILLED = int(core.OrderStatus.STATUS_PARTIALLY_FILLED)
+FILLED = int(core.OrderStatus.STATUS_FILLED)
+_EV = core.EventType
+ACCEPTED, REJECTED, TRADE = int(_EV.EV_ACCEPTED), int(_EV.EV_REJECTED), int(_EV.EV_TRADE)
+CANCELED, EXPIRED, AMENDED = int(_EV.EV_CANCELED), int(_EV.EV_EXPIRED), int(_EV.EV_AMENDED)
+BALANCE, POSITION, ORDER_STATE = int(_EV.EV_BALANCE), int(_EV.EV_POSITION), int(_EV.EV_ORDER_STATE)
+FLAG_LAST = int(core.EventFlag.FLAG_LAST)
+FLAG_POST_ONLY = int(core.EventFlag.FLAG_POST_ONLY)
+
+
+def events_of(batch) -> Iterator[tuple]:
+    return EVENT_STRUCT.iter_unpack(batch)
+
+
+def coid_of(event: tuple) -> str:
+    return event[E_COID][: event[E_COID_LEN]].decode(errors="replace")
+
+
+class OrderView(msgspec.Struct):
+    """An order as its events left it (core codes, integer units)."""
+
+    order_id: int
+    account: int
+    instrument: int
+    side: int
+    type: int
+    tif: int
+    stp: int
+    post_only: bool
+    price: int
+    qty: int
+    leaves: int
+    filled: int
+    filled_quote: int  # ticks x lots
+    status: int
+    expire_ns: int
+    client_order_id: str
+    ts_ns: int  # of the last change
+    reason: int = 0  # why it was canceled
+
+
+def order_of(event: tuple) -> OrderView:
+    """The order an ACCEPTED, AMENDED, ORDER_STATE, CANCELED or EXPIRED event describes."""
+    return OrderView(
+        event[E_ORDER_ID], event[E_ACCOUNT], event[E_INSTRUMENT], event[E_SIDE],
+        event[E_ORDER_TYPE], event[E_TIF], event[E_STP], bool(event[E_FLAGS] & FLAG_POST_ONLY),
+        event[E_PRICE], event[E_QTY], event[E_LEAVES], event[E_FILLED], event[E_FILLED_QUOTE],
+        event[E_STATUS], event[E_EXPIRE], coid_of(event), event[E_TS], event[E_REASON],
+    )  # fmt: skip
+
+
+class BookView:
+    """The L2 book of one instrument: total resting quantity per price level."""
+
+    def __init__(self, spec: InstrumentSpec):
+        self.spec = spec
+        self.levels = {BUY: {}, SELL: {}}  # side -> {price ticks: total lots}
+        self.seq = 0  # of the last published change (the book channel's sequence)
+        self.trade_seq = 0  # of the last trade (the trades channel's sequence)
+        self.touched: dict[tuple[int, int], int] = {}  # (side, price) -> total before the batch
+
+    def add(self, side: int, price: int, qty: int):
+        levels = self.levels[side]
+        before = levels.get(price, 0)
+        self.touched.setdefault((side, price), before)
+        if before + qty:
+            levels[price] = before + qty
+        else:
+            del levels[price]
+
+    def best(self, side: int, depth: int | None = None) -> list[tuple[int, int]]:
+        """Levels of one side, best first: [(price ticks, total lots)]."""
+        levels = self.levels[side]
+        prices = sorted(levels, reverse=side == BUY)
+        return [(p, levels[p]) for p in prices[:depth]]
+
+    def take_changes(self) -> list[tuple[int, int, int]]:
+        """(side, price, new total) of every level the batch changed."""
+        levels = self.levels
+        changes = [(side, price, levels[side].get(price, 0))
+                   for (side, price), before in self.touched.items()
+                   if levels[side].get(price, 0) != before]  # fmt: skip
+        self.touched.clear()
+        return changes
+
+
+class VenueView:
+    """Books, open orders, balances and positions, from one consistent seq on."""
+
+    def __init__(self, specs: list[InstrumentSpec], n_assets: int, core_state, seq: int):
+        """`core_state` is a MatchingCore at `seq` (read once, here)."""
+        self.specs = specs
+        self.n_assets = n_assets
+        self.seq = seq
+        self.books = [BookView(spec) for spec in specs]
+        self.orders: dict[int, OrderView] = {}  # open orders by id
+        self.open: dict[int, dict[int, OrderView]] = {}  # account -> open orders by id
+        self.balances: dict[int, dict[int, tuple[int, int]]] = {}  # -> (total, locked)
+        self.positions: dict[int, dict[int, tuple[int, int, int]]] = {}  # -> (net, cost, pnl)
+        n_accounts = core_state.shape()[0]
+        for account in range(1, n_accounts + 1):
+            for asset in range(n_assets):
+                total, locked = core_state.balance(account, asset)
+                if total or locked:
+                    self.balances.setdefault(account, {})[asset] = (total, locked)
+            for spec in specs:
+                position = core_state.position(account, spec.index)
+                if any(position):
+                    self.positions.setdefault(account, {})[spec.index] = position
+            for order_id in core_state.open_orders(account):
+                o = core_state.order(order_id)
+                order = OrderView(
+                    o["order_id"], o["account"], o["instrument"], o["side"], o["order_type"],
+                    o["tif"], 0, False, o["price"], o["qty"], o["leaves"], o["filled"],
+                    o["filled_quote"], o["status"], o["expire_ns"], o["client_order_id"], 0,
+                )  # fmt: skip
+                self._open(order)
+        for book in self.books:
+            book.touched.clear()
+
+    def _open(self, order: OrderView):
+        self.orders[order.order_id] = order
+        self.open.setdefault(order.account, {})[order.order_id] = order
+        if order.type == LIMIT and order.tif in RESTING_TIFS:
+            self.books[order.instrument].add(order.side, order.price, order.leaves)
+
+    def _close(self, order_id: int) -> OrderView | None:
+        order = self.orders.pop(order_id, None)
+        if order is not None:
+            del self.open[order.account][order_id]
+            if order.type == LIMIT and order.tif in RESTING_TIFS and order.leaves:
+                self.books[order.instrument].add(order.side, order.price, -order.leaves)
+        return order
+
+    # -- applying events (the gateways call these in event order) --
+
+    def accepted(self, event: tuple) -> OrderView:
+        order = order_of(event)
+        self._open(order)
+        return order
+
+    def ended(self, event: tuple) -> OrderView:
+        """CANCELED or EXPIRED: the order as it closed."""
+        closed = self._close(event[E_ORDER_ID])
+        order = order_of(event)
+        if closed is not None:
+            order.stp, order.post_only = closed.stp, closed.post_only
+            order.expire_ns = closed.expire_ns
+        return order
+
+    def amended(self, event: tuple) -> OrderView:
+        self._close(event[E_ORDER_ID])
+        order = order_of(event)
+        self._open(order)
+        return order
+
+    def trade(self, event: tuple) -> tuple[OrderView | None, OrderView | None]:
+        """Both orders after the fill (None for one the view never saw open)."""
+        qty, price = event[E_QTY], event[E_PRICE]
+        taker = self.orders.get(event[E_ORDER_ID])
+        if taker is not None:
+            self._fill(taker, qty, price, event[E_LEAVES], event[E_TS])
+        maker = self.orders.get(event[E_MAKER_ORDER_ID])
+        if maker is not None:
+            self._fill(maker, qty, price, event[E_MAKER_LEAVES], event[E_TS])
+        self.books[event[E_INSTRUMENT]].trade_seq += 1
+        return taker, maker
+
+    def _fill(self, order: OrderView, qty: int, price: int, leaves: int, ts_ns: int):
+        if order.type == LIMIT and order.tif in RESTING_TIFS:
+            self.books[order.instrument].add(order.side, order.price, leaves - order.leaves)
+        order.leaves = leaves
+        order.filled += qty
+        order.filled_quote += qty * price
+        order.status = PARTIALLY_FILLED if leaves else FILLED
+        order.ts_ns = ts_ns
+        if not leaves:
+            self._close(order.order_id)
+
+    def balance(self, event: tuple):
+        self.balances.setdefault(event[E_ACCOUNT], {})[event[E_INSTRUMENT]] = (
+            event[E_TOTAL], event[E_LOCKED])  # fmt: skip
+
+    def position(self, event: tuple):
+        self.positions.setdefault(event[E_ACCOUNT], {})[event[E_INSTRUMENT]] = (
+            event[E_NET_QTY], event[E_COST], event[E_REALIZED_PNL])  # fmt: skip
+
+    def apply(self, event: tuple):
+        """Apply one event whose details the caller does not need."""
+        kind = event[E_TYPE]
+        if kind == ACCEPTED:
+            self.accepted(event)
+        elif kind == TRADE:
+            self.trade(event)
+        elif kind == CANCELED or kind == EXPIRED:
+            self.ended(event)
+        elif kind == AMENDED:
+            self.amended(event)
+        elif kind == BALANCE:
+            self.balance(event)
+        elif kind == POSITION:
+            self.position(event)
