@@ -22,6 +22,7 @@ from pathlib import Path
 import msgspec
 
 from engine import logs, placement
+from engine import snapshot as snapshots
 from engine.config import VenueConfig
 from engine.journal import Durability
 from engine.runtime import EngineRuntime
@@ -173,6 +174,8 @@ def run_engine(config_json: bytes, data_dir: str, durability: str, command_slots
         _signal(ready_fd)
 
     runtime.deliver = deliver  # to the gateways' process, through the shared ring
+    if runtime.seq and not snapshots.path_of(Path(data_dir), runtime.seq).exists():
+        runtime.take_snapshot(wait=True)  # the gateways' view starts from it
     struct.pack_into("<q", rings.control, 8, runtime.seq)
     rings.control[_READY] = 1
     while True:

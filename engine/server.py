@@ -16,14 +16,18 @@ import numpy as np
 import uvloop
 
 from engine import market_maker, metrics, placement
+from engine import snapshot as snapshots
 from engine.config import VenueConfig, instrument_specs
+from engine.engine import Engine
 from engine.engine_process import EngineProcess
 from engine.journal import Durability
 from engine.records import EVENT_DTYPE
-from engine.runtime import EngineRuntime
-from gateways import records
+from engine.runtime import EngineRuntime, fingerprint
+from engine.views import VenueView
+from gateways import records, wire
 from gateways.auth.keys import DEMO_CREDENTIALS, KeyStore, write_demo_credentials
 from gateways.auth.verify import Authenticator
+from gateways.ws import server as ws
 
 log = logging.getLogger("flowgate.server")
 
@@ -31,6 +35,8 @@ log = logging.getLogger("flowgate.server")
 class ServeOptions(msgspec.Struct, kw_only=True):
     data_dir: Path
     durability: Durability = Durability.WRITE
+    host: str = "127.0.0.1"  # of the public gateways
+    ws_port: int | None = None
     record_port: int | None = None  # loopback only
     metrics_port: int | None = None  # loopback only
     command_slots: int = 1 << 16  # command ring; full is OVERLOADED
@@ -151,6 +157,15 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
     )
     gateways = [("key_watch", _watch_keys(authenticator), None)]
     # 3. gateways: commands in through pipeline.submit, events out as subscribers
+    specs = instrument_specs(config)
+    if options.ws_port is not None:
+        view = VenueView(specs, len(config.assets), core_at(pipeline, config, options),
+                         pipeline.seq)  # fmt: skip
+        gateway = ws.WsGateway(pipeline.submit, view, wire.Instruments(config, specs),
+                               authenticator)  # fmt: skip
+        pipeline.subscribers.append(gateway.on_events)
+        served = await ws.serve(gateway, options.host, options.ws_port)
+        gateways.append(("ws_port", gateway, served))
     if options.record_port is not None:
         port = records.RecordPort(pipeline.submit)
         pipeline.subscribers.append(port.on_events)
@@ -160,7 +175,6 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
         gateways.append(("metrics_port", None, served))
     # 4. the demo's market maker, a client like any other
     if options.market_maker:
-        specs = instrument_specs(config)
         maker = asyncio.create_task(market_maker.run(pipeline.submit, specs))
         gateways.append(("market_maker", maker, None))
     return pipeline, gateways
@@ -178,12 +192,15 @@ async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> 
                              "engine_process": options.engine_process, **ports})  # fmt: skip
     print(how_to_connect(config, options, ports), flush=True)
     await stop.wait()
-    # clean shutdown: stop taking connections; journal, apply and answer what is queued
+    # clean shutdown: stop taking connections; sessions that asked for it get
+    # their orders canceled; journal, apply and answer what is queued
     for _, gateway, server in gateways:
         if server is None:
             gateway.cancel()  # a task: the key watcher, the market maker
         else:
             server.close()
+        if isinstance(gateway, ws.WsGateway):
+            gateway.cancel_on_shutdown()
     pipeline.close()
     for _, gateway, server in gateways:
         if server is not None:
@@ -192,6 +209,21 @@ async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> 
             await server.wait_closed()
     log.info("stopped", extra={"seq": pipeline.seq})
     return 0
+
+
+def core_at(pipeline, config: VenueConfig, options: ServeOptions):
+    """The core's state at the pipeline's seq, for the gateways' view: the
+    engine itself on this thread, or the snapshot the engine process wrote
+    when it became ready."""
+    if isinstance(pipeline, Pipeline):
+        return pipeline.runtime.engine.core
+    engine = Engine(config)
+    if pipeline.seq:
+        snap = snapshots.latest(options.data_dir, fingerprint(config), at_most_seq=pipeline.seq)
+        if snap is None or snap.seq != pipeline.seq:
+            raise RuntimeError(f"no snapshot at the engine's start seq {pipeline.seq}")
+        engine.core.restore(snap.core)
+    return engine.core
 
 
 def _watch_keys(authenticator: Authenticator) -> asyncio.Task:
@@ -211,6 +243,9 @@ def how_to_connect(config: VenueConfig, options: ServeOptions, ports: dict) -> s
         lines.append(f"  account {market_maker.ACCOUNT} makes markets in every book")
     if options.demo:
         lines.append(f"  API keys of every account: {options.data_dir}/{DEMO_CREDENTIALS}")
+    if "ws_port" in ports:
+        lines.append(f"  WebSocket ws://{options.host}:{ports['ws_port']}/v1/ws (docs/websocket.md;"
+                     " Python: flowgate_client.ws)")  # fmt: skip
     if "record_port" in ports:
         lines.append(
             f"  record port 127.0.0.1:{ports['record_port']} (command records in, event records"

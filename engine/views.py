@@ -37,6 +37,7 @@ _EV = core.EventType
 ACCEPTED, REJECTED, TRADE = int(_EV.EV_ACCEPTED), int(_EV.EV_REJECTED), int(_EV.EV_TRADE)
 CANCELED, EXPIRED, AMENDED = int(_EV.EV_CANCELED), int(_EV.EV_EXPIRED), int(_EV.EV_AMENDED)
 BALANCE, POSITION, ORDER_STATE = int(_EV.EV_BALANCE), int(_EV.EV_POSITION), int(_EV.EV_ORDER_STATE)
+MASS_CANCELED, CANCEL_ALL_AFTER = int(_EV.EV_MASS_CANCELED), int(_EV.EV_CANCEL_ALL_AFTER)
 FLAG_LAST = int(core.EventFlag.FLAG_LAST)
 FLAG_POST_ONLY = int(core.EventFlag.FLAG_POST_ONLY)
 
@@ -128,9 +129,10 @@ class VenueView:
         self.books = [BookView(spec) for spec in specs]
         self.orders: dict[int, OrderView] = {}  # open orders by id
         self.open: dict[int, dict[int, OrderView]] = {}  # account -> open orders by id
+        self.coids: dict[tuple[int, str], int] = {}  # (account, client order id) -> order id
         self.balances: dict[int, dict[int, tuple[int, int]]] = {}  # -> (total, locked)
         self.positions: dict[int, dict[int, tuple[int, int, int]]] = {}  # -> (net, cost, pnl)
-        n_accounts = core_state.shape()[0]
+        self.n_accounts = n_accounts = core_state.shape()[0]
         for account in range(1, n_accounts + 1):
             for asset in range(n_assets):
                 total, locked = core_state.balance(account, asset)
@@ -154,6 +156,8 @@ class VenueView:
     def _open(self, order: OrderView):
         self.orders[order.order_id] = order
         self.open.setdefault(order.account, {})[order.order_id] = order
+        if order.client_order_id:
+            self.coids[order.account, order.client_order_id] = order.order_id
         if order.type == LIMIT and order.tif in RESTING_TIFS:
             self.books[order.instrument].add(order.side, order.price, order.leaves)
 
@@ -161,9 +165,18 @@ class VenueView:
         order = self.orders.pop(order_id, None)
         if order is not None:
             del self.open[order.account][order_id]
+            if order.client_order_id:
+                del self.coids[order.account, order.client_order_id]
             if order.type == LIMIT and order.tif in RESTING_TIFS and order.leaves:
                 self.books[order.instrument].add(order.side, order.price, -order.leaves)
         return order
+
+    def find(self, account: int, order_id: int, client_order_id: str) -> OrderView | None:
+        """An open order of the account, by id or by client order id."""
+        if not order_id:
+            order_id = self.coids.get((account, client_order_id), 0)
+        order = self.orders.get(order_id)
+        return order if order is not None and order.account == account else None
 
     # -- applying events (the gateways call these in event order) --
 

@@ -13,7 +13,6 @@ the operator asks for it.
 """
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import numpy as np
 
 from engine.records import COMMAND_DTYPE, EVENT_DTYPE
 from ext.core import COMMAND_SIZE, EventFlag, EventType, OrderStatus, Result
+from gateways.sessions import next_session_id
 
 log = logging.getLogger("flowgate.records")
 
@@ -34,10 +34,9 @@ class RecordPort:
     def __init__(self, submit: Callable[[memoryview], int]):
         self.submit = submit
         self.sessions: dict[int, RecordSession] = {}
-        self._ids = itertools.count(1)
 
     def session(self) -> "RecordSession":
-        return RecordSession(self, next(self._ids))
+        return RecordSession(self, next_session_id())
 
     def close(self):
         for session in list(self.sessions.values()):

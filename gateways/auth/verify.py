@@ -115,11 +115,13 @@ class Authenticator:
         return gone
 
     def verify(self, key_id: str, ts_ms: int, nonce: str, signature: str, payload: bytes,
-               ip: str, permission: str, window_ms: int | None = None) -> Principal:  # fmt: skip
+               ip: str, permission: str | None,
+               window_ms: int | None = None) -> Principal:  # fmt: skip
         """Check one signed request (or logon); raise AuthError with a stable code.
 
         `payload` is what was signed (`canonical` or `fix_logon_payload`), and
-        (key, ts, nonce) is its replay key.
+        (key, ts, nonce) is its replay key. `permission` None: a session logon,
+        whose requests are checked one by one afterwards.
         """
         self.guard.check_ip(ip)
         received_ns = self.wall_clock()
@@ -156,7 +158,7 @@ class Authenticator:
         refuse(self.limiter.request(key_id, ip), "this key")  # a replay spends no budget
         self.seen.add(replay_key)
         heapq.heappush(self.seen_expiry, ((ts_ms + window) * 1_000_000 + 1, replay_key))
-        if permission not in key.permissions:
+        if permission is not None and permission not in key.permissions:
             raise AuthError("FORBIDDEN", f"this key lacks the {permission} permission")
         return Principal(key_id, key.account, key.permissions, (ts_ms + window) * 1_000_000)
 

@@ -1,0 +1,326 @@
+"""The public shapes every JSON/MessagePack protocol shares: order-entry
+parameters in, orders, fills, balances, positions and book levels out.
+
+Parameters are checked and turned into command records here (decimal strings
+to ticks and lots, exactly, or a `RequestError` with a stable code); the core
+checks everything else and answers with its own codes. Outgoing values are
+decimal strings, symbols and lower-case enum names, as API.md specifies.
+"""
+
+import struct
+import zlib
+
+import msgspec
+
+from engine import messages as m
+from engine.config import InstrumentSpec, VenueConfig
+from engine.records import COMMAND_DTYPE
+from engine.views import OrderView
+from ext import core, decimal
+
+# ext/core.pxd CommandRecord, field by field; the gateway sets the tag last
+COMMAND_STRUCT = struct.Struct("<10q2i8B36s4x")
+assert COMMAND_STRUCT.size == core.COMMAND_SIZE
+TAG = struct.Struct("<q")
+TAG_OFFSET = COMMAND_DTYPE.fields["tag"][1]
+_CMD = core.CommandType
+CMD_PLACE, CMD_CANCEL, CMD_AMEND = int(_CMD.CMD_PLACE), int(_CMD.CMD_CANCEL), int(_CMD.CMD_AMEND)
+CMD_MASS_CANCEL, CMD_CANCEL_ALL_AFTER = int(_CMD.CMD_MASS_CANCEL), int(_CMD.CMD_CANCEL_ALL_AFTER)
+CHECKSUM_LEVELS = 10  # the book checksum covers this many levels a side
+MAX_BATCH = 20
+
+MESSAGES = {
+    "INVALID_COMMAND": "the command is not valid",
+    "UNKNOWN_ACCOUNT": "unknown account",
+    "UNKNOWN_INSTRUMENT": "unknown symbol",
+    "INVALID_SIDE": "side must be buy or sell",
+    "INVALID_ORDER_TYPE": "invalid order type for these parameters",
+    "INVALID_TIF": "invalid time in force for this order type",
+    "INVALID_STP": "invalid self-trade prevention mode",
+    "INVALID_PRICE": "the price is not a positive multiple of the tick size within range",
+    "INVALID_QUANTITY": "the quantity is not a positive multiple of the lot size",
+    "INVALID_EXPIRE_TIME": "expire_ts is required for gtd orders, in the future, and only for them",
+    "INVALID_CLIENT_ORDER_ID": "client_order_id is 1-36 characters of [A-Za-z0-9_-]",
+    "INVALID_TIMEOUT": "timeout_ms is 0 (disarm) or 1 ms to 1 day",
+    "KILL_SWITCH_ACTIVE": "the account's kill switch is on",
+    "QUANTITY_BELOW_MIN": "the quantity is below the instrument's minimum",
+    "QUANTITY_ABOVE_MAX": "the quantity is above the instrument's maximum",
+    "NOTIONAL_BELOW_MIN": "the notional is below the instrument's minimum",
+    "NOTIONAL_ABOVE_MAX": "the notional is above the instrument's maximum",
+    "PRICE_OUT_OF_BAND": "the price is outside the band around the reference price",
+    "TOO_MANY_OPEN_ORDERS": "the account has too many open orders",
+    "INSUFFICIENT_BALANCE": "insufficient available balance",
+    "UNKNOWN_ORDER": "no such open order for this account",
+    "DUPLICATE_CLIENT_ORDER_ID": "client_order_id is in use with different parameters",
+    "POST_ONLY_WOULD_TAKE": "the post-only order would take liquidity",
+    "CAPACITY_EXCEEDED": "the venue's order capacity is exhausted",
+    "OVERLOADED": "the venue is overloaded; nothing was done, retry later",
+    "DEADLINE_EXCEEDED": "the request reached the engine after its signed window; not applied",
+}
+
+
+class RequestError(Exception):
+    """A request refused at the gateway, before the engine: stable code, message."""
+
+    def __init__(self, code: str, message: str, **details):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def result_name(result: int) -> str:
+    return core.Result(result).name
+
+
+# -- parameters in --
+
+
+class PlaceParams(msgspec.Struct, forbid_unknown_fields=True):
+    symbol: str
+    side: m.Side
+    type: m.OrderType
+    qty: str
+    price: str | None = None  # absent for market orders
+    tif: m.TimeInForce | None = None  # gtc for limit orders, ioc for market orders
+    post_only: bool = False
+    client_order_id: str = ""
+    stp: m.SelfTradePrevention = m.SelfTradePrevention.CANCEL_NEWEST
+    expire_ts: int | None = None  # ms since the epoch, gtd only
+
+
+class OrderRef(msgspec.Struct, forbid_unknown_fields=True):
+    order_id: str | None = None
+    client_order_id: str | None = None
+
+
+class AmendParams(OrderRef, forbid_unknown_fields=True):
+    price: str | None = None
+    qty: str | None = None  # the new total quantity (filled + leaves)
+
+
+class CancelAllParams(msgspec.Struct, forbid_unknown_fields=True):
+    symbol: str | None = None
+    side: m.Side | None = None
+
+
+class Instruments:
+    """Symbol lookup and the decimal conversions of every instrument."""
+
+    def __init__(self, config: VenueConfig, specs: list[InstrumentSpec]):
+        self.specs = specs
+        self.by_symbol = {spec.symbol: spec for spec in specs}
+        self.asset_names = [a.name for a in config.assets]
+        self.asset_decimals = [a.decimals for a in config.assets]
+        self.by_asset = {a.name: i for i, a in enumerate(config.assets)}
+
+    def spec(self, symbol: str) -> InstrumentSpec:
+        spec = self.by_symbol.get(symbol)
+        if spec is None:
+            raise RequestError("UNKNOWN_INSTRUMENT", f"unknown symbol {symbol!r}")
+        return spec
+
+    def amount(self, asset: int, units: int) -> str:
+        return decimal.format(units, self.asset_decimals[asset])
+
+
+def _steps(text: str, scale: int, step: int, code: str, what: str) -> int:
+    try:
+        return decimal.parse_steps(text, scale, step)
+    except decimal.DecimalError as e:
+        raise RequestError(code, f"{what}: {e}") from None
+
+
+def price_ticks(spec: InstrumentSpec, text: str) -> int:
+    return _steps(text, spec.price_scale, spec.tick_units, "INVALID_PRICE", "price")
+
+
+def qty_lots(spec: InstrumentSpec, text: str) -> int:
+    return _steps(text, spec.qty_scale, spec.lot_units, "INVALID_QUANTITY", "qty")
+
+
+def order_id_of(ref: OrderRef) -> tuple[int, bytes]:
+    """(order_id, client_order_id bytes) naming one order: exactly one of the two."""
+    if (ref.order_id is None) == (ref.client_order_id is None):
+        raise RequestError("INVALID_PARAMS", "name the order by order_id or client_order_id")
+    if ref.order_id is not None:
+        if not ref.order_id.isdigit() or len(ref.order_id) > 18:
+            raise RequestError("UNKNOWN_ORDER", "order_id is a decimal string")
+        return int(ref.order_id), b""
+    return 0, ref.client_order_id.encode()
+
+
+def _pack(recv_ns, account, type_, instrument=0, order_id=0, price=0, qty=0, expire_ns=0,
+          amount=0, side=0, order_type=0, tif=0, post_only=0, stp=0,
+          coid=b"") -> bytes:  # fmt: skip
+    return COMMAND_STRUCT.pack(
+        0, 0, recv_ns, 0, 0, order_id, price, qty, expire_ns, amount, account, instrument,
+        type_, side, order_type, tif, post_only, stp, min(len(coid), 255), 0, coid[:36],
+    )  # fmt: skip
+
+
+def place_record(instruments: Instruments, p: PlaceParams, account: int, recv_ns: int) -> bytes:
+    spec = instruments.spec(p.symbol)
+    qty = qty_lots(spec, p.qty)
+    if p.type == m.OrderType.MARKET:
+        if p.price is not None:
+            raise RequestError("INVALID_PRICE", "market orders take no price")
+        price = 0
+        tif = p.tif or m.TimeInForce.IOC
+    else:
+        if p.price is None:
+            raise RequestError("INVALID_PRICE", "limit orders need a price")
+        price = price_ticks(spec, p.price)
+        tif = p.tif or m.TimeInForce.GTC
+    expire_ns = 0 if p.expire_ts is None else p.expire_ts * 1_000_000
+    return _pack(
+        recv_ns, account, CMD_PLACE, spec.index, price=price, qty=qty, expire_ns=expire_ns,
+        side=m.SIDE_CODE[p.side], order_type=m.TYPE_CODE[p.type], tif=m.TIF_CODE[tif],
+        post_only=p.post_only, stp=m.STP_CODE[p.stp], coid=p.client_order_id.encode(),
+    )  # fmt: skip
+
+
+def cancel_record(ref: OrderRef, account: int, recv_ns: int) -> bytes:
+    order_id, coid = order_id_of(ref)
+    return _pack(recv_ns, account, CMD_CANCEL, order_id=order_id, coid=coid)
+
+
+def amend_record(instruments: Instruments, p: AmendParams, instrument: int, account: int,
+                 recv_ns: int) -> bytes:  # fmt: skip
+    """`instrument` is the amended order's (for its tick and lot); -1 if unknown."""
+    order_id, coid = order_id_of(p)
+    if p.price is None and p.qty is None:
+        raise RequestError("INVALID_PARAMS", "an amend changes price, qty or both")
+    if instrument < 0:
+        raise RequestError("UNKNOWN_ORDER", MESSAGES["UNKNOWN_ORDER"])
+    spec = instruments.specs[instrument]
+    price = 0 if p.price is None else price_ticks(spec, p.price)
+    qty = 0 if p.qty is None else qty_lots(spec, p.qty)
+    return _pack(recv_ns, account, CMD_AMEND, order_id=order_id, price=price, qty=qty,
+                 coid=coid)  # fmt: skip
+
+
+def mass_cancel_record(instruments: Instruments, p: CancelAllParams, account: int,
+                       recv_ns: int) -> bytes:  # fmt: skip
+    instrument = -1 if p.symbol is None else instruments.spec(p.symbol).index
+    side = 0 if p.side is None else m.SIDE_CODE[p.side]
+    return _pack(recv_ns, account, CMD_MASS_CANCEL, instrument, side=side)
+
+
+def cancel_all_after_record(timeout_ms: int, account: int, recv_ns: int) -> bytes:
+    return _pack(recv_ns, account, CMD_CANCEL_ALL_AFTER, amount=timeout_ms * 1_000_000)
+
+
+# -- values out --
+
+
+class Order(msgspec.Struct, omit_defaults=True):
+    order_id: str
+    symbol: str
+    side: m.Side
+    type: m.OrderType
+    tif: m.TimeInForce
+    qty: str
+    filled_qty: str
+    leaves_qty: str
+    filled_notional: str  # quote asset
+    status: m.OrderStatus
+    post_only: bool
+    ts_ns: int  # of the last change
+    price: str | None = None
+    client_order_id: str | None = None
+    expire_ts: int | None = None
+    cancel_reason: m.CancelReason | None = None
+
+
+class Fill(msgspec.Struct):
+    trade_id: str
+    order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: m.Side
+    price: str
+    qty: str
+    fee: str
+    fee_asset: str
+    liquidity: str  # maker | taker
+    ts_ns: int
+
+
+class Balance(msgspec.Struct):
+    asset: str
+    total: str
+    available: str
+    locked: str
+
+
+class Position(msgspec.Struct):
+    symbol: str
+    net_qty: str
+    avg_entry_price: str | None  # 4 decimals finer than the tick, truncated; None when flat
+    entry_cost: str  # quote asset, exact
+    realized_pnl: str  # quote asset
+
+
+def order_out(instruments: Instruments, o: OrderView) -> Order:
+    spec = instruments.specs[o.instrument]
+    return Order(
+        order_id=str(o.order_id), symbol=spec.symbol, side=m.SIDE_OF[o.side],
+        type=m.TYPE_OF[o.type], tif=m.TIF_OF[o.tif], qty=spec.lots_to_qty(o.qty),
+        filled_qty=spec.lots_to_qty(o.filled), leaves_qty=spec.lots_to_qty(o.leaves),
+        filled_notional=spec.quote_to_text(o.filled_quote * spec.quote_per_tick_lot),
+        status=m.STATUS_OF[o.status], post_only=o.post_only, ts_ns=o.ts_ns,
+        price=spec.ticks_to_price(o.price) if o.price else None,
+        client_order_id=o.client_order_id or None,
+        expire_ts=o.expire_ns // 1_000_000 if o.expire_ns else None,
+        cancel_reason=m.REASON_OF.get(o.reason),
+    )  # fmt: skip
+
+
+def fill_out(instruments: Instruments, o: OrderView, trade_id: int, price: int, qty: int,
+             fee: int, maker: bool, ts_ns: int) -> Fill:  # fmt: skip
+    spec = instruments.specs[o.instrument]
+    return Fill(
+        trade_id=str(trade_id), order_id=str(o.order_id),
+        client_order_id=o.client_order_id or None, symbol=spec.symbol, side=m.SIDE_OF[o.side],
+        price=spec.ticks_to_price(price), qty=spec.lots_to_qty(qty),
+        fee=spec.quote_to_text(fee), fee_asset=instruments.asset_names[spec.quote_asset],
+        liquidity="maker" if maker else "taker", ts_ns=ts_ns,
+    )  # fmt: skip
+
+
+def balance_out(instruments: Instruments, asset: int, total: int, locked: int) -> Balance:
+    amount = instruments.amount
+    return Balance(instruments.asset_names[asset], amount(asset, total),
+                   amount(asset, total - locked), amount(asset, locked))  # fmt: skip
+
+
+def position_out(instruments: Instruments, instrument: int, net: int, cost: int,
+                 pnl: int) -> Position:  # fmt: skip
+    spec = instruments.specs[instrument]
+    average = None
+    if net:
+        extra = 10**4  # finer than the tick, so an average between ticks still shows
+        average = decimal.format(abs(cost) * spec.tick_units * extra // abs(net),
+                                 spec.price_scale + 4)  # fmt: skip
+    return Position(
+        symbol=spec.symbol, net_qty=decimal.format(net * spec.lot_units, spec.qty_scale),
+        avg_entry_price=average, entry_cost=spec.quote_to_text(cost * spec.quote_per_tick_lot),
+        realized_pnl=spec.quote_to_text(pnl),
+    )  # fmt: skip
+
+
+def levels_out(spec: InstrumentSpec, levels) -> list[tuple[str, str]]:
+    return [(spec.ticks_to_price(p), spec.lots_to_qty(q)) for p, q in levels]
+
+
+def book_checksum(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> int:
+    """CRC32 of the top CHECKSUM_LEVELS levels a side, as sent: for each rank,
+    the bid's price and qty then the ask's, every value joined by ':'."""
+    parts = []
+    for i in range(CHECKSUM_LEVELS):
+        if i < len(bids):
+            parts += bids[i]
+        if i < len(asks):
+            parts += asks[i]
+    return zlib.crc32(":".join(parts).encode())

@@ -1,0 +1,890 @@
+"""The WebSocket gateway (picows) at `/v1/ws`: order entry, queries and
+streams, JSON by default and MessagePack with `?encoding=msgpack`.
+
+A request is decoded, checked, rate-limited and turned into command records
+(`gateways.wire`) in one callback; its answer is written when the engine
+publishes the last event of its command. `on_events` walks each event batch
+once: it keeps the venue view, answers requests, then pushes private updates
+(one sequence per account, replayable) and market data (books as snapshot +
+deltas with a checksum, trades, best bid/offer).
+
+Nothing a client sends can stall the gateway: every failure is an error
+response with a stable code. A client that stops reading loses market data
+(replaced by a gap notice and a fresh snapshot once it reads again), never
+its answers or private updates; past MAX_UNSENT_BYTES it is disconnected.
+"""
+
+import collections
+import logging
+import time
+from urllib.parse import parse_qs
+
+import msgspec
+from picows import WSCloseCode, WSListener, WSMsgType, WSTransport, ws_create_server
+
+from engine.views import (
+    ACCEPTED,
+    AMENDED,
+    BALANCE,
+    BUY,
+    CANCEL_ALL_AFTER,
+    CANCELED,
+    E_ACCOUNT,
+    E_CMD_TYPE,
+    E_COST,
+    E_EXPIRE,
+    E_FLAGS,
+    E_INSTRUMENT,
+    E_LOCKED,
+    E_MAKER_FEE,
+    E_NET_QTY,
+    E_PRICE,
+    E_QTY,
+    E_REALIZED_PNL,
+    E_RESULT,
+    E_SIDE,
+    E_TAG,
+    E_TAKER_FEE,
+    E_TOTAL,
+    E_TRADE_ID,
+    E_TS,
+    E_TYPE,
+    EXPIRED,
+    FLAG_LAST,
+    MASS_CANCELED,
+    ORDER_STATE,
+    POSITION,
+    REJECTED,
+    SELL,
+    TRADE,
+    OrderView,
+    VenueView,
+    events_of,
+    order_of,
+)  # fmt: skip
+from gateways import wire
+from gateways.auth.errors import AuthError
+from gateways.auth.verify import Authenticator, canonical
+from gateways.sessions import next_session_id
+
+log = logging.getLogger("flowgate.ws")
+
+PATH = "/v1/ws"
+MAX_FRAME_BYTES = 1 << 20  # larger frames close the connection (1009)
+MARKET_DATA_HIGH_BYTES = 256 << 10  # unsent bytes past which market data is held back
+MAX_UNSENT_BYTES = 32 << 20  # a client this far behind is disconnected
+PRIVATE_HISTORY = 100_000  # private updates kept per account for from_seq replay
+CLOSED_ORDERS = 100_000  # recently closed orders order.status still knows
+IDLE_PING_S, PONG_TIMEOUT_S = 20.0, 10.0
+PRIVATE_CHANNELS = ("orders", "fills", "balances", "positions")
+PUBLIC_CHANNELS = ("book", "trades", "bbo")
+
+
+class Request(msgspec.Struct):
+    method: str
+    id: int | str | None = None
+    params: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class LogonParams(msgspec.Struct, forbid_unknown_fields=True):
+    key: str
+    ts: int
+    nonce: str
+    sig: str
+    window: int | None = None  # ms, as FG-WINDOW
+
+
+class EnabledParams(msgspec.Struct, forbid_unknown_fields=True):
+    enabled: bool
+
+
+class TimeoutParams(msgspec.Struct, forbid_unknown_fields=True):
+    timeout_ms: int
+
+
+class BatchParams(msgspec.Struct, forbid_unknown_fields=True):
+    orders: list[wire.PlaceParams]
+
+
+class OpenOrdersParams(msgspec.Struct, forbid_unknown_fields=True):
+    symbol: str | None = None
+
+
+class SubscribeParams(msgspec.Struct, forbid_unknown_fields=True):
+    channels: list[str]
+    from_seq: int | None = None  # private channels: replay what followed this seq
+
+
+class Push(msgspec.Struct):
+    channel: str
+    seq: int
+    data: object
+
+
+class Codec:
+    """JSON text frames or MessagePack binary frames; decodes either kind."""
+
+    def __init__(self, msgpack: bool):
+        self.msgpack = msgpack
+        self.msg_type = WSMsgType.BINARY if msgpack else WSMsgType.TEXT
+        self.encode = (msgspec.msgpack if msgpack else msgspec.json).Encoder().encode
+
+
+JSON, MSGPACK = Codec(False), Codec(True)
+DECODERS = {WSMsgType.TEXT: msgspec.json.Decoder(Request).decode,
+            WSMsgType.BINARY: msgspec.msgpack.Decoder(Request).decode}  # fmt: skip
+PARAMS = {WSMsgType.TEXT: msgspec.json.decode, WSMsgType.BINARY: msgspec.msgpack.decode}
+
+
+class Encoded:
+    """One push, encoded at most once per codec however many sessions get it."""
+
+    __slots__ = ("push", "frames")
+
+    def __init__(self, push: Push):
+        self.push = push
+        self.frames: dict[bool, bytes] = {}
+
+    def frame(self, codec: Codec) -> bytes:
+        frame = self.frames.get(codec.msgpack)
+        if frame is None:
+            frame = self.frames[codec.msgpack] = codec.encode(self.push)
+        return frame
+
+
+class Pending:
+    """A request waiting for the engine: which method, and for a batch the
+    answers gathered so far."""
+
+    __slots__ = ("id", "method", "codec", "results", "waiting", "recv_ns", "engine_in_ns")
+
+    def __init__(self, request_id, method: str, codec: Codec, size: int, recv_ns: int):
+        self.id, self.method, self.codec, self.recv_ns = request_id, method, codec, recv_ns
+        self.engine_in_ns = 0  # the sequencer's time of its (first) command
+        self.results: list = [None] * size
+        self.waiting = size
+
+
+class PrivateStream:
+    """One account's private updates: a sequence, the last PRIVATE_HISTORY
+    updates for replay, and the sessions subscribed to each channel."""
+
+    def __init__(self):
+        self.seq = 0
+        self.history: collections.deque = collections.deque(maxlen=PRIVATE_HISTORY)
+        self.subscribers: dict[str, set] = {channel: set() for channel in PRIVATE_CHANNELS}
+
+
+class Outcome:
+    """What one command did, gathered from its events for the answer."""
+
+    __slots__ = ("order", "fills", "code", "retry", "count", "deadline_ns", "ts_ns")
+
+    def __init__(self):
+        self.order: OrderView | None = None
+        self.fills: list = []
+        self.code = ""
+        self.retry = False
+        self.count = 0  # orders a mass cancel canceled
+        self.deadline_ns = 0  # of a dead man's switch
+        self.ts_ns = 0  # the sequencer's time of the command
+
+
+class WsGateway:
+    def __init__(self, submit, view: VenueView, instruments: wire.Instruments,
+                 authenticator: Authenticator):  # fmt: skip
+        self.submit = submit
+        self.view = view
+        self.instruments = instruments
+        self.authenticator = authenticator
+        self.guard = authenticator.guard
+        self.limiter = authenticator.limiter
+        self.max_message = authenticator.limits.max_message_bytes
+        self.sessions: dict[int, WsSession] = {}
+        self.epoch = time.time_ns() // 1_000_000  # names this run's private sequences
+        self.private: dict[int, PrivateStream] = collections.defaultdict(PrivateStream)
+        n = len(instruments.specs)
+        self.book_subscribers: list[set] = [set() for _ in range(n)]
+        self.trade_subscribers: list[set] = [set() for _ in range(n)]
+        self.bbo_subscribers: list[set] = [set() for _ in range(n)]
+        self.bbo_seq = [0] * n
+        self.bbo_last: list = [None] * n
+        self.closed: collections.OrderedDict[int, OrderView] = collections.OrderedDict()
+        self.deferred: list = []  # pushes of the command being walked, sent after its answer
+        authenticator.on_revoked.append(self.key_revoked)
+
+    # -- connections --
+
+    def listener(self, request) -> "WsSession | None":
+        path, _, query = request.path.decode("latin-1").partition("?")
+        if path != PATH:
+            return None  # picows answers 404
+        encoding = parse_qs(query).get("encoding", ["json"])[0]
+        return WsSession(self, MSGPACK if encoding == "msgpack" else JSON)
+
+    def key_revoked(self, key_id: str):
+        for session in list(self.sessions.values()):
+            if session.key_id == key_id:
+                session.close_with("UNAUTHENTICATED", "the API key was revoked or expired")
+
+    def cancel_on_shutdown(self):
+        """Before the engine stops: cancel-on-disconnect for every session that
+        asked for it, since each is about to be disconnected."""
+        for session in self.sessions.values():
+            session.cancel_orders_if_asked()
+
+    def close(self):
+        for session in list(self.sessions.values()):
+            session.transport.send_close(WSCloseCode.GOING_AWAY, b"server shutting down")
+            session.transport.disconnect()
+
+    # -- requests --
+
+    def handle(self, session: "WsSession", kind: WSMsgType, payload: bytes):
+        recv_ns = time.time_ns()
+        request_id = None
+        try:
+            if len(payload) > self.max_message:
+                too_large = f"messages are at most {self.max_message} bytes"
+                raise wire.RequestError("MESSAGE_TOO_LARGE", too_large)
+            try:
+                request = DECODERS[kind](payload)
+            except msgspec.DecodeError as e:
+                raise wire.RequestError("INVALID_REQUEST", f"not a request: {e}") from None
+            request_id = request.id
+            handler = METHODS.get(request.method)
+            if handler is None:
+                raise wire.RequestError("UNKNOWN_METHOD", f"no method {request.method!r}")
+            method, params_type, permission = handler
+            if permission is not None and session.account == 0:
+                raise wire.RequestError("UNAUTHENTICATED", "log on first (session.logon)")
+            if permission is not None and permission not in session.permissions:
+                raise wire.RequestError("FORBIDDEN", f"this key lacks the {permission} permission")
+            if params_type is not None:
+                try:
+                    params = PARAMS[kind](request.params, type=params_type)
+                except msgspec.DecodeError as e:
+                    raise wire.RequestError("INVALID_PARAMS", str(e)) from None
+            else:
+                params = None
+            method(self, session, request, params, recv_ns)
+        except (wire.RequestError, AuthError) as e:
+            session.error(request_id, e.code, e.message, e.details)
+        except Exception:
+            log.exception("request failed", extra={"session": session.id})
+            session.error(request_id, "INTERNAL", "the request failed inside the gateway")
+
+    def spend(self, session: "WsSession", orders: bool):
+        """Rate limits: order entry spends the account's order budget; other
+        requests the key's, or the address's before logon (cancels spend
+        nothing)."""
+        if orders:
+            decision = self.limiter.order(session.account, cancel=False)
+        else:
+            decision = self.limiter.request(session.key_id, session.ip)
+        if not decision.allowed:
+            raise wire.RequestError("RATE_LIMITED", "over the rate limit",
+                                    retry_after_ms=decision.retry_after_ms)  # fmt: skip
+
+    def enter(self, session: "WsSession", request: Request, items: list, recv_ns: int):
+        """Submit the command records of one request (for a batch, a
+        RequestError stands for an order refused here); the answer follows the
+        last event of its last command."""
+        pending = Pending(request.id, request.method, session.codec, len(items), recv_ns)
+        records = bytearray()
+        numbers = []
+        for i, item in enumerate(items):
+            if isinstance(item, wire.RequestError):
+                pending.results[i] = (item.code, None)
+                pending.waiting -= 1
+                continue
+            session.requests += 1
+            wire.TAG.pack_into(item, wire.TAG_OFFSET, (session.id << 32) + session.requests)
+            session.pending[session.requests] = (pending, i)
+            numbers.append(session.requests)
+            records += item
+        taken = self.submit(records) if records else 0
+        for number in numbers[taken:]:  # the ring is full: refused, not queued
+            _, i = session.pending.pop(number)
+            pending.results[i] = ("OVERLOADED", None)
+            pending.waiting -= 1
+        if pending.waiting == 0:
+            session.answer(pending, time.time_ns())
+
+    # -- events --
+
+    def on_events(self, batch: bytes):
+        """Event ring subscriber: one walk over the batch, in engine order."""
+        out_ns = time.time_ns()
+        view = self.view
+        outcome = Outcome()
+        trades_by_instrument: dict[int, list] = {}
+        for e in events_of(batch):
+            kind = e[E_TYPE]
+            tag = e[E_TAG]
+            if kind == TRADE:
+                taker, maker = view.trade(e)
+                trade_id, price, qty, ts = e[E_TRADE_ID], e[E_PRICE], e[E_QTY], e[E_TS]
+                for order, fee, is_maker in ((taker, e[E_TAKER_FEE], False),
+                                             (maker, e[E_MAKER_FEE], True)):  # fmt: skip
+                    if order is None:
+                        continue
+                    snapshot = msgspec.structs.replace(order)
+                    fill = (snapshot, trade_id, price, qty, fee, is_maker, ts)
+                    self.push_private(order.account, "orders", snapshot)
+                    self.push_private(order.account, "fills", fill)
+                    if not is_maker and tag:
+                        outcome.fills.append(fill)
+                    if order.leaves == 0:
+                        self.remember(snapshot)
+                trades_by_instrument.setdefault(e[E_INSTRUMENT], []).append(e)
+            elif kind == ACCEPTED:
+                order = view.accepted(e)
+                outcome.order = order
+                self.push_private(order.account, "orders", msgspec.structs.replace(order))
+            elif kind == BALANCE:
+                view.balance(e)
+                self.push_private(e[E_ACCOUNT], "balances", e)
+            elif kind == POSITION:
+                view.position(e)
+                self.push_private(e[E_ACCOUNT], "positions", e)
+            elif kind == CANCELED or kind == EXPIRED:
+                order = view.ended(e)
+                outcome.order = order
+                self.remember(order)
+                self.push_private(order.account, "orders", order)
+            elif kind == AMENDED:
+                order = view.amended(e)
+                outcome.order = order
+                self.push_private(order.account, "orders", msgspec.structs.replace(order))
+            elif kind == REJECTED:
+                outcome.code = wire.result_name(e[E_RESULT])
+                if e[E_CMD_TYPE] == wire.CMD_PLACE and 0 < e[E_ACCOUNT] <= view.n_accounts:
+                    rejected = order_of(e)
+                    self.push_private(e[E_ACCOUNT], "orders", rejected)
+            elif kind == ORDER_STATE:
+                outcome.order = order_of(e)
+                outcome.retry = True
+            elif kind == MASS_CANCELED:
+                outcome.count = e[E_QTY]
+            elif kind == CANCEL_ALL_AFTER:
+                outcome.deadline_ns = e[E_EXPIRE]
+            if e[E_FLAGS] & FLAG_LAST:
+                if tag:
+                    outcome.ts_ns = e[E_TS]
+                    session = self.sessions.get(tag >> 32)
+                    if session is not None:
+                        session.command_done(tag & 0xFFFFFFFF, outcome, out_ns)
+                outcome = Outcome()
+                for stream, channel, item in self.deferred:
+                    self.send_private(stream, channel, item)
+                self.deferred.clear()
+        for instrument, trades in trades_by_instrument.items():
+            self.push_trades(instrument, trades)
+        for book in view.books:
+            if book.touched:
+                self.push_book(book)
+
+    def remember(self, order: OrderView):
+        """Closed orders order.status can still answer (the newest CLOSED_ORDERS)."""
+        self.closed[order.order_id] = order
+        if len(self.closed) > CLOSED_ORDERS:
+            self.closed.popitem(last=False)
+
+    # -- private streams --
+
+    def push_private(self, account: int, channel: str, item):
+        """Number the update in the account's sequence and keep it for replay;
+        subscribers get it after the answer to the command that caused it."""
+        stream = self.private[account]
+        stream.seq += 1
+        entry = (stream.seq, channel, item)
+        stream.history.append(entry)
+        if stream.subscribers[channel]:
+            self.deferred.append((stream, channel, entry))
+
+    def send_private(self, stream: PrivateStream, channel: str, entry):
+        encoded = Encoded(Push(channel, entry[0], self.private_data(channel, entry[2])))
+        for session in stream.subscribers[channel]:
+            session.send_encoded(encoded, market_data=False)
+
+    def private_data(self, channel: str, item):
+        instruments = self.instruments
+        if channel == "orders":
+            return wire.order_out(instruments, item)
+        if channel == "fills":
+            return wire.fill_out(instruments, *item)
+        if channel == "balances":
+            return wire.balance_out(instruments, item[E_INSTRUMENT], item[E_TOTAL], item[E_LOCKED])
+        return wire.position_out(instruments, item[E_INSTRUMENT], item[E_NET_QTY], item[E_COST],
+                                 item[E_REALIZED_PNL])  # fmt: skip
+
+    # -- market data --
+
+    def book_message(self, book, snapshot: bool, changes=()):
+        spec = book.spec
+        bids = wire.levels_out(spec, book.best(BUY, wire.CHECKSUM_LEVELS))
+        asks = wire.levels_out(spec, book.best(SELL, wire.CHECKSUM_LEVELS))
+        checksum = wire.book_checksum(bids, asks)
+        if snapshot:
+            data = {"type": "snapshot", "bids": wire.levels_out(spec, book.best(BUY)),
+                    "asks": wire.levels_out(spec, book.best(SELL)),
+                    "checksum": checksum}  # fmt: skip
+        else:
+            data = {"type": "delta",
+                    "bids": wire.levels_out(spec, [(p, q) for s, p, q in changes if s == BUY]),
+                    "asks": wire.levels_out(spec, [(p, q) for s, p, q in changes if s == SELL]),
+                    "checksum": checksum}  # fmt: skip
+        return Encoded(Push(f"book.{spec.symbol}", book.seq, data))
+
+    def push_book(self, book):
+        changes = book.take_changes()
+        if not changes:
+            return
+        book.seq += 1
+        subscribers = self.book_subscribers[book.spec.index]
+        if subscribers:
+            encoded = self.book_message(book, False, changes)
+            for session in subscribers:
+                session.send_encoded(encoded, market_data=True)
+        self.push_bbo(book)
+
+    def push_bbo(self, book):
+        index = book.spec.index
+        bid, ask = book.best(BUY, 1), book.best(SELL, 1)
+        if (bid, ask) == self.bbo_last[index]:
+            return
+        self.bbo_last[index] = (bid, ask)
+        self.bbo_seq[index] += 1
+        if self.bbo_subscribers[index]:
+            encoded = self.bbo_message(book)
+            for session in self.bbo_subscribers[index]:
+                session.send_encoded(encoded, market_data=True)
+
+    def bbo_message(self, book) -> Encoded:
+        spec = book.spec
+        bid, ask = book.best(BUY, 1), book.best(SELL, 1)
+        data = {"bid_price": spec.ticks_to_price(bid[0][0]) if bid else None,
+                "bid_qty": spec.lots_to_qty(bid[0][1]) if bid else None,
+                "ask_price": spec.ticks_to_price(ask[0][0]) if ask else None,
+                "ask_qty": spec.lots_to_qty(ask[0][1]) if ask else None}  # fmt: skip
+        return Encoded(Push(f"bbo.{spec.symbol}", self.bbo_seq[spec.index], data))
+
+    def push_trades(self, instrument: int, trades: list):
+        subscribers = self.trade_subscribers[instrument]
+        if not subscribers:
+            return
+        spec = self.instruments.specs[instrument]
+        first_seq = self.view.books[instrument].trade_seq - len(trades) + 1
+        for i, e in enumerate(trades):
+            data = {"trade_id": str(e[E_TRADE_ID]), "price": spec.ticks_to_price(e[E_PRICE]),
+                    "qty": spec.lots_to_qty(e[E_QTY]), "ts_ns": e[E_TS],
+                    "taker_side": "buy" if e[E_SIDE] == BUY else "sell"}  # fmt: skip
+            encoded = Encoded(Push(f"trades.{spec.symbol}", first_seq + i, data))
+            for session in subscribers:
+                session.send_encoded(encoded, market_data=True)
+
+    def resync(self, session: "WsSession"):
+        """The session reads again after market data was held back: a gap
+        notice per channel, then the current state (books: a fresh snapshot)."""
+        for channel in sorted(session.stale):
+            kind, _, symbol = channel.partition(".")
+            book = self.view.books[self.instruments.by_symbol[symbol].index]
+            seq = {"book": book.seq, "trades": book.trade_seq,
+                   "bbo": self.bbo_seq[book.spec.index]}[kind]  # fmt: skip
+            session.send(Push(channel, seq, {"type": "gap", "resume_seq": seq}))
+            if kind == "book":
+                session.send_encoded(self.book_message(book, True), market_data=False)
+            elif kind == "bbo":
+                session.send_encoded(self.bbo_message(book), market_data=False)
+        session.stale.clear()
+
+    def unsubscribe_all(self, session: "WsSession"):
+        for subscribers in (*self.book_subscribers, *self.trade_subscribers,
+                            *self.bbo_subscribers):  # fmt: skip
+            subscribers.discard(session)
+        if session.account:
+            for subscribers in self.private[session.account].subscribers.values():
+                subscribers.discard(session)
+
+
+class WsSession(WSListener):
+    def __init__(self, gateway: WsGateway, codec: Codec):
+        self.gateway = gateway
+        self.codec = codec
+        self.id = next_session_id()
+        self.transport: WSTransport | None = None
+        self.ip = ""
+        self.counted = False
+        self.account = 0
+        self.key_id: str | None = None
+        self.permissions: tuple[str, ...] = ()
+        self.requests = 0
+        self.pending: dict[int, tuple[Pending, int]] = {}
+        self.cancel_on_disconnect = False
+        self.stale: set[str] = set()  # market-data channels held back while it was slow
+        self.fragments: bytearray | None = None
+        self.fragment_kind = WSMsgType.TEXT
+
+    def on_ws_connected(self, transport: WSTransport):
+        self.transport = transport
+        self.ip = transport.underlying_transport.get_extra_info("peername")[0]
+        try:
+            self.gateway.guard.connect(self.ip)
+        except AuthError as e:
+            self.close_with(e.code, e.message)
+            return
+        self.counted = True
+        self.gateway.sessions[self.id] = self
+        log.info("ws session open", extra={"session": self.id, "peer": self.ip})
+
+    def on_ws_disconnected(self, transport: WSTransport):
+        gateway = self.gateway
+        if self.counted:
+            gateway.guard.disconnect(self.ip)
+            self.counted = False
+        gateway.sessions.pop(self.id, None)
+        gateway.unsubscribe_all(self)
+        self.cancel_orders_if_asked()
+        log.info("ws session closed", extra={"session": self.id, "account": self.account})
+
+    def cancel_orders_if_asked(self):
+        """Cancel-on-disconnect: a mass cancel of the account's open orders."""
+        if not (self.cancel_on_disconnect and self.account):
+            return
+        self.cancel_on_disconnect = False
+        gateway = self.gateway
+        record = wire.mass_cancel_record(gateway.instruments, wire.CancelAllParams(),
+                                         self.account, time.time_ns())  # fmt: skip
+        if not gateway.submit(record):
+            log.error("cancel-on-disconnect refused: the command ring is full",
+                      extra={"session": self.id, "account": self.account})  # fmt: skip
+
+    def on_ws_frame(self, transport: WSTransport, frame):
+        kind = frame.msg_type
+        if kind == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        if kind not in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
+            return  # pings are answered by picows; pongs need nothing
+        if kind != WSMsgType.CONTINUATION and frame.fin and self.fragments is None:
+            self.gateway.handle(self, kind, frame.get_payload_as_bytes())
+            return
+        # a fragmented message: gather it, within the size limit
+        if kind != WSMsgType.CONTINUATION:
+            self.fragments, self.fragment_kind = bytearray(), kind
+        if self.fragments is None:
+            self.error(None, "INVALID_REQUEST", "a continuation frame without a first frame")
+            return
+        self.fragments += frame.get_payload_as_memoryview()
+        if len(self.fragments) > self.gateway.max_message:
+            self.fragments = None
+            self.error(None, "MESSAGE_TOO_LARGE",
+                       f"messages are at most {self.gateway.max_message} bytes")  # fmt: skip
+            return
+        if frame.fin:
+            payload, self.fragments = bytes(self.fragments), None
+            self.gateway.handle(self, self.fragment_kind, payload)
+
+    def resume_writing(self):
+        if self.stale:
+            self.gateway.resync(self)
+
+    # -- writing --
+
+    def send(self, message):
+        self.send_frame(self.codec.encode(message))
+
+    def send_frame(self, frame: bytes):
+        transport = self.transport
+        if transport is None or transport.is_disconnected:
+            return
+        if transport.underlying_transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+            log.warning("ws session not reading: disconnected", extra={"session": self.id})
+            transport.disconnect(graceful=False)
+            return
+        transport.send(self.codec.msg_type, frame)
+
+    def send_encoded(self, encoded: Encoded, market_data: bool):
+        if market_data:
+            channel = encoded.push.channel
+            if channel in self.stale:
+                return
+            buffered = self.transport.underlying_transport.get_write_buffer_size()
+            if buffered > MARKET_DATA_HIGH_BYTES:
+                self.stale.add(channel)
+                return
+        self.send_frame(encoded.frame(self.codec))
+
+    def reply(self, request_id, result):
+        self.send({"id": request_id, "result": result})
+
+    def error(self, request_id, code: str, message: str, details: dict | None = None):
+        body = {"code": code, "message": message}
+        if details:
+            body.update(details)
+        self.send({"id": request_id, "error": body})
+
+    def close_with(self, code: str, message: str):
+        self.send({"channel": "session", "data": {"event": "closed", "code": code,
+                                                  "message": message}})  # fmt: skip
+        self.transport.send_close(WSCloseCode.POLICY_VIOLATION, code.encode())
+        self.transport.disconnect()
+
+    # -- answers --
+
+    def command_done(self, number: int, outcome: Outcome, out_ns: int):
+        entry = self.pending.pop(number, None)
+        if entry is None:
+            return
+        pending, index = entry
+        pending.engine_in_ns = pending.engine_in_ns or outcome.ts_ns
+        pending.results[index] = (outcome.code, self.result_of(pending.method, outcome))
+        pending.waiting -= 1
+        if pending.waiting == 0:
+            self.answer(pending, out_ns)
+
+    def result_of(self, method: str, outcome: Outcome):
+        if outcome.code:
+            return None
+        instruments = self.gateway.instruments
+        if method == "session.cancel_all_after":
+            return {"deadline_ns": outcome.deadline_ns}
+        if method == "order.cancel_all":
+            return {"canceled": outcome.count}
+        result = {"order": wire.order_out(instruments, outcome.order)}
+        if method != "order.cancel":
+            result["fills"] = [wire.fill_out(instruments, *fill) for fill in outcome.fills]
+        if outcome.retry:
+            result["retry"] = True
+        return result
+
+    def answer(self, pending: Pending, out_ns: int):
+        times = {"gateway_in_ns": pending.recv_ns, "engine_in_ns": pending.engine_in_ns,
+                   "engine_out_ns": out_ns}  # fmt: skip
+        results = []
+        for code, result in pending.results:
+            if code:
+                results.append({"error": {"code": code, "message": wire.MESSAGES.get(code, code)}})
+            else:
+                results.append(result)
+        times["gateway_out_ns"] = time.time_ns()
+        if pending.method == "order.batch":
+            self.send({"id": pending.id, "result": {"results": results, "timestamps": times}})
+            return
+        only = results[0]
+        if "error" in only:
+            only["error"]["timestamps"] = times
+            self.send({"id": pending.id, **only})
+        else:
+            only["timestamps"] = times
+            self.send({"id": pending.id, "result": only})
+
+
+# -- methods: (handler, params type, permission needed; None: open to all) --
+
+
+def _logon(gateway: WsGateway, session: WsSession, request, p: LogonParams, recv_ns):
+    if session.account:
+        raise wire.RequestError("INVALID_REQUEST", "this session is logged on already")
+    payload = canonical(p.ts, p.nonce, "WS", PATH, b"")
+    principal = gateway.authenticator.verify(p.key, p.ts, p.nonce, p.sig, payload, session.ip,
+                                             None, p.window)  # fmt: skip
+    session.account, session.key_id = principal.account, principal.key_id
+    session.permissions = principal.permissions
+    session.reply(request.id, {"account": principal.account, "key": principal.key_id,
+                               "permissions": list(principal.permissions),
+                               "epoch": gateway.epoch})  # fmt: skip
+
+
+def _logout(gateway, session: WsSession, request, p, recv_ns):
+    session.reply(request.id, {})
+    session.transport.send_close(WSCloseCode.OK, b"logged out")
+    session.transport.disconnect()
+
+
+def _ping(gateway: WsGateway, session: WsSession, request, p, recv_ns):
+    gateway.spend(session, orders=False)
+    session.reply(request.id, {"time_ms": recv_ns // 1_000_000})
+
+
+def _cancel_on_disconnect(gateway, session: WsSession, request, p: EnabledParams, recv_ns):
+    session.cancel_on_disconnect = p.enabled
+    session.reply(request.id, {"enabled": p.enabled})
+
+
+def _cancel_all_after(gateway: WsGateway, session: WsSession, request, p: TimeoutParams, recv_ns):
+    if not 0 <= p.timeout_ms <= 86_400_000:
+        raise wire.RequestError("INVALID_TIMEOUT", wire.MESSAGES["INVALID_TIMEOUT"])
+    record = wire.cancel_all_after_record(p.timeout_ms, session.account, recv_ns)
+    gateway.enter(session, request, [bytearray(record)], recv_ns)
+
+
+def _place(gateway: WsGateway, session: WsSession, request, p: wire.PlaceParams, recv_ns):
+    gateway.spend(session, orders=True)
+    record = wire.place_record(gateway.instruments, p, session.account, recv_ns)
+    gateway.enter(session, request, [bytearray(record)], recv_ns)
+
+
+def _batch(gateway: WsGateway, session: WsSession, request, p: BatchParams, recv_ns):
+    """Up to MAX_BATCH placements, one answer each, in order; an order refused
+    here (rate limit, bad value) does not stop the others."""
+    if not 1 <= len(p.orders) <= wire.MAX_BATCH:
+        raise wire.RequestError("INVALID_PARAMS", f"a batch holds 1 to {wire.MAX_BATCH} orders")
+    items = []
+    for order in p.orders:
+        try:
+            gateway.spend(session, orders=True)
+            items.append(bytearray(wire.place_record(gateway.instruments, order,
+                                                     session.account, recv_ns)))  # fmt: skip
+        except wire.RequestError as e:
+            items.append(e)
+    gateway.enter(session, request, items, recv_ns)
+
+
+def _amend(gateway: WsGateway, session: WsSession, request, p: wire.AmendParams, recv_ns):
+    gateway.spend(session, orders=True)
+    order_id, coid = wire.order_id_of(p)
+    order = gateway.view.find(session.account, order_id, coid.decode())
+    instrument = -1 if order is None else order.instrument
+    record = wire.amend_record(gateway.instruments, p, instrument, session.account, recv_ns)
+    gateway.enter(session, request, [bytearray(record)], recv_ns)
+
+
+def _cancel(gateway: WsGateway, session: WsSession, request, p: wire.OrderRef, recv_ns):
+    record = wire.cancel_record(p, session.account, recv_ns)
+    gateway.enter(session, request, [bytearray(record)], recv_ns)
+
+
+def _cancel_all(gateway: WsGateway, session: WsSession, request, p: wire.CancelAllParams, recv_ns):
+    record = wire.mass_cancel_record(gateway.instruments, p, session.account, recv_ns)
+    gateway.enter(session, request, [bytearray(record)], recv_ns)
+
+
+def _status(gateway: WsGateway, session: WsSession, request, p: wire.OrderRef, recv_ns):
+    gateway.spend(session, orders=False)
+    order_id, coid = wire.order_id_of(p)
+    order = gateway.view.find(session.account, order_id, coid.decode())
+    if order is None and order_id:
+        order = gateway.closed.get(order_id)
+    elif order is None:
+        order = next((o for o in reversed(gateway.closed.values())
+                      if o.account == session.account and o.client_order_id == coid.decode()),
+                     None)  # fmt: skip
+    if order is None or order.account != session.account:
+        raise wire.RequestError("UNKNOWN_ORDER", "no such order for this account")
+    session.reply(request.id, {"order": wire.order_out(gateway.instruments, order)})
+
+
+def _open_orders(gateway: WsGateway, session: WsSession, request, p: OpenOrdersParams, recv_ns):
+    gateway.spend(session, orders=False)
+    instrument = None if p.symbol is None else gateway.instruments.spec(p.symbol).index
+    orders = [wire.order_out(gateway.instruments, o)
+              for o in gateway.view.open.get(session.account, {}).values()
+              if instrument is None or o.instrument == instrument]  # fmt: skip
+    session.reply(request.id, {"orders": orders})
+
+
+def _balances(gateway: WsGateway, session: WsSession, request, p, recv_ns):
+    gateway.spend(session, orders=False)
+    held = gateway.view.balances.get(session.account, {})
+    balances = [wire.balance_out(gateway.instruments, a, *held[a]) for a in sorted(held)]
+    session.reply(request.id, {"balances": balances})
+
+
+def _positions(gateway: WsGateway, session: WsSession, request, p, recv_ns):
+    gateway.spend(session, orders=False)
+    held = gateway.view.positions.get(session.account, {})
+    positions = [wire.position_out(gateway.instruments, i, *held[i]) for i in sorted(held)]
+    session.reply(request.id, {"positions": positions})
+
+
+def _channel(gateway: WsGateway, session: WsSession, name: str):
+    """(kind, instrument index or None) of a channel name, or INVALID_CHANNEL."""
+    kind, _, symbol = name.partition(".")
+    if kind in PRIVATE_CHANNELS and not symbol:
+        if not session.account:
+            raise wire.RequestError("UNAUTHENTICATED", f"log on to subscribe to {name}")
+        return kind, None
+    if kind in PUBLIC_CHANNELS and symbol in gateway.instruments.by_symbol:
+        return kind, gateway.instruments.by_symbol[symbol].index
+    raise wire.RequestError("INVALID_CHANNEL", f"no channel {name!r}")
+
+
+def _subscribe(gateway: WsGateway, session: WsSession, request, p: SubscribeParams, recv_ns):
+    gateway.spend(session, orders=False)
+    channels = [(name, *_channel(gateway, session, name)) for name in p.channels]
+    private = [name for name, kind, _ in channels if kind in PRIVATE_CHANNELS]
+    stream = gateway.private[session.account] if private else None
+    replay = []
+    if stream is not None and p.from_seq is not None:
+        oldest = stream.history[0][0] if stream.history else stream.seq + 1
+        if not oldest - 1 <= p.from_seq <= stream.seq:
+            raise wire.RequestError("REPLAY_UNAVAILABLE", "from_seq is outside what the server "
+                                    "keeps: resynchronise with orders.open and account.balances",
+                                    oldest_seq=oldest, last_seq=stream.seq)  # fmt: skip
+        wanted = set(private)
+        replay = [entry for entry in stream.history if entry[0] > p.from_seq and entry[1] in wanted]
+    result = {"channels": [name for name, _, _ in channels]}
+    if stream is not None:
+        result.update(epoch=gateway.epoch, seq=stream.seq)
+    session.reply(request.id, result)
+    for entry in replay:
+        session.send(Push(entry[1], entry[0], gateway.private_data(entry[1], entry[2])))
+    for name, kind, instrument in channels:
+        if kind in PRIVATE_CHANNELS:
+            stream.subscribers[kind].add(session)
+        elif kind == "book":
+            gateway.book_subscribers[instrument].add(session)
+            session.stale.discard(name)  # (re)subscribing gives a fresh snapshot
+            session.send_encoded(gateway.book_message(gateway.view.books[instrument], True),
+                                 market_data=False)  # fmt: skip
+        elif kind == "trades":
+            gateway.trade_subscribers[instrument].add(session)
+        else:
+            gateway.bbo_subscribers[instrument].add(session)
+            session.send_encoded(gateway.bbo_message(gateway.view.books[instrument]),
+                                 market_data=False)  # fmt: skip
+
+
+def _unsubscribe(gateway: WsGateway, session: WsSession, request, p: SubscribeParams, recv_ns):
+    channels = [(name, *_channel(gateway, session, name)) for name in p.channels]
+    for name, kind, instrument in channels:
+        if kind in PRIVATE_CHANNELS:
+            gateway.private[session.account].subscribers[kind].discard(session)
+        else:
+            table = {"book": gateway.book_subscribers, "trades": gateway.trade_subscribers,
+                     "bbo": gateway.bbo_subscribers}[kind]  # fmt: skip
+            table[instrument].discard(session)
+        session.stale.discard(name)
+    session.reply(request.id, {"channels": [name for name, _, _ in channels]})
+
+
+METHODS = {
+    "session.logon": (_logon, LogonParams, None),
+    "session.logout": (_logout, None, None),
+    "session.cancel_on_disconnect": (_cancel_on_disconnect, EnabledParams, "trade"),
+    "session.cancel_all_after": (_cancel_all_after, TimeoutParams, "trade"),
+    "order.place": (_place, wire.PlaceParams, "trade"),
+    "order.batch": (_batch, BatchParams, "trade"),
+    "order.amend": (_amend, wire.AmendParams, "trade"),
+    "order.cancel": (_cancel, wire.OrderRef, "trade"),
+    "order.cancel_all": (_cancel_all, wire.CancelAllParams, "trade"),
+    "order.status": (_status, wire.OrderRef, "read"),
+    "orders.open": (_open_orders, OpenOrdersParams, "read"),
+    "account.balances": (_balances, None, "read"),
+    "account.positions": (_positions, None, "read"),
+    "subscribe": (_subscribe, SubscribeParams, None),
+    "unsubscribe": (_unsubscribe, SubscribeParams, None),
+    "ping": (_ping, None, None),
+}
+
+
+async def serve(gateway: WsGateway, host: str, port: int):
+    return await ws_create_server(
+        gateway.listener, host, port, max_frame_size=MAX_FRAME_BYTES,
+        enable_auto_ping=True, auto_ping_idle_timeout=IDLE_PING_S,
+        auto_ping_reply_timeout=PONG_TIMEOUT_S, websocket_handshake_timeout=5,
+        logger_name="ws",
+    )  # fmt: skip
