@@ -304,16 +304,19 @@ taker_bps = 3
 """
 
 
+def demo_toml(accounts: int = 4, limits: dict[str, int] | None = None) -> str:
+    """The demo venue as a configuration file (for `serve --config`), with
+    [limits] overrides: two instruments and a few funded accounts; account 1
+    is a market maker."""
+    text = DEMO_TOML
+    for i in range(1, accounts + 1):
+        tier = "market_maker" if i == 1 else "default"
+        text += (f'\n[[accounts]]\nid = {i}\nfee_tier = "{tier}"\n'
+                 'balances = { BTC = "100", ETH = "1000", USDT = "10000000" }\n')  # fmt: skip
+    if limits:
+        text += "\n[limits]\n" + "".join(f"{name} = {value}\n" for name, value in limits.items())
+    return text
+
+
 def demo(accounts: int = 4) -> VenueConfig:
-    """Two instruments and a few funded accounts; account 1 is a market maker."""
-    config = decode("accounts = []\n" + DEMO_TOML)
-    config.accounts = [
-        AccountConfig(
-            id=i,
-            fee_tier="market_maker" if i == 1 else "default",
-            balances={"BTC": "100", "ETH": "1000", "USDT": "10000000"},
-        )
-        for i in range(1, accounts + 1)
-    ]
-    instrument_specs(config)
-    return config
+    return decode(demo_toml(accounts))

@@ -7,6 +7,7 @@ checks everything else and answers with its own codes. Outgoing values are
 decimal strings, symbols and lower-case enum names, as API.md specifies.
 """
 
+import re
 import struct
 import zlib
 
@@ -139,6 +140,16 @@ def qty_lots(spec: InstrumentSpec, text: str) -> int:
     return _steps(text, spec.qty_scale, spec.lot_units, "INVALID_QUANTITY", "qty")
 
 
+COID = re.compile(r"[A-Za-z0-9_-]{1,36}")
+
+
+def coid_bytes(text: str) -> bytes:
+    """A client order id as the record carries it; "" for none."""
+    if text and COID.fullmatch(text) is None:
+        raise RequestError("INVALID_CLIENT_ORDER_ID", MESSAGES["INVALID_CLIENT_ORDER_ID"])
+    return text.encode()
+
+
 def order_id_of(ref: OrderRef) -> tuple[int, bytes]:
     """(order_id, client_order_id bytes) naming one order: exactly one of the two."""
     if (ref.order_id is None) == (ref.client_order_id is None):
@@ -147,7 +158,9 @@ def order_id_of(ref: OrderRef) -> tuple[int, bytes]:
         if not ref.order_id.isdigit() or len(ref.order_id) > 18:
             raise RequestError("UNKNOWN_ORDER", "order_id is a decimal string")
         return int(ref.order_id), b""
-    return 0, ref.client_order_id.encode()
+    if not ref.client_order_id:
+        raise RequestError("INVALID_CLIENT_ORDER_ID", MESSAGES["INVALID_CLIENT_ORDER_ID"])
+    return 0, coid_bytes(ref.client_order_id)
 
 
 def _pack(recv_ns, account, type_, instrument=0, order_id=0, price=0, qty=0, expire_ns=0,
@@ -176,7 +189,7 @@ def place_record(instruments: Instruments, p: PlaceParams, account: int, recv_ns
     return _pack(
         recv_ns, account, CMD_PLACE, spec.index, price=price, qty=qty, expire_ns=expire_ns,
         side=m.SIDE_CODE[p.side], order_type=m.TYPE_CODE[p.type], tif=m.TIF_CODE[tif],
-        post_only=p.post_only, stp=m.STP_CODE[p.stp], coid=p.client_order_id.encode(),
+        post_only=p.post_only, stp=m.STP_CODE[p.stp], coid=coid_bytes(p.client_order_id),
     )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ its answers or private updates; past MAX_UNSENT_BYTES it is disconnected.
 
 import collections
 import logging
+import socket
 import time
 from urllib.parse import parse_qs
 
@@ -72,6 +73,10 @@ log = logging.getLogger("flowgate.ws")
 PATH = "/v1/ws"
 MAX_FRAME_BYTES = 1 << 20  # larger frames close the connection (1009)
 MARKET_DATA_HIGH_BYTES = 256 << 10  # unsent bytes past which market data is held back
+# The kernel's share of a connection's unsent bytes. Left to autotuning it
+# grows to 4 MiB, seconds of stale market data for a slow reader before the
+# gateway can notice; fixed, a slow reader is caught within about a megabyte.
+KERNEL_SEND_BUFFER = 256 << 10
 MAX_UNSENT_BYTES = 32 << 20  # a client this far behind is disconnected
 PRIVATE_HISTORY = 100_000  # private updates kept per account for from_seq replay
 CLOSED_ORDERS = 100_000  # recently closed orders order.status still knows
@@ -528,7 +533,10 @@ class WsSession(WSListener):
 
     def on_ws_connected(self, transport: WSTransport):
         self.transport = transport
-        self.ip = transport.underlying_transport.get_extra_info("peername")[0]
+        tcp = transport.underlying_transport
+        self.ip = tcp.get_extra_info("peername")[0]
+        tcp.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                                KERNEL_SEND_BUFFER)  # fmt: skip
         try:
             self.gateway.guard.connect(self.ip)
         except AuthError as e:

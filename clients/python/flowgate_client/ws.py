@@ -97,7 +97,7 @@ class _Listener(WSListener):
 
 
 class WsClient:
-    def __init__(self, url: str, credentials: Credentials | None, msgpack: bool):
+    def __init__(self, url: str, credentials: Credentials | None = None, msgpack: bool = False):
         self.url = url
         self.credentials = credentials
         self.msgpack = msgpack
@@ -120,10 +120,10 @@ class WsClient:
                       msgpack: bool = False) -> "WsClient":  # fmt: skip
         """Open a connection; log on when credentials are given."""
         client = cls(url, credentials, msgpack)
-        await client._open()
+        await client.open()
         return client
 
-    async def _open(self):
+    async def open(self):
         url = self.url + ("?encoding=msgpack" if self.msgpack else "")
         self.closed.clear()
         self.transport, _ = await ws_connect(lambda: _Listener(self), url,
@@ -136,7 +136,7 @@ class WsClient:
         the private updates missed since the last one received."""
         self.close()
         await self.closed.wait()
-        await self._open()
+        await self.open()
         channels, self.channels = self.channels, []
         if channels:
             await self.subscribe(channels, resume=True)
@@ -144,6 +144,12 @@ class WsClient:
     def close(self):
         if self.transport is not None and not self.transport.is_disconnected:
             self.transport.disconnect()
+
+    async def aclose(self, timeout: float = 5.0):
+        """Close and wait until the connection is gone."""
+        self.close()
+        if self.transport is not None:
+            await asyncio.wait_for(self.transport.wait_disconnected(), timeout)
 
     # -- requests --
 
