@@ -47,10 +47,15 @@ def orders(n: int) -> list[bytes]:
     return out
 
 
-def drive(port: int, records: list[bytes], rate: int, complete) -> dict:
-    """Open-loop round trips; `complete(buffer)` returns (finished count, rest)."""
+def tcp_connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def drive(sock: socket.socket, records: list[bytes], rate: int, complete) -> dict:
+    """Open-loop round trips over a connected socket, which it closes;
+    `complete(buffer)` returns (finished count, rest)."""
     sock.setblocking(False)
     interval = 1e9 / rate
     planned = np.zeros(len(records), dtype=np.int64)
@@ -118,7 +123,7 @@ def floor_run(records, rate: int, cpu: int) -> dict:
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         port = int(echo.stdout.readline())
-        return drive(port, records, rate, echo_complete)
+        return drive(tcp_connect(port), records, rate, echo_complete)
     finally:
         echo.terminate()
         echo.wait()
@@ -129,8 +134,8 @@ def server_run(records, rate: int, work: Path, placement: tuple, cpu: int) -> di
     data = work / ("venue" + "-".join(placement))
     server = ServerProcess(data, "--cpu", str(cpu), "--snapshot-every", str(10**9), *placement)
     try:
-        drive(server.record_port, records[:1000], rate, events_complete)  # warm-up
-        return drive(server.record_port, records[1000:], rate, events_complete)
+        drive(tcp_connect(server.record_port), records[:1000], rate, events_complete)  # warm-up
+        return drive(tcp_connect(server.record_port), records[1000:], rate, events_complete)
     finally:
         server.stop()
 

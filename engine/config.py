@@ -304,17 +304,17 @@ taker_bps = 3
 """
 
 
-def demo_toml(accounts: int = 4, limits: dict[str, int] | None = None) -> str:
-    """The demo venue as a configuration file (for `serve --config`), with
-    [limits] overrides: two instruments and a few funded accounts; account 1
-    is a market maker."""
+def demo_toml(accounts: int = 4, sections: dict[str, dict[str, int]] | None = None) -> str:
+    """The demo venue as a configuration file (for `serve --config`): two
+    instruments and a few funded accounts, account 1 a market maker; with
+    other values for tables such as [limits], [risk] or [capacity]."""
     text = DEMO_TOML
     for i in range(1, accounts + 1):
         tier = "market_maker" if i == 1 else "default"
         text += (f'\n[[accounts]]\nid = {i}\nfee_tier = "{tier}"\n'
                  'balances = { BTC = "100", ETH = "1000", USDT = "10000000" }\n')  # fmt: skip
-    if limits:
-        text += "\n[limits]\n" + "".join(f"{name} = {value}\n" for name, value in limits.items())
+    for table, values in (sections or {}).items():
+        text += f"\n[{table}]\n" + "".join(f"{name} = {value}\n" for name, value in values.items())
     return text
 
 

@@ -11,6 +11,7 @@ Events are read as plain tuples (`EVENT_STRUCT`), which is several times
 cheaper than numpy records field by field; `E_*` name the tuple's indexes.
 """
 
+import bisect
 import struct
 from collections.abc import Iterator
 
@@ -50,8 +51,9 @@ def coid_of(event: tuple) -> str:
     return event[E_COID][: event[E_COID_LEN]].decode(errors="replace")
 
 
-class OrderView(msgspec.Struct):
-    """An order as its events left it (core codes, integer units)."""
+class OrderView(msgspec.Struct, gc=False):
+    """An order as its events left it (core codes, integer units). Holds no
+    containers, so the cyclic GC need not track the many alive at once."""
 
     order_id: int
     account: int
@@ -84,11 +86,13 @@ def order_of(event: tuple) -> OrderView:
 
 
 class BookView:
-    """The L2 book of one instrument: total resting quantity per price level."""
+    """The L2 book of one instrument: total resting quantity per price level,
+    and each side's prices kept sorted, so the best levels cost O(depth)."""
 
     def __init__(self, spec: InstrumentSpec):
         self.spec = spec
         self.levels = {BUY: {}, SELL: {}}  # side -> {price ticks: total lots}
+        self.prices = {BUY: [], SELL: []}  # side -> its prices, ascending
         self.seq = 0  # of the last published change (the book channel's sequence)
         self.trade_seq = 0  # of the last trade (the trades channel's sequence)
         self.touched: dict[tuple[int, int], int] = {}  # (side, price) -> total before the batch
@@ -99,14 +103,21 @@ class BookView:
         self.touched.setdefault((side, price), before)
         if before + qty:
             levels[price] = before + qty
+            if not before:
+                bisect.insort(self.prices[side], price)
         else:
             del levels[price]
+            prices = self.prices[side]
+            del prices[bisect.bisect_left(prices, price)]
 
     def best(self, side: int, depth: int | None = None) -> list[tuple[int, int]]:
         """Levels of one side, best first: [(price ticks, total lots)]."""
-        levels = self.levels[side]
-        prices = sorted(levels, reverse=side == BUY)
-        return [(p, levels[p]) for p in prices[:depth]]
+        levels, prices = self.levels[side], self.prices[side]
+        if side == BUY:
+            chosen = prices[::-1] if depth is None else prices[: -depth - 1 : -1]
+        else:
+            chosen = prices[:depth]
+        return [(p, levels[p]) for p in chosen]
 
     def take_changes(self) -> list[tuple[int, int, int]]:
         """(side, price, new total) of every level the batch changed."""

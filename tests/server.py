@@ -12,16 +12,17 @@ from pathlib import Path
 READY_TIMEOUT_S = 30
 
 
-def configured_venue(data_dir: Path, limits: dict[str, int], accounts: int = 4) -> tuple[str, ...]:
-    """The demo venue with other limits, keys and demo-credentials.json
-    included: the `serve` arguments that start it."""
+def configured_venue(data_dir: Path, sections: dict[str, dict[str, int]],
+                     accounts: int = 4) -> tuple[str, ...]:  # fmt: skip
+    """The demo venue with other limits (or risk, capacity...), keys and
+    demo-credentials.json included: the `serve` arguments that start it."""
     from engine.config import demo_toml
     from gateways.auth.keys import KeyStore, write_demo_credentials
 
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir.with_name(data_dir.name + ".toml")
-    config.write_text(demo_toml(accounts, limits))
+    config.write_text(demo_toml(accounts, sections))
     store = KeyStore(data_dir)
     write_demo_credentials(store, data_dir, list(range(1, accounts + 1)))
     store.close()

@@ -35,13 +35,19 @@ class TokenBucket:
         self.level = burst * UNIT
         self.at_ns = now_ns
 
-    def take(self, now_ns: int, cost: int = 1) -> Decision:
-        elapsed = max(0, now_ns - self.at_ns)
-        self.level = min(self.burst * UNIT, self.level + elapsed * self.rate)
-        self.at_ns = now_ns
-        allowed = self.level >= cost * UNIT
-        if allowed:
+    def spend(self, now_ns: int, cost: int = 1) -> bool:
+        """Take cost tokens if they are there."""
+        elapsed = now_ns - self.at_ns
+        if elapsed > 0:
+            self.level = min(self.burst * UNIT, self.level + elapsed * self.rate)
+            self.at_ns = now_ns
+        if self.level >= cost * UNIT:
             self.level -= cost * UNIT
+            return True
+        return False
+
+    def take(self, now_ns: int, cost: int = 1) -> Decision:
+        allowed = self.spend(now_ns, cost)
         missing = 0 if allowed else cost * UNIT - self.level
         return Decision(
             allowed=allowed, limit=self.burst, remaining=self.level // UNIT,
@@ -59,14 +65,24 @@ class RateLimiter:
         self.clock = clock
         self.buckets: dict[tuple, TokenBucket] = {}
 
-    def _take(self, key: tuple, rate: int, burst: int) -> Decision:
-        now = self.clock()
+    def _bucket(self, key: tuple, rate: int, burst: int, now: int) -> TokenBucket:
         bucket = self.buckets.get(key)
         if bucket is None:
             if len(self.buckets) >= MAX_BUCKETS:
                 self.buckets = {k: b for k, b in self.buckets.items() if not b.full(now)}
             bucket = self.buckets[key] = TokenBucket(rate, burst, now)
-        return bucket.take(now)
+        return bucket
+
+    def _take(self, key: tuple, rate: int, burst: int) -> Decision:
+        now = self.clock()
+        return self._bucket(key, rate, burst, now).take(now)
+
+    def spend_order(self, account: int) -> Decision | None:
+        """The hot path of `order` for protocols without rate-limit headers:
+        None when allowed, else the refusal."""
+        c, now = self.config, self.clock()
+        bucket = self._bucket(("orders", account), c.order_rate, c.order_burst, now)
+        return None if bucket.spend(now) else bucket.take(now)
 
     def request(self, key_id: str | None, ip: str) -> Decision:
         """One request: on the key's budget when signed, else on the IP's."""

@@ -120,7 +120,7 @@ class SubscribeParams(msgspec.Struct, forbid_unknown_fields=True):
     from_seq: int | None = None  # private channels: replay what followed this seq
 
 
-class Push(msgspec.Struct):
+class Push(msgspec.Struct, gc=False):
     channel: str
     seq: int
     data: object
@@ -284,10 +284,10 @@ class WsGateway:
         requests the key's, or the address's before logon (cancels spend
         nothing)."""
         if orders:
-            decision = self.limiter.order(session.account, cancel=False)
+            decision = self.limiter.spend_order(session.account)
         else:
             decision = self.limiter.request(session.key_id, session.ip)
-        if not decision.allowed:
+        if decision is not None and not decision.allowed:
             raise wire.RequestError("RATE_LIMITED", "over the rate limit",
                                     retry_after_ms=decision.retry_after_ms)  # fmt: skip
 

@@ -56,8 +56,27 @@ def limit(side: str, price: str, qty: str, **fields) -> dict:
 
 
 @pytest.fixture
-def server(tmp_path):
-    venue = ServerProcess(tmp_path / "venue")
+def start(tmp_path):
+    """Starts servers; whatever a failing test left running is killed."""
+    started = []
+
+    def start_server(*args: str, sections: dict | None = None) -> ServerProcess:
+        """`sections`: the demo venue with other [limits], [risk]... values."""
+        data = tmp_path / f"venue{len(started)}"
+        if sections is not None:
+            args = (*configured_venue(data, sections), *args)
+        started.append(ServerProcess(data, *args))
+        return started[-1]
+
+    yield start_server
+    for server in started:
+        if server.process.poll() is None:
+            server.kill()
+
+
+@pytest.fixture
+def server(start):
+    venue = start()
     yield venue
     assert venue.stop() == 0
 
@@ -104,8 +123,8 @@ def test_logon_with_either_key_type_and_refusals_with_their_codes(server):
 
 
 @PLACEMENTS
-def test_orders_between_accounts_fill_and_settle(tmp_path, placement):
-    server = ServerProcess(tmp_path / "venue", *placement)
+def test_orders_between_accounts_fill_and_settle(start, placement):
+    server = start(*placement)
 
     async def scenario():
         maker, taker = await connect(server, 2), await connect(server, 3, msgpack=True)
@@ -152,10 +171,8 @@ def test_orders_between_accounts_fill_and_settle(tmp_path, placement):
         closed = await maker.request("order.status", {"order_id": order["order_id"]})
         assert closed["order"]["status"] == "canceled"
 
-    try:
-        run(scenario())
-    finally:
-        assert server.stop() == 0
+    run(scenario())
+    assert server.stop() == 0
 
 
 def test_a_repeated_placement_is_answered_once_and_a_changed_one_refused(server):
@@ -287,8 +304,8 @@ def test_acks_precede_fills_on_answers_and_private_streams(server):
     run(scenario())
 
 
-def test_book_stream_rebuilds_the_engines_book_with_matching_checksums(tmp_path):
-    server = ServerProcess(tmp_path / "venue")
+def test_book_stream_rebuilds_the_engines_book_with_matching_checksums(start):
+    server = start()
 
     async def scenario():
         watcher = await connect(server)
@@ -328,7 +345,7 @@ def test_book_stream_rebuilds_the_engines_book_with_matching_checksums(tmp_path)
 
     book = run(scenario())
     assert server.stop() == 0
-    engine, _ = recover(venue_config.demo(), tmp_path / "venue")
+    engine, _ = recover(venue_config.demo(), server.data_dir)
     spec = engine.instrument("BTC-USDT")
     for side, code in (("bids", 1), ("asks", 2)):
         want = [
@@ -498,10 +515,9 @@ def _frames(sock: socket.socket, buffer: bytearray):
         buffer += chunk
 
 
-def test_a_consumer_that_stops_reading_gets_a_gap_notice_and_holds_no_one_back(tmp_path):
-    data = tmp_path / "venue"
+def test_a_consumer_that_stops_reading_gets_a_gap_notice_and_holds_no_one_back(start):
     limits = {"order_rate": 10**5, "order_burst": 10**5, "key_rate": 10**4, "key_burst": 10**4}
-    server = ServerProcess(data, *configured_venue(data, limits))
+    server = start(sections={"limits": limits})
     slow = _handshake(server.ws_port)
     _send_text(slow, b'{"id":1,"method":"subscribe","params":{"channels":["book.BTC-USDT"]}}')
 

@@ -163,6 +163,10 @@ def test_an_account_over_its_order_budget_can_still_cancel():
     assert refused.retry_after_ms == 100 and refused.remaining == 0 and refused.limit == 3
     assert all(limiter.order(1, cancel=True).allowed for _ in range(100))
     assert limiter.order(2, cancel=False).allowed  # another account
+    # the hot path spends from the same bucket
+    assert [limiter.spend_order(3) for _ in range(3)] == [None] * 3
+    assert limiter.spend_order(3).retry_after_ms == 100
+    assert not limiter.order(3, cancel=False).allowed
 
 
 def test_requests_over_the_key_budget_are_rate_limited(tmp_path):

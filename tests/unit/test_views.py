@@ -26,6 +26,7 @@ def assert_same(view: VenueView, engine: Engine):
         for side in (BUY, SELL):
             want = [(price, total) for price, total, _ in core.book(instrument, side)]
             assert view.books[instrument].best(side) == want
+            assert view.books[instrument].best(side, 2) == want[:2]
     for account in range(1, n_accounts + 1):
         open_ids = core.open_orders(account)
         assert sorted(view.open.get(account, {})) == sorted(open_ids)
