@@ -115,11 +115,12 @@ def logged_on(port: int, entry: dict) -> socket.socket:
 
 
 def orders(n: int, first_id: int = 1) -> list[bytes]:
-    """Post-only bids and asks away from the touch: each is accepted and rests."""
+    """Post-only bids and asks away from the touch, queued on 500 levels a
+    side: each is accepted and rests."""
     out = []
     for i in range(n):
         side = "buy" if i % 2 else "sell"
-        ticks = 100_000 + i % 400_000  # 1,000.00 to 5,000.00 away from 50,000
+        ticks = 100_000 + (i // 2) % 500 * 10  # 1,000.00 to 1,049.90 away from 50,000
         price = 5_000_000 - ticks if side == "buy" else 5_000_000 + ticks
         params = {"symbol": "BTC-USDT", "side": side, "type": "limit",
                   "price": f"{price // 100}.{price % 100:02d}", "qty": "0.0001",

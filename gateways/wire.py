@@ -105,8 +105,12 @@ class CancelAllParams(msgspec.Struct, forbid_unknown_fields=True):
     side: m.Side | None = None
 
 
+TEXT_CACHE = 1 << 16  # decimal texts remembered per instrument and kind
+
+
 class Instruments:
-    """Symbol lookup and the decimal conversions of every instrument."""
+    """Symbol lookup and the decimal conversions of every instrument. Prices
+    and quantities repeat all day, so their texts are remembered."""
 
     def __init__(self, config: VenueConfig, specs: list[InstrumentSpec]):
         self.specs = specs
@@ -114,6 +118,26 @@ class Instruments:
         self.asset_names = [a.name for a in config.assets]
         self.asset_decimals = [a.decimals for a in config.assets]
         self.by_asset = {a.name: i for i, a in enumerate(config.assets)}
+        self.price_texts: list[dict[int, str]] = [{} for _ in specs]
+        self.qty_texts: list[dict[int, str]] = [{} for _ in specs]
+
+    def price(self, spec: InstrumentSpec, ticks: int) -> str:
+        texts = self.price_texts[spec.index]
+        text = texts.get(ticks)
+        if text is None:
+            if len(texts) >= TEXT_CACHE:
+                texts.clear()
+            text = texts[ticks] = spec.ticks_to_price(ticks)
+        return text
+
+    def qty(self, spec: InstrumentSpec, lots: int) -> str:
+        texts = self.qty_texts[spec.index]
+        text = texts.get(lots)
+        if text is None:
+            if len(texts) >= TEXT_CACHE:
+                texts.clear()
+            text = texts[lots] = spec.lots_to_qty(lots)
+        return text
 
     def spec(self, symbol: str) -> InstrumentSpec:
         spec = self.by_symbol.get(symbol)
@@ -277,13 +301,14 @@ class Position(msgspec.Struct):
 
 def order_out(instruments: Instruments, o: OrderView) -> Order:
     spec = instruments.specs[o.instrument]
+    qty = instruments.qty
     return Order(
         order_id=str(o.order_id), symbol=spec.symbol, side=m.SIDE_OF[o.side],
-        type=m.TYPE_OF[o.type], tif=m.TIF_OF[o.tif], qty=spec.lots_to_qty(o.qty),
-        filled_qty=spec.lots_to_qty(o.filled), leaves_qty=spec.lots_to_qty(o.leaves),
+        type=m.TYPE_OF[o.type], tif=m.TIF_OF[o.tif], qty=qty(spec, o.qty),
+        filled_qty=qty(spec, o.filled), leaves_qty=qty(spec, o.leaves),
         filled_notional=spec.quote_to_text(o.filled_quote * spec.quote_per_tick_lot),
         status=m.STATUS_OF[o.status], post_only=o.post_only, ts_ns=o.ts_ns,
-        price=spec.ticks_to_price(o.price) if o.price else None,
+        price=instruments.price(spec, o.price) if o.price else None,
         client_order_id=o.client_order_id or None,
         expire_ts=o.expire_ns // 1_000_000 if o.expire_ns else None,
         cancel_reason=m.REASON_OF.get(o.reason),
@@ -296,7 +321,7 @@ def fill_out(instruments: Instruments, o: OrderView, trade_id: int, price: int, 
     return Fill(
         trade_id=str(trade_id), order_id=str(o.order_id),
         client_order_id=o.client_order_id or None, symbol=spec.symbol, side=m.SIDE_OF[o.side],
-        price=spec.ticks_to_price(price), qty=spec.lots_to_qty(qty),
+        price=instruments.price(spec, price), qty=instruments.qty(spec, qty),
         fee=spec.quote_to_text(fee), fee_asset=instruments.asset_names[spec.quote_asset],
         liquidity="maker" if maker else "taker", ts_ns=ts_ns,
     )  # fmt: skip
@@ -323,8 +348,9 @@ def position_out(instruments: Instruments, instrument: int, net: int, cost: int,
     )  # fmt: skip
 
 
-def levels_out(spec: InstrumentSpec, levels) -> list[tuple[str, str]]:
-    return [(spec.ticks_to_price(p), spec.lots_to_qty(q)) for p, q in levels]
+def levels_out(instruments: Instruments, spec: InstrumentSpec, levels) -> list[tuple[str, str]]:
+    price, qty = instruments.price, instruments.qty
+    return [(price(spec, p), qty(spec, q)) for p, q in levels]
 
 
 def book_checksum(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> int:

@@ -131,11 +131,22 @@ class Codec:
 
     def __init__(self, msgpack: bool):
         self.msgpack = msgpack
-        self.msg_type = WSMsgType.BINARY if msgpack else WSMsgType.TEXT
+        self.opcode = 0x82 if msgpack else 0x81  # a whole binary or text frame
         self.encode = (msgspec.msgpack if msgpack else msgspec.json).Encoder().encode
 
 
 JSON, MSGPACK = Codec(False), Codec(True)
+
+
+def frame_header(opcode: int, size: int) -> bytes:
+    """A server frame's header (servers send unmasked frames)."""
+    if size < 126:
+        return bytes((opcode, size))
+    if size < 1 << 16:
+        return bytes((opcode, 126)) + size.to_bytes(2, "big")
+    return bytes((opcode, 127)) + size.to_bytes(8, "big")
+
+
 DECODERS = {WSMsgType.TEXT: msgspec.json.Decoder(Request).decode,
             WSMsgType.BINARY: msgspec.msgpack.Decoder(Request).decode}  # fmt: skip
 PARAMS = {WSMsgType.TEXT: msgspec.json.decode, WSMsgType.BINARY: msgspec.msgpack.decode}
@@ -161,10 +172,10 @@ class Pending:
     """A request waiting for the engine: which method, and for a batch the
     answers gathered so far."""
 
-    __slots__ = ("id", "method", "codec", "results", "waiting", "recv_ns", "engine_in_ns")
+    __slots__ = ("id", "method", "results", "waiting", "recv_ns", "engine_in_ns")
 
-    def __init__(self, request_id, method: str, codec: Codec, size: int, recv_ns: int):
-        self.id, self.method, self.codec, self.recv_ns = request_id, method, codec, recv_ns
+    def __init__(self, request_id, method: str, size: int, recv_ns: int):
+        self.id, self.method, self.recv_ns = request_id, method, recv_ns
         self.engine_in_ns = 0  # the sequencer's time of its (first) command
         self.results: list = [None] * size
         self.waiting = size
@@ -216,6 +227,7 @@ class WsGateway:
         self.bbo_last: list = [None] * n
         self.closed: collections.OrderedDict[int, OrderView] = collections.OrderedDict()
         self.deferred: list = []  # pushes of the command being walked, sent after its answer
+        self.dirty: list[WsSession] = []  # sessions with messages queued
         authenticator.on_revoked.append(self.key_revoked)
 
     # -- connections --
@@ -238,7 +250,13 @@ class WsGateway:
         for session in self.sessions.values():
             session.cancel_orders_if_asked()
 
+    def flush(self):
+        for session in self.dirty:
+            session.flush()
+        self.dirty.clear()
+
     def close(self):
+        self.flush()
         for session in list(self.sessions.values()):
             session.transport.send_close(WSCloseCode.GOING_AWAY, b"server shutting down")
             session.transport.disconnect()
@@ -294,10 +312,10 @@ class WsGateway:
     def enter(self, session: "WsSession", request: Request, items: list, recv_ns: int):
         """Submit the command records of one request (for a batch, a
         RequestError stands for an order refused here); the answer follows the
-        last event of its last command."""
-        pending = Pending(request.id, request.method, session.codec, len(items), recv_ns)
-        records = bytearray()
-        numbers = []
+        last event of its last command. A record the full command ring did not
+        take is answered OVERLOADED at once."""
+        pending = Pending(request.id, request.method, len(items), recv_ns)
+        numbers, records = [], bytearray()
         for i, item in enumerate(items):
             if isinstance(item, wire.RequestError):
                 pending.results[i] = (item.code, None)
@@ -309,11 +327,23 @@ class WsGateway:
             numbers.append(session.requests)
             records += item
         taken = self.submit(records) if records else 0
-        for number in numbers[taken:]:  # the ring is full: refused, not queued
+        for number in numbers[taken:]:
             _, i = session.pending.pop(number)
             pending.results[i] = ("OVERLOADED", None)
             pending.waiting -= 1
         if pending.waiting == 0:
+            session.answer(pending, time.time_ns())
+
+    def enter_one(self, session: "WsSession", request: Request, record: bytearray,
+                  recv_ns: int):  # fmt: skip
+        """`enter` for the common request of one command, kept short."""
+        pending = Pending(request.id, request.method, 1, recv_ns)
+        session.requests = number = session.requests + 1
+        wire.TAG.pack_into(record, wire.TAG_OFFSET, (session.id << 32) + number)
+        if self.submit(record):
+            session.pending[number] = (pending, 0)
+        else:
+            pending.results[0] = ("OVERLOADED", None)
             session.answer(pending, time.time_ns())
 
     # -- events --
@@ -389,6 +419,7 @@ class WsGateway:
         for book in view.books:
             if book.touched:
                 self.push_book(book)
+        self.flush()
 
     def remember(self, order: OrderView):
         """Closed orders order.status can still answer (the newest CLOSED_ORDERS)."""
@@ -428,17 +459,19 @@ class WsGateway:
 
     def book_message(self, book, snapshot: bool, changes=()):
         spec = book.spec
-        bids = wire.levels_out(spec, book.best(BUY, wire.CHECKSUM_LEVELS))
-        asks = wire.levels_out(spec, book.best(SELL, wire.CHECKSUM_LEVELS))
-        checksum = wire.book_checksum(bids, asks)
+
+        def text(levels):
+            return wire.levels_out(self.instruments, spec, levels)
+
+        checksum = wire.book_checksum(text(book.best(BUY, wire.CHECKSUM_LEVELS)),
+                                      text(book.best(SELL, wire.CHECKSUM_LEVELS)))  # fmt: skip
         if snapshot:
-            data = {"type": "snapshot", "bids": wire.levels_out(spec, book.best(BUY)),
-                    "asks": wire.levels_out(spec, book.best(SELL)),
-                    "checksum": checksum}  # fmt: skip
+            data = {"type": "snapshot", "bids": text(book.best(BUY)),
+                    "asks": text(book.best(SELL)), "checksum": checksum}  # fmt: skip
         else:
             data = {"type": "delta",
-                    "bids": wire.levels_out(spec, [(p, q) for s, p, q in changes if s == BUY]),
-                    "asks": wire.levels_out(spec, [(p, q) for s, p, q in changes if s == SELL]),
+                    "bids": text([(p, q) for side, p, q in changes if side == BUY]),
+                    "asks": text([(p, q) for side, p, q in changes if side == SELL]),
                     "checksum": checksum}  # fmt: skip
         return Encoded(Push(f"book.{spec.symbol}", book.seq, data))
 
@@ -530,6 +563,7 @@ class WsSession(WSListener):
         self.stale: set[str] = set()  # market-data channels held back while it was slow
         self.fragments: bytearray | None = None
         self.fragment_kind = WSMsgType.TEXT
+        self.out: list[bytes] = []  # messages waiting for the end of the callback
 
     def on_ws_connected(self, transport: WSTransport):
         self.transport = transport
@@ -574,12 +608,19 @@ class WsSession(WSListener):
             transport.send_close(frame.get_close_code())
             transport.disconnect()
             return
-        if kind not in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
-            return  # pings are answered by picows; pongs need nothing
-        if kind != WSMsgType.CONTINUATION and frame.fin and self.fragments is None:
-            self.gateway.handle(self, kind, frame.get_payload_as_bytes())
-            return
-        # a fragmented message: gather it, within the size limit
+        if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
+            if frame.fin and self.fragments is None:
+                self.gateway.handle(self, kind, frame.get_payload_as_bytes())
+            else:
+                self.gather(kind, frame)
+        elif kind == WSMsgType.CONTINUATION:
+            self.gather(kind, frame)
+        # (pings are answered by picows; pongs need nothing)
+        if frame.last_in_buffer:
+            self.gateway.flush()
+
+    def gather(self, kind: WSMsgType, frame):
+        """A fragmented message: gather it, within the size limit."""
         if kind != WSMsgType.CONTINUATION:
             self.fragments, self.fragment_kind = bytearray(), kind
         if self.fragments is None:
@@ -598,21 +639,34 @@ class WsSession(WSListener):
     def resume_writing(self):
         if self.stale:
             self.gateway.resync(self)
+            self.gateway.flush()
 
     # -- writing --
 
     def send(self, message):
         self.send_frame(self.codec.encode(message))
 
-    def send_frame(self, frame: bytes):
-        transport = self.transport
-        if transport is None or transport.is_disconnected:
+    def send_frame(self, payload: bytes):
+        """Queue one message. The gateway writes each session's queue with one
+        system call when the callback that produced it ends (`WsGateway.flush`):
+        a batch of answers costs one write, not one each."""
+        if not self.out:
+            if self.transport is None or self.transport.is_disconnected:
+                return
+            self.gateway.dirty.append(self)
+        self.out.append(payload)
+
+    def flush(self):
+        out, self.out = self.out, []
+        if not out or self.transport.is_disconnected:
             return
-        if transport.underlying_transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+        tcp = self.transport.underlying_transport
+        if tcp.get_write_buffer_size() > MAX_UNSENT_BYTES:
             log.warning("ws session not reading: disconnected", extra={"session": self.id})
-            transport.disconnect(graceful=False)
+            self.transport.disconnect(graceful=False)
             return
-        transport.send(self.codec.msg_type, frame)
+        opcode = self.codec.opcode
+        tcp.write(b"".join([frame_header(opcode, len(p)) + p for p in out]))
 
     def send_encoded(self, encoded: Encoded, market_data: bool):
         if market_data:
@@ -637,6 +691,7 @@ class WsSession(WSListener):
     def close_with(self, code: str, message: str):
         self.send({"channel": "session", "data": {"event": "closed", "code": code,
                                                   "message": message}})  # fmt: skip
+        self.flush()
         self.transport.send_close(WSCloseCode.POLICY_VIOLATION, code.encode())
         self.transport.disconnect()
 
@@ -670,24 +725,22 @@ class WsSession(WSListener):
 
     def answer(self, pending: Pending, out_ns: int):
         times = {"gateway_in_ns": pending.recv_ns, "engine_in_ns": pending.engine_in_ns,
-                   "engine_out_ns": out_ns}  # fmt: skip
-        results = []
-        for code, result in pending.results:
-            if code:
-                results.append({"error": {"code": code, "message": wire.MESSAGES.get(code, code)}})
-            else:
-                results.append(result)
-        times["gateway_out_ns"] = time.time_ns()
+                 "engine_out_ns": out_ns, "gateway_out_ns": time.time_ns()}  # fmt: skip
         if pending.method == "order.batch":
+            results = [{"error": error_body(code)} if code else result
+                       for code, result in pending.results]  # fmt: skip
             self.send({"id": pending.id, "result": {"results": results, "timestamps": times}})
             return
-        only = results[0]
-        if "error" in only:
-            only["error"]["timestamps"] = times
-            self.send({"id": pending.id, **only})
+        ((code, result),) = pending.results
+        if code:
+            self.send({"id": pending.id, "error": {**error_body(code), "timestamps": times}})
         else:
-            only["timestamps"] = times
-            self.send({"id": pending.id, "result": only})
+            result["timestamps"] = times
+            self.send({"id": pending.id, "result": result})
+
+
+def error_body(code: str) -> dict:
+    return {"code": code, "message": wire.MESSAGES.get(code, code)}
 
 
 # -- methods: (handler, params type, permission needed; None: open to all) --
@@ -708,6 +761,7 @@ def _logon(gateway: WsGateway, session: WsSession, request, p: LogonParams, recv
 
 def _logout(gateway, session: WsSession, request, p, recv_ns):
     session.reply(request.id, {})
+    session.flush()
     session.transport.send_close(WSCloseCode.OK, b"logged out")
     session.transport.disconnect()
 
@@ -726,13 +780,13 @@ def _cancel_all_after(gateway: WsGateway, session: WsSession, request, p: Timeou
     if not 0 <= p.timeout_ms <= 86_400_000:
         raise wire.RequestError("INVALID_TIMEOUT", wire.MESSAGES["INVALID_TIMEOUT"])
     record = wire.cancel_all_after_record(p.timeout_ms, session.account, recv_ns)
-    gateway.enter(session, request, [bytearray(record)], recv_ns)
+    gateway.enter_one(session, request, bytearray(record), recv_ns)
 
 
 def _place(gateway: WsGateway, session: WsSession, request, p: wire.PlaceParams, recv_ns):
     gateway.spend(session, orders=True)
     record = wire.place_record(gateway.instruments, p, session.account, recv_ns)
-    gateway.enter(session, request, [bytearray(record)], recv_ns)
+    gateway.enter_one(session, request, bytearray(record), recv_ns)
 
 
 def _batch(gateway: WsGateway, session: WsSession, request, p: BatchParams, recv_ns):
@@ -757,17 +811,17 @@ def _amend(gateway: WsGateway, session: WsSession, request, p: wire.AmendParams,
     order = gateway.view.find(session.account, order_id, coid.decode())
     instrument = -1 if order is None else order.instrument
     record = wire.amend_record(gateway.instruments, p, instrument, session.account, recv_ns)
-    gateway.enter(session, request, [bytearray(record)], recv_ns)
+    gateway.enter_one(session, request, bytearray(record), recv_ns)
 
 
 def _cancel(gateway: WsGateway, session: WsSession, request, p: wire.OrderRef, recv_ns):
     record = wire.cancel_record(p, session.account, recv_ns)
-    gateway.enter(session, request, [bytearray(record)], recv_ns)
+    gateway.enter_one(session, request, bytearray(record), recv_ns)
 
 
 def _cancel_all(gateway: WsGateway, session: WsSession, request, p: wire.CancelAllParams, recv_ns):
     record = wire.mass_cancel_record(gateway.instruments, p, session.account, recv_ns)
-    gateway.enter(session, request, [bytearray(record)], recv_ns)
+    gateway.enter_one(session, request, bytearray(record), recv_ns)
 
 
 def _status(gateway: WsGateway, session: WsSession, request, p: wire.OrderRef, recv_ns):
