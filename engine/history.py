@@ -303,6 +303,11 @@ class HistoryReader:
     def orders(self, account: int, cursor=None, limit=100):
         return self._page("orders", "order_id", account, cursor, limit)
 
+    def order(self, account: int, order_id: int) -> dict | None:
+        row = self.db.execute("SELECT * FROM orders WHERE order_id = ? AND account = ?",
+                              (order_id, account)).fetchone()  # fmt: skip
+        return None if row is None else dict(row)
+
     def balance_changes(self, account: int, cursor=None, limit=100):
         return self._page("balance_changes", "id", account, cursor, limit)
 

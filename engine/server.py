@@ -21,6 +21,7 @@ from engine import snapshot as snapshots
 from engine.config import VenueConfig, instrument_specs
 from engine.engine import Engine
 from engine.engine_process import EngineProcess
+from engine.history import HistoryReader
 from engine.journal import Durability
 from engine.records import EVENT_DTYPE
 from engine.runtime import EngineRuntime, fingerprint
@@ -162,8 +163,9 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
     if options.ws_port is not None:
         view = VenueView(specs, len(config.assets), core_at(pipeline, config, options),
                          pipeline.seq)  # fmt: skip
+        history = HistoryReader(options.data_dir) if options.history else None
         gateway = ws.WsGateway(pipeline.submit, view, wire.Instruments(config, specs),
-                               authenticator)  # fmt: skip
+                               authenticator, history)  # fmt: skip
         pipeline.subscribers.append(gateway.on_events)
         served = await ws.serve(gateway, options.host, options.ws_port)
         gateways.append(("ws_port", gateway, served))

@@ -208,8 +208,11 @@ class Outcome:
 
 class WsGateway:
     def __init__(self, submit, view: VenueView, instruments: wire.Instruments,
-                 authenticator: Authenticator):  # fmt: skip
+                 authenticator: Authenticator, history=None):  # fmt: skip
+        """`history`: a HistoryReader, for orders closed before the newest
+        CLOSED_ORDERS (or before this start)."""
         self.submit = submit
+        self.history = history
         self.view = view
         self.instruments = instruments
         self.authenticator = authenticator
@@ -260,6 +263,8 @@ class WsGateway:
         for session in list(self.sessions.values()):
             session.transport.send_close(WSCloseCode.GOING_AWAY, b"server shutting down")
             session.transport.disconnect()
+        if self.history is not None:
+            self.history.close()
 
     # -- requests --
 
@@ -825,11 +830,21 @@ def _cancel_all(gateway: WsGateway, session: WsSession, request, p: wire.CancelA
 
 
 def _status(gateway: WsGateway, session: WsSession, request, p: wire.OrderRef, recv_ns):
+    """Open orders and recently closed ones by either id; older ones by order_id."""
     gateway.spend(session, orders=False)
     order_id, coid = wire.order_id_of(p)
     order = gateway.view.find(session.account, order_id, coid.decode())
     if order is None and order_id:
         order = gateway.closed.get(order_id)
+        if order is None and gateway.history is not None:
+            row = gateway.history.order(session.account, order_id)
+            if row is not None:
+                order = OrderView(
+                    row["order_id"], row["account"], row["instrument"], row["side"],
+                    row["order_type"], row["tif"], 0, False, row["price"], row["qty"],
+                    row["leaves"], row["filled"], row["filled_quote"], row["status"], 0,
+                    row["client_order_id"], row["updated_ns"],
+                )  # fmt: skip
     elif order is None:
         order = next((o for o in reversed(gateway.closed.values())
                       if o.account == session.account and o.client_order_id == coid.decode()),

@@ -175,6 +175,38 @@ def test_orders_between_accounts_fill_and_settle(start, placement):
     assert server.stop() == 0
 
 
+@PLACEMENTS
+def test_after_a_restart_the_book_open_orders_and_closed_orders_are_as_they_were(start, placement):
+    server = start(*placement)
+
+    async def before():
+        client = await connect(server, 2)
+        await client.subscribe(["book.BTC-USDT"])
+        for i in range(6):
+            await client.place(**limit("buy", f"{49000 + i}", "0.01", client_order_id=f"r{i}"))
+        closed = await client.cancel(client_order_id="r0")
+        await client.request("ping")
+        return client.books["BTC-USDT"].bids, closed["order"]["order_id"]
+
+    bids, closed_id = run(before())
+    assert server.stop() == 0
+    again = ServerProcess(server.data_dir, *placement)
+
+    async def after():
+        client = await connect(again, 2)
+        await client.subscribe(["book.BTC-USDT"])
+        assert len((await client.request("orders.open"))["orders"]) == 5
+        closed = await client.request("order.status", {"order_id": closed_id})
+        assert closed["order"]["status"] == "canceled"  # from the history
+        await client.request("ping")
+        assert client.books["BTC-USDT"].bids == bids
+
+    try:
+        run(after())
+    finally:
+        assert again.stop() == 0
+
+
 def test_a_repeated_placement_is_answered_once_and_a_changed_one_refused(server):
     async def scenario():
         client = await connect(server, 2)
