@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.
 CHECKED_TREE := build/checked-tree
 
 .PHONY: build checked demo test test-release test-checked lint bench bench-core bench-engine \
-	bench-placement bench-auth clean
+	bench-placement bench-auth bench-ws clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ test-release: build
 test-checked: checked
 	cd $(CHECKED_TREE) && FLOWGATE_EXPECT_CHECKED=1 $(CURDIR)/$(PY) -m pytest -q tests/unit tests/reference
 
-bench: bench-core bench-engine bench-placement bench-auth
+bench: bench-core bench-engine bench-placement bench-auth bench-ws
 
 bench-core: build
 	$(PY) -m bench.core --cpu $$(( $$(nproc) - 1 ))
@@ -58,6 +58,9 @@ bench-placement: build
 
 bench-auth: build
 	taskset -c $$(( $$(nproc) - 1 )) $(PY) -m bench.auth
+
+bench-ws: build
+	$(PY) -m bench.ws
 
 clean:
 	rm -rf build ext/*.so ext/*.c
