@@ -238,11 +238,11 @@ class EngineRuntime:
         return n
 
     def publish(self, events: bytes):
-        """A batch's events to the history, and through the event ring to the
-        gateways (`deliver`)."""
+        """A batch's events through the event ring to the gateways
+        (`deliver`), then to the history (the answers go out first)."""
+        self.deliver(events)
         if self.history is not None:
             self.history.on_events(events)
-        self.deliver(events)
 
     def deliver_here(self, events: bytes):
         """The gateways on this thread subscribe to the event ring; one thread

@@ -419,6 +419,7 @@ class WsGateway:
                 for stream, channel, item in self.deferred:
                     self.send_private(stream, channel, item)
                 self.deferred.clear()
+        self.flush()  # answers and private updates first, market data after
         for instrument, trades in trades_by_instrument.items():
             self.push_trades(instrument, trades)
         for book in view.books:
@@ -481,28 +482,34 @@ class WsGateway:
         return Encoded(Push(f"book.{spec.symbol}", book.seq, data))
 
     def push_book(self, book):
-        changes = book.take_changes()
-        if not changes:
-            return
-        book.seq += 1
-        subscribers = self.book_subscribers[book.spec.index]
+        """A batch moved this book: one delta to its subscribers, and the best
+        bid and offer if they changed. A channel's seq counts what it
+        published: with no subscribers there is nothing to do (a new one
+        starts from a snapshot)."""
+        index = book.spec.index
+        subscribers = self.book_subscribers[index]
         if subscribers:
-            encoded = self.book_message(book, False, changes)
-            for session in subscribers:
-                session.send_encoded(encoded, market_data=True)
-        self.push_bbo(book)
+            changes = book.take_changes()
+            if changes:
+                book.seq += 1
+                encoded = self.book_message(book, False, changes)
+                for session in subscribers:
+                    session.send_encoded(encoded, market_data=True)
+        else:
+            book.touched.clear()
+        if self.bbo_subscribers[index]:
+            self.push_bbo(book)
 
     def push_bbo(self, book):
         index = book.spec.index
-        bid, ask = book.best(BUY, 1), book.best(SELL, 1)
-        if (bid, ask) == self.bbo_last[index]:
+        best = (book.best(BUY, 1), book.best(SELL, 1))
+        if best == self.bbo_last[index]:
             return
-        self.bbo_last[index] = (bid, ask)
+        self.bbo_last[index] = best
         self.bbo_seq[index] += 1
-        if self.bbo_subscribers[index]:
-            encoded = self.bbo_message(book)
-            for session in self.bbo_subscribers[index]:
-                session.send_encoded(encoded, market_data=True)
+        encoded = self.bbo_message(book)
+        for session in self.bbo_subscribers[index]:
+            session.send_encoded(encoded, market_data=True)
 
     def bbo_message(self, book) -> Encoded:
         spec = book.spec
@@ -920,9 +927,10 @@ def _subscribe(gateway: WsGateway, session: WsSession, request, p: SubscribePara
         elif kind == "trades":
             gateway.trade_subscribers[instrument].add(session)
         else:
+            book = gateway.view.books[instrument]
             gateway.bbo_subscribers[instrument].add(session)
-            session.send_encoded(gateway.bbo_message(gateway.view.books[instrument]),
-                                 market_data=False)  # fmt: skip
+            gateway.bbo_last[instrument] = (book.best(BUY, 1), book.best(SELL, 1))
+            session.send_encoded(gateway.bbo_message(book), market_data=False)
 
 
 def _unsubscribe(gateway: WsGateway, session: WsSession, request, p: SubscribeParams, recv_ns):
