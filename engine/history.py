@@ -230,6 +230,7 @@ def run_writer(shm_name: str, data_dir: str, parent_pid: int, cpus: list[int]):
     orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.sched_setaffinity(0, cpus)
+    placement.idle_priority()  # it may lag; it must not delay the clients on its core
     shm = shared_memory.SharedMemory(name=shm_name)
     ring = Ring(HistoryProcess.RING_SLOTS, EVENT_SIZE, shm.buf[_CONTROL:])
     db = connect(Path(data_dir) / FILE)

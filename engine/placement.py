@@ -1,8 +1,10 @@
 """Which CPUs run what: the loop thread pinned to one core, background work
-(snapshots, journal segment preparation, history) kept off it.
+(snapshots, journal segment preparation, history) kept off it; work that may
+lag (snapshots, history) at idle priority, so it never delays anyone else (on
+a small machine the other core may run the clients).
 
-Linux affinity is per thread and inherited by threads created later, so
-background threads move themselves away from the pinned core when they start.
+Linux affinity and scheduling policy are per thread and inherited by threads
+created later, so background threads set their own when they start.
 """
 
 import os
@@ -33,6 +35,15 @@ def background_cpus() -> frozenset[int]:
     return (_ALLOWED - {_pinned}) or _ALLOWED
 
 
-def background_thread() -> None:
-    """Initializer for background threads and processes."""
+def background_thread(idle: bool = False) -> None:
+    """Initializer for background threads; `idle` for work that may lag."""
     os.sched_setaffinity(0, background_cpus())
+    if idle:
+        idle_priority()
+
+
+def idle_priority() -> None:
+    """Run the calling thread only when its CPU has nothing else to do
+    (SCHED_IDLE): a waking thread of any other process preempts it at once.
+    Not for what the engine waits on (the journal's next segment)."""
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

@@ -185,7 +185,7 @@ class EngineRuntime:
         self.snapshot_seq = self.engine.seq
         self.snapshot_time = time.monotonic()
         self._snapshot_writer = concurrent.futures.ThreadPoolExecutor(
-            1, "flowgate-snapshot", initializer=placement.background_thread
+            1, "flowgate-snapshot", initializer=placement.background_thread, initargs=(True,)
         )
         self._snapshot_pending: concurrent.futures.Future | None = None
         self.stage_timer = StageTimer()

@@ -60,7 +60,7 @@ class Pipeline:
         self.runtime = runtime
         self.loop = loop
         self.subscribers = runtime.subscribers
-        self.scheduled = False
+        self.scheduled: asyncio.Handle | None = None  # the engine stage's next run
         self.timer: asyncio.TimerHandle | None = None
         self.timer_ns = 0
         self.arm_timer()
@@ -77,13 +77,19 @@ class Pipeline:
     def submit(self, records) -> int:
         """Gateways' way into the command ring; returns how many records it took."""
         taken = self.runtime.submit(records)
-        if taken and not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self.run)
+        if taken and self.scheduled is None:
+            self.scheduled = self.loop.call_soon(self.run)
         return taken
 
+    def kick(self):
+        """Run the engine stage now rather than on the next loop iteration: a
+        gateway that has read all its socket held saves a trip round the loop."""
+        if self.scheduled is not None:
+            self.scheduled.cancel()
+            self.run()
+
     def run(self):
-        self.scheduled = False
+        self.scheduled = None
         self.runtime.run_pending()
         self.arm_timer()
 
@@ -101,9 +107,8 @@ class Pipeline:
     def fire_timer(self):
         self.timer, self.timer_ns = None, 0
         if self.runtime.submit_tick():
-            if not self.scheduled:
-                self.scheduled = True
-                self.loop.call_soon(self.run)
+            if self.scheduled is None:
+                self.scheduled = self.loop.call_soon(self.run)
         else:  # the ring is full: the commands in it will move the clock; try again soon
             self.timer = self.loop.call_later(0.001, self.fire_timer)
 
@@ -120,6 +125,9 @@ class RemotePipeline:
         self.seq = engine.wait_ready()
         self.submit = engine.submit
         loop.add_reader(engine.events_fd, self.dispatch)
+
+    def kick(self):
+        """The engine process takes commands as they come: nothing to do."""
 
     def dispatch(self, events: bytes | None = None):
         batch = self.engine.take_events() if events is None else events
@@ -164,8 +172,8 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
         view = VenueView(specs, len(config.assets), core_at(pipeline, config, options),
                          pipeline.seq)  # fmt: skip
         history = HistoryReader(options.data_dir) if options.history else None
-        gateway = ws.WsGateway(pipeline.submit, view, wire.Instruments(config, specs),
-                               authenticator, history)  # fmt: skip
+        gateway = ws.WsGateway(pipeline, view, wire.Instruments(config, specs), authenticator,
+                               history)  # fmt: skip
         pipeline.subscribers.append(gateway.on_events)
         served = await ws.serve(gateway, options.host, options.ws_port)
         gateways.append(("ws_port", gateway, served))

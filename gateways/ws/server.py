@@ -207,11 +207,13 @@ class Outcome:
 
 
 class WsGateway:
-    def __init__(self, submit, view: VenueView, instruments: wire.Instruments,
+    def __init__(self, pipeline, view: VenueView, instruments: wire.Instruments,
                  authenticator: Authenticator, history=None):  # fmt: skip
-        """`history`: a HistoryReader, for orders closed before the newest
-        CLOSED_ORDERS (or before this start)."""
-        self.submit = submit
+        """`pipeline`: where commands go (`submit`) and how to have them taken
+        now (`kick`); `history`: a HistoryReader, for orders closed before the
+        newest CLOSED_ORDERS (or before this start)."""
+        self.submit = pipeline.submit
+        self.kick = pipeline.kick
         self.history = history
         self.view = view
         self.instruments = instruments
@@ -628,8 +630,9 @@ class WsSession(WSListener):
         elif kind == WSMsgType.CONTINUATION:
             self.gather(kind, frame)
         # (pings are answered by picows; pongs need nothing)
-        if frame.last_in_buffer:
+        if frame.last_in_buffer:  # the whole read is handled: its commands go now
             self.gateway.flush()
+            self.gateway.kick()
 
     def gather(self, kind: WSMsgType, frame):
         """A fragmented message: gather it, within the size limit."""
