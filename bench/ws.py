@@ -34,7 +34,6 @@ from bench.report import emit, machine, output_arguments
 from tests.server import ServerProcess, configured_venue
 
 PATH = "/v1/ws"
-WARMUP = 2000
 
 
 def client_frame(payload: bytes) -> bytes:
@@ -114,18 +113,28 @@ def logged_on(port: int, entry: dict) -> socket.socket:
     return sock
 
 
-def orders(n: int, first_id: int = 1) -> list[bytes]:
+def order_params(i: int) -> dict:
     """Post-only bids and asks away from the touch, queued on 500 levels a
     side: each is accepted and rests."""
+    side = "buy" if i % 2 else "sell"
+    ticks = 100_000 + (i // 2) % 500 * 10  # 1,000.00 to 1,049.90 away from 50,000
+    price = 5_000_000 - ticks if side == "buy" else 5_000_000 + ticks
+    return {"symbol": "BTC-USDT", "side": side, "type": "limit", "qty": "0.0001",
+            "price": f"{price // 100}.{price % 100:02d}", "post_only": True}  # fmt: skip
+
+
+def orders(n: int, first_id: int = 1, per_request: int = 1) -> list[bytes]:
+    """n orders as `order.place` requests, or `order.batch` requests of
+    per_request orders each."""
     out = []
-    for i in range(n):
-        side = "buy" if i % 2 else "sell"
-        ticks = 100_000 + (i // 2) % 500 * 10  # 1,000.00 to 1,049.90 away from 50,000
-        price = 5_000_000 - ticks if side == "buy" else 5_000_000 + ticks
-        params = {"symbol": "BTC-USDT", "side": side, "type": "limit",
-                  "price": f"{price // 100}.{price % 100:02d}", "qty": "0.0001",
-                  "post_only": True}  # fmt: skip
-        message = {"id": first_id + i, "method": "order.place", "params": params}
+    for start in range(0, n, per_request):
+        if per_request == 1:
+            message = {"id": first_id + start, "method": "order.place",
+                       "params": order_params(start)}  # fmt: skip
+        else:
+            batch = [order_params(i) for i in range(start, min(n, start + per_request))]
+            message = {"id": first_id + start, "method": "order.batch",
+                       "params": {"orders": batch}}  # fmt: skip
         out.append(client_frame(json.dumps(message, separators=(",", ":")).encode()))
     return out
 
@@ -147,13 +156,14 @@ uvloop.run(main())
 """
 
 
-def floor_run(frames: list[bytes], rate: int, server_cpu: int, reply_size: int) -> dict:
+def floor_run(frames: list[bytes], warmup: int, rate: int, server_cpu: int,
+              reply_size: int) -> dict:  # fmt: skip
     echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(server_cpu), str(reply_size)],
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         port = int(echo.stdout.readline())
-        drive(handshake(port), frames[:WARMUP], rate, frames_complete)
-        return drive(handshake(port), frames[WARMUP:], rate, frames_complete)
+        drive(handshake(port), frames[:warmup], rate, frames_complete)
+        return drive(handshake(port), frames[warmup:], rate, frames_complete)
     finally:
         echo.terminate()
         echo.wait()
@@ -177,15 +187,16 @@ def latency(args, server: ServerProcess, credentials: list[dict], server_cpu: in
             client_cpu: int) -> dict:  # fmt: skip
     """Order → ack and the floor, with the client on each core in turn."""
     reply = answer_size(server.ws_port, credentials[0])
-    frames = orders(args.orders + WARMUP)
+    warmup = args.warmup
+    frames = orders(args.orders + warmup)
     results = {"answer_bytes": reply}
     for name, cpu in (("one_core", server_cpu), ("across_cores", client_cpu)):
         os.sched_setaffinity(0, {cpu})
         entry = credentials[1 if name == "one_core" else 2]
-        drive(logged_on(server.ws_port, entry), frames[:WARMUP], args.rate, frames_complete)
-        venue = drive(logged_on(server.ws_port, entry), frames[WARMUP:], args.rate,
+        drive(logged_on(server.ws_port, entry), frames[:warmup], args.rate, frames_complete)
+        venue = drive(logged_on(server.ws_port, entry), frames[warmup:], args.rate,
                       frames_complete)  # fmt: skip
-        floor = floor_run(frames, args.rate, server_cpu, reply)
+        floor = floor_run(frames, warmup, args.rate, server_cpu, reply)
         results[name] = {
             "order_ack": venue, "echo_floor": floor,
             "p50_over_floor": round(venue["p50_us"] / floor["p50_us"], 2),
@@ -194,38 +205,39 @@ def latency(args, server: ServerProcess, credentials: list[dict], server_cpu: in
     return results
 
 
-def blast(port: int, entry: dict, n: int, window: int, start_at: float, cpu: int, out):
-    """One throughput client: n orders, at most `window` unanswered."""
+def blast(port: int, entry: dict, n: int, per_request: int, window: int, start_at: float,
+          cpu: int, out):  # fmt: skip
+    """One throughput client: n orders, at most `window` of them unanswered."""
     os.sched_setaffinity(0, {cpu})
     sock = logged_on(port, entry)
-    frames = orders(n)
+    frames = orders(n, per_request=per_request)
+    window = max(1, window // per_request)  # in requests
     while time.time() < start_at:
         time.sleep(0.0005)
     started = time.perf_counter()
-    sent = answered = 0
+    sent = answered = errors = 0
     buffer = b""
-    errors = 0
-    while answered < n:
-        if sent < n and sent - answered < window:
-            batch = min(window - (sent - answered), n - sent, 64)
-            sock.sendall(b"".join(frames[sent : sent + batch]))
-            sent += batch
+    while answered < len(frames):
+        if sent < len(frames) and sent - answered < window:
+            burst = min(window - (sent - answered), len(frames) - sent, 64)
+            sock.sendall(b"".join(frames[sent : sent + burst]))
+            sent += burst
         buffer += sock.recv(1 << 20)
         payloads, buffer = split_frames(buffer)
         answered += len(payloads)
-        errors += sum(b'"error"' in p for p in payloads)
+        errors += sum(p.count(b'"error"') for p in payloads)
     out.put((started, time.perf_counter(), errors))
     sock.close()
 
 
-def throughput(args, server: ServerProcess, credentials: list[dict], client_cpu: int) -> dict:
+def throughput(args, server: ServerProcess, credentials: list[dict], client_cpu: int,
+               per_request: int, first_client: int) -> dict:  # fmt: skip
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
     start_at = time.time() + 1.5  # every client logged on and waiting
-    clients = [context.Process(target=blast, args=(server.ws_port, credentials[i],
-                                                   args.throughput_orders, args.window,
-                                                   start_at, client_cpu, out))
-               for i in range(args.clients)]  # fmt: skip
+    clients = [context.Process(target=blast, args=(
+        server.ws_port, credentials[first_client + i], args.throughput_orders, per_request,
+        args.window, start_at, client_cpu, out)) for i in range(args.clients)]  # fmt: skip
     for client in clients:
         client.start()
     runs = [out.get(timeout=300) for _ in clients]
@@ -233,8 +245,9 @@ def throughput(args, server: ServerProcess, credentials: list[dict], client_cpu:
         client.join()
     seconds = max(end for _, end, _ in runs) - min(start for start, _, _ in runs)
     total = args.clients * args.throughput_orders
-    return {"clients": args.clients, "orders": total, "window": args.window,
-            "seconds": round(seconds, 3), "orders_per_s": round(total / seconds),
+    return {"clients": args.clients, "orders": total, "orders_per_request": per_request,
+            "window": args.window, "seconds": round(seconds, 3),
+            "orders_per_s": round(total / seconds),
             "errors": sum(e for _, _, e in runs)}  # fmt: skip
 
 
@@ -244,7 +257,7 @@ def run(args) -> dict:
     cpus = sorted(os.sched_getaffinity(0))
     server_cpu, client_cpu = cpus[-1], cpus[0]
     work = Path(tempfile.mkdtemp(prefix="flowgate-bench-", dir=args.data_root))
-    accounts = max(3, args.clients) + 1
+    accounts = 3 + 2 * args.clients + 1  # latency runs, then each throughput run its own
     data = work / "venue"
     venue = configured_venue(data, {
         "limits": {"order_rate": 10**7, "order_burst": 10**7, "key_rate": 10**6,
@@ -258,7 +271,10 @@ def run(args) -> dict:
     try:
         results = {"latency": latency(args, server, credentials, server_cpu, client_cpu)}
         os.sched_setaffinity(0, cpus)
-        results["throughput"] = throughput(args, server, credentials, client_cpu)
+        results["throughput"] = [
+            throughput(args, server, credentials, client_cpu, per_request, 3 + i * args.clients)
+            for i, per_request in enumerate((1, args.batch))
+        ]
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -277,7 +293,7 @@ def run(args) -> dict:
 
 
 def report(result: dict) -> str:
-    c, lat, tp = result["conditions"], result["latency"], result["throughput"]
+    c, lat = result["conditions"], result["latency"]
     lines = [
         f"WebSocket benchmark, {c['date']}: {c['cpu']}, {c['cores']} cores, Python "
         f"{c['python']}; {c['orders']:,} post-only `order.place` requests open loop at "
@@ -295,12 +311,13 @@ def report(result: dict) -> str:
             p99 = r["p99_over_floor"] if ratios else "1.0"
             lines.append(f"| {where} | {name} | {row['p50_us']} | {row['p99_us']} | "
                          f"{row['p999_us']} | {row['max_us']} | {p50} | {p99} |")  # fmt: skip
-    lines += [
-        "",
-        f"Throughput: {tp['clients']} clients on CPU {c['client_cpu']}, {tp['orders']:,} orders "
-        f"with up to {tp['window']} in flight each: **{tp['orders_per_s']:,} orders/s** "
-        f"({tp['seconds']} s; {tp['errors']} error answers).",
-    ]
+    lines += ["", f"Throughput, clients on CPU {c['client_cpu']}:", "",
+              "| clients | orders per request | orders | in flight per client | orders/s "
+              "| error answers |",
+              "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for tp in result["throughput"]:
+        lines.append(f"| {tp['clients']} | {tp['orders_per_request']} | {tp['orders']:,} | "
+                     f"{tp['window']} | {tp['orders_per_s']:,} | {tp['errors']} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -308,10 +325,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.ws",
                                      description=__doc__.split("\n")[0])  # fmt: skip
     parser.add_argument("--orders", type=int, default=20_000, help="per latency run")
+    parser.add_argument("--warmup", type=int, default=2_000, help="orders before each latency run")
     parser.add_argument("--rate", type=int, default=2_000, help="orders per second, open loop")
     parser.add_argument("--clients", type=int, default=4, help="throughput clients")
     parser.add_argument("--throughput-orders", type=int, default=50_000, help="per client")
     parser.add_argument("--window", type=int, default=256, help="orders in flight per client")
+    parser.add_argument("--batch", type=int, default=20, help="orders per order.batch request")
     parser.add_argument("--data-root", type=Path, default=Path("build"))
     output_arguments(parser, "ws")
     args = parser.parse_args(argv)
