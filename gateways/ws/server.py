@@ -78,7 +78,7 @@ MARKET_DATA_HIGH_BYTES = 256 << 10  # unsent bytes past which market data is hel
 # gateway can notice; fixed, a slow reader is caught within about a megabyte.
 KERNEL_SEND_BUFFER = 256 << 10
 MAX_UNSENT_BYTES = 32 << 20  # a client this far behind is disconnected
-PRIVATE_HISTORY = 100_000  # private updates kept per account for from_seq replay
+PRIVATE_HISTORY = 10_000  # private updates kept per account for from_seq replay
 CLOSED_ORDERS = 100_000  # recently closed orders order.status still knows
 IDLE_PING_S, PONG_TIMEOUT_S = 20.0, 10.0
 PRIVATE_CHANNELS = ("orders", "fills", "balances", "positions")
@@ -386,10 +386,12 @@ class WsGateway:
                 self.push_private(order.account, "orders", msgspec.structs.replace(order))
             elif kind == BALANCE:
                 view.balance(e)
-                self.push_private(e[E_ACCOUNT], "balances", e)
+                self.push_private(e[E_ACCOUNT], "balances",
+                                  (e[E_INSTRUMENT], e[E_TOTAL], e[E_LOCKED]))  # fmt: skip
             elif kind == POSITION:
                 view.position(e)
-                self.push_private(e[E_ACCOUNT], "positions", e)
+                held = (e[E_INSTRUMENT], e[E_NET_QTY], e[E_COST], e[E_REALIZED_PNL])
+                self.push_private(e[E_ACCOUNT], "positions", held)
             elif kind == CANCELED or kind == EXPIRED:
                 order = view.ended(e)
                 outcome.order = order
@@ -459,9 +461,8 @@ class WsGateway:
         if channel == "fills":
             return wire.fill_out(instruments, *item)
         if channel == "balances":
-            return wire.balance_out(instruments, item[E_INSTRUMENT], item[E_TOTAL], item[E_LOCKED])
-        return wire.position_out(instruments, item[E_INSTRUMENT], item[E_NET_QTY], item[E_COST],
-                                 item[E_REALIZED_PNL])  # fmt: skip
+            return wire.balance_out(instruments, *item)
+        return wire.position_out(instruments, *item)
 
     # -- market data --
 

@@ -410,6 +410,14 @@ def test_private_updates_missed_while_away_are_replayed_in_sequence(server):
         statuses = [p["data"]["status"] for p in replayed if p["channel"] == "orders"]
         assert statuses[-2:] == ["partially_filled", "filled"]
         assert sum(p["channel"] == "fills" for p in replayed) == 2
+        # the last balance and position updates are the account's state now
+        latest = {p["data"].get("asset") or p["data"].get("symbol"): p["data"] for p in replayed
+                  if p["channel"] in ("balances", "positions")}  # fmt: skip
+        for balance in (await maker.request("account.balances"))["balances"]:
+            if balance["asset"] in latest:
+                assert latest[balance["asset"]] == balance
+        (position,) = (await maker.request("account.positions"))["positions"]
+        assert latest["BTC-USDT"] == position and position["net_qty"] == "-0.01"
         with pytest.raises(FlowgateError) as refused:
             await maker.request("subscribe", {"channels": ["orders"], "from_seq": 10**6})
         assert refused.value.code == "REPLAY_UNAVAILABLE"
