@@ -122,22 +122,10 @@ class Instruments:
         self.qty_texts: list[dict[int, str]] = [{} for _ in specs]
 
     def price(self, spec: InstrumentSpec, ticks: int) -> str:
-        texts = self.price_texts[spec.index]
-        text = texts.get(ticks)
-        if text is None:
-            if len(texts) >= TEXT_CACHE:
-                texts.clear()
-            text = texts[ticks] = spec.ticks_to_price(ticks)
-        return text
+        return _remembered(self.price_texts[spec.index], ticks, spec.ticks_to_price)
 
     def qty(self, spec: InstrumentSpec, lots: int) -> str:
-        texts = self.qty_texts[spec.index]
-        text = texts.get(lots)
-        if text is None:
-            if len(texts) >= TEXT_CACHE:
-                texts.clear()
-            text = texts[lots] = spec.lots_to_qty(lots)
-        return text
+        return _remembered(self.qty_texts[spec.index], lots, spec.lots_to_qty)
 
     def spec(self, symbol: str) -> InstrumentSpec:
         spec = self.by_symbol.get(symbol)
@@ -147,6 +135,15 @@ class Instruments:
 
     def amount(self, asset: int, units: int) -> str:
         return decimal.format(units, self.asset_decimals[asset])
+
+
+def _remembered(texts: dict[int, str], value: int, format_text) -> str:
+    text = texts.get(value)
+    if text is None:
+        if len(texts) >= TEXT_CACHE:
+            texts.clear()
+        text = texts[value] = format_text(value)
+    return text
 
 
 def _steps(text: str, scale: int, step: int, code: str, what: str) -> int:
