@@ -29,6 +29,7 @@ from engine.views import VenueView
 from gateways import records, wire
 from gateways.auth.keys import DEMO_CREDENTIALS, KeyStore, write_demo_credentials
 from gateways.auth.verify import Authenticator
+from gateways.venue import Venue
 from gateways.ws import server as ws
 
 log = logging.getLogger("flowgate.server")
@@ -169,14 +170,17 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
     # 3. gateways: commands in through pipeline.submit, events out as subscribers
     specs = instrument_specs(config)
     if options.ws_port is not None:
+        #    the public gateways share one venue view, fed by one walk over
+        #    each event batch
         view = VenueView(specs, len(config.assets), core_at(pipeline, config, options),
                          pipeline.seq)  # fmt: skip
         history = HistoryReader(options.data_dir) if options.history else None
-        gateway = ws.WsGateway(pipeline, view, wire.Instruments(config, specs), authenticator,
-                               history)  # fmt: skip
-        pipeline.subscribers.append(gateway.on_events)
+        venue = Venue(pipeline, view, wire.Instruments(config, specs), history)
+        pipeline.subscribers.append(venue.on_events)
+        gateway = ws.WsGateway(venue, authenticator)
         served = await ws.serve(gateway, options.host, options.ws_port)
         gateways.append(("ws_port", gateway, served))
+        gateways.append(("venue", venue, None))
     if options.record_port is not None:
         port = records.RecordPort(pipeline.submit)
         pipeline.subscribers.append(port.on_events)
@@ -212,9 +216,9 @@ async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> 
     # clean shutdown: stop taking connections; sessions that asked for it get
     # their orders canceled; journal, apply and answer what is queued
     for _, gateway, server in gateways:
-        if server is None:
-            gateway.cancel()  # a task: the key watcher, the market maker
-        else:
+        if isinstance(gateway, asyncio.Task):
+            gateway.cancel()  # the key watcher, the market maker
+        if server is not None:
             server.close()
         if isinstance(gateway, ws.WsGateway):
             gateway.cancel_on_shutdown()
@@ -224,6 +228,8 @@ async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> 
             if gateway is not None:
                 gateway.close()
             await server.wait_closed()
+        elif isinstance(gateway, Venue):
+            gateway.close()
     log.info("stopped", extra={"seq": pipeline.seq})
     return 0
 

@@ -23,50 +23,12 @@ from urllib.parse import parse_qs
 import msgspec
 from picows import WSCloseCode, WSListener, WSMsgType, WSTransport, ws_create_server
 
-from engine.views import (
-    ACCEPTED,
-    AMENDED,
-    BALANCE,
-    BUY,
-    CANCEL_ALL_AFTER,
-    CANCELED,
-    E_ACCOUNT,
-    E_CMD_TYPE,
-    E_COST,
-    E_EXPIRE,
-    E_FLAGS,
-    E_INSTRUMENT,
-    E_LOCKED,
-    E_MAKER_FEE,
-    E_NET_QTY,
-    E_PRICE,
-    E_QTY,
-    E_REALIZED_PNL,
-    E_RESULT,
-    E_SIDE,
-    E_TAG,
-    E_TAKER_FEE,
-    E_TOTAL,
-    E_TRADE_ID,
-    E_TS,
-    E_TYPE,
-    EXPIRED,
-    FLAG_LAST,
-    MASS_CANCELED,
-    ORDER_STATE,
-    POSITION,
-    REJECTED,
-    SELL,
-    TRADE,
-    OrderView,
-    VenueView,
-    events_of,
-    order_of,
-)  # fmt: skip
+from engine.views import BUY, E_PRICE, E_QTY, E_SIDE, E_TRADE_ID, E_TS, SELL
 from gateways import wire
 from gateways.auth.errors import AuthError
 from gateways.auth.verify import Authenticator, canonical
 from gateways.sessions import next_session_id
+from gateways.venue import Outcome, Pending, Venue
 
 log = logging.getLogger("flowgate.ws")
 
@@ -79,7 +41,6 @@ MARKET_DATA_HIGH_BYTES = 256 << 10  # unsent bytes past which market data is hel
 KERNEL_SEND_BUFFER = 256 << 10
 MAX_UNSENT_BYTES = 32 << 20  # a client this far behind is disconnected
 PRIVATE_HISTORY = 10_000  # private updates kept per account for from_seq replay
-CLOSED_ORDERS = 100_000  # recently closed orders order.status still knows
 IDLE_PING_S, PONG_TIMEOUT_S = 20.0, 10.0
 PRIVATE_CHANNELS = ("orders", "fills", "balances", "positions")
 PUBLIC_CHANNELS = ("book", "trades", "bbo")
@@ -168,19 +129,6 @@ class Encoded:
         return frame
 
 
-class Pending:
-    """A request waiting for the engine: which method, and for a batch the
-    answers gathered so far."""
-
-    __slots__ = ("id", "method", "results", "waiting", "recv_ns", "engine_in_ns")
-
-    def __init__(self, request_id, method: str, size: int, recv_ns: int):
-        self.id, self.method, self.recv_ns = request_id, method, recv_ns
-        self.engine_in_ns = 0  # the sequencer's time of its (first) command
-        self.results: list = [None] * size
-        self.waiting = size
-
-
 class PrivateStream:
     """One account's private updates: a sequence, the last PRIVATE_HISTORY
     updates for replay, and the sessions subscribed to each channel."""
@@ -191,49 +139,28 @@ class PrivateStream:
         self.subscribers: dict[str, set] = {channel: set() for channel in PRIVATE_CHANNELS}
 
 
-class Outcome:
-    """What one command did, gathered from its events for the answer."""
-
-    __slots__ = ("order", "fills", "code", "retry", "count", "deadline_ns", "ts_ns")
-
-    def __init__(self):
-        self.order: OrderView | None = None
-        self.fills: list = []
-        self.code = ""
-        self.retry = False
-        self.count = 0  # orders a mass cancel canceled
-        self.deadline_ns = 0  # of a dead man's switch
-        self.ts_ns = 0  # the sequencer's time of the command
-
-
 class WsGateway:
-    def __init__(self, pipeline, view: VenueView, instruments: wire.Instruments,
-                 authenticator: Authenticator, history=None):  # fmt: skip
-        """`pipeline`: where commands go (`submit`) and how to have them taken
-        now (`kick`); `history`: a HistoryReader, for orders closed before the
-        newest CLOSED_ORDERS (or before this start)."""
-        self.submit = pipeline.submit
-        self.kick = pipeline.kick
-        self.history = history
-        self.view = view
-        self.instruments = instruments
+    def __init__(self, venue: Venue, authenticator: Authenticator):
+        self.venue = venue
+        self.view = venue.view
+        self.instruments = venue.instruments
         self.authenticator = authenticator
         self.guard = authenticator.guard
         self.limiter = authenticator.limiter
         self.max_message = authenticator.limits.max_message_bytes
         self.sessions: dict[int, WsSession] = {}
         self.epoch = time.time_ns() // 1_000_000  # names this run's private sequences
-        self.private: dict[int, PrivateStream] = collections.defaultdict(PrivateStream)
-        n = len(instruments.specs)
+        self.private_streams: dict[int, PrivateStream] = collections.defaultdict(PrivateStream)
+        n = len(self.instruments.specs)
         self.book_subscribers: list[set] = [set() for _ in range(n)]
         self.trade_subscribers: list[set] = [set() for _ in range(n)]
         self.bbo_subscribers: list[set] = [set() for _ in range(n)]
         self.bbo_seq = [0] * n
         self.bbo_last: list = [None] * n
-        self.closed: collections.OrderedDict[int, OrderView] = collections.OrderedDict()
         self.deferred: list = []  # pushes of the command being walked, sent after its answer
         self.dirty: list[WsSession] = []  # sessions with messages queued
         authenticator.on_revoked.append(self.key_revoked)
+        venue.streams.append(self)
 
     # -- connections --
 
@@ -265,8 +192,6 @@ class WsGateway:
         for session in list(self.sessions.values()):
             session.transport.send_close(WSCloseCode.GOING_AWAY, b"server shutting down")
             session.transport.disconnect()
-        if self.history is not None:
-            self.history.close()
 
     # -- requests --
 
@@ -316,133 +241,26 @@ class WsGateway:
             raise wire.RequestError("RATE_LIMITED", "over the rate limit",
                                     retry_after_ms=decision.retry_after_ms)  # fmt: skip
 
-    def enter(self, session: "WsSession", request: Request, items: list, recv_ns: int):
-        """Submit the command records of one request (for a batch, a
-        RequestError stands for an order refused here); the answer follows the
-        last event of its last command. A record the full command ring did not
-        take is answered OVERLOADED at once."""
-        pending = Pending(request.id, request.method, len(items), recv_ns)
-        numbers, records = [], bytearray()
-        for i, item in enumerate(items):
-            if isinstance(item, wire.RequestError):
-                pending.results[i] = (item.code, None)
-                pending.waiting -= 1
-                continue
-            session.requests += 1
-            wire.TAG.pack_into(item, wire.TAG_OFFSET, (session.id << 32) + session.requests)
-            session.pending[session.requests] = (pending, i)
-            numbers.append(session.requests)
-            records += item
-        taken = self.submit(records) if records else 0
-        for number in numbers[taken:]:
-            _, i = session.pending.pop(number)
-            pending.results[i] = ("OVERLOADED", None)
-            pending.waiting -= 1
-        if pending.waiting == 0:
-            session.answer(pending, time.time_ns())
+    # -- streams (the venue's walk calls these) --
 
-    def enter_one(self, session: "WsSession", request: Request, record: bytearray,
-                  recv_ns: int):  # fmt: skip
-        """`enter` for the common request of one command, kept short."""
-        pending = Pending(request.id, request.method, 1, recv_ns)
-        session.requests = number = session.requests + 1
-        wire.TAG.pack_into(record, wire.TAG_OFFSET, (session.id << 32) + number)
-        if self.submit(record):
-            session.pending[number] = (pending, 0)
-        else:
-            pending.results[0] = ("OVERLOADED", None)
-            session.answer(pending, time.time_ns())
+    def command_end(self):
+        """A command's answer is out: now its private updates."""
+        for stream, channel, entry in self.deferred:
+            self.send_private(stream, channel, entry)
+        self.deferred.clear()
 
-    # -- events --
-
-    def on_events(self, batch: bytes):
-        """Event ring subscriber: one walk over the batch, in engine order."""
-        out_ns = time.time_ns()
-        view = self.view
-        outcome = Outcome()
-        trades_by_instrument: dict[int, list] = {}
-        for e in events_of(batch):
-            kind = e[E_TYPE]
-            tag = e[E_TAG]
-            if kind == TRADE:
-                taker, maker = view.trade(e)
-                trade_id, price, qty, ts = e[E_TRADE_ID], e[E_PRICE], e[E_QTY], e[E_TS]
-                for order, fee, is_maker in ((taker, e[E_TAKER_FEE], False),
-                                             (maker, e[E_MAKER_FEE], True)):  # fmt: skip
-                    if order is None:
-                        continue
-                    snapshot = msgspec.structs.replace(order)
-                    fill = (snapshot, trade_id, price, qty, fee, is_maker, ts)
-                    self.push_private(order.account, "orders", snapshot)
-                    self.push_private(order.account, "fills", fill)
-                    if not is_maker and tag:
-                        outcome.fills.append(fill)
-                    if order.leaves == 0:
-                        self.remember(snapshot)
-                trades_by_instrument.setdefault(e[E_INSTRUMENT], []).append(e)
-            elif kind == ACCEPTED:
-                order = view.accepted(e)
-                outcome.order = order
-                self.push_private(order.account, "orders", msgspec.structs.replace(order))
-            elif kind == BALANCE:
-                view.balance(e)
-                self.push_private(e[E_ACCOUNT], "balances",
-                                  (e[E_INSTRUMENT], e[E_TOTAL], e[E_LOCKED]))  # fmt: skip
-            elif kind == POSITION:
-                view.position(e)
-                held = (e[E_INSTRUMENT], e[E_NET_QTY], e[E_COST], e[E_REALIZED_PNL])
-                self.push_private(e[E_ACCOUNT], "positions", held)
-            elif kind == CANCELED or kind == EXPIRED:
-                order = view.ended(e)
-                outcome.order = order
-                self.remember(order)
-                self.push_private(order.account, "orders", order)
-            elif kind == AMENDED:
-                order = view.amended(e)
-                outcome.order = order
-                self.push_private(order.account, "orders", msgspec.structs.replace(order))
-            elif kind == REJECTED:
-                outcome.code = wire.result_name(e[E_RESULT])
-                if e[E_CMD_TYPE] == wire.CMD_PLACE and 0 < e[E_ACCOUNT] <= view.n_accounts:
-                    rejected = order_of(e)
-                    self.push_private(e[E_ACCOUNT], "orders", rejected)
-            elif kind == ORDER_STATE:
-                outcome.order = order_of(e)
-                outcome.retry = True
-            elif kind == MASS_CANCELED:
-                outcome.count = e[E_QTY]
-            elif kind == CANCEL_ALL_AFTER:
-                outcome.deadline_ns = e[E_EXPIRE]
-            if e[E_FLAGS] & FLAG_LAST:
-                if tag:
-                    outcome.ts_ns = e[E_TS]
-                    session = self.sessions.get(tag >> 32)
-                    if session is not None:
-                        session.command_done(tag & 0xFFFFFFFF, outcome, out_ns)
-                outcome = Outcome()
-                for stream, channel, item in self.deferred:
-                    self.send_private(stream, channel, item)
-                self.deferred.clear()
-        self.flush()  # answers and private updates first, market data after
-        for instrument, trades in trades_by_instrument.items():
-            self.push_trades(instrument, trades)
-        for book in view.books:
-            if book.touched:
-                self.push_book(book)
-        self.flush()
-
-    def remember(self, order: OrderView):
-        """Closed orders order.status can still answer (the newest CLOSED_ORDERS)."""
-        self.closed[order.order_id] = order
-        if len(self.closed) > CLOSED_ORDERS:
-            self.closed.popitem(last=False)
+    def market_data(self, trades: dict[int, list], books: list):
+        for instrument, events in trades.items():
+            self.push_trades(instrument, events)
+        for book, changes in books:
+            self.push_book(book, changes)
 
     # -- private streams --
 
-    def push_private(self, account: int, channel: str, item):
+    def private(self, account: int, channel: str, item):
         """Number the update in the account's sequence and keep it for replay;
         subscribers get it after the answer to the command that caused it."""
-        stream = self.private[account]
+        stream = self.private_streams[account]
         stream.seq += 1
         entry = (stream.seq, channel, item)
         stream.history.append(entry)
@@ -484,22 +302,18 @@ class WsGateway:
                     "checksum": checksum}  # fmt: skip
         return Encoded(Push(f"book.{spec.symbol}", book.seq, data))
 
-    def push_book(self, book):
+    def push_book(self, book, changes: list):
         """A batch moved this book: one delta to its subscribers, and the best
         bid and offer if they changed. A channel's seq counts what it
-        published: with no subscribers there is nothing to do (a new one
+        published: with no subscribers there is nothing to send (a new one
         starts from a snapshot)."""
         index = book.spec.index
         subscribers = self.book_subscribers[index]
-        if subscribers:
-            changes = book.take_changes()
-            if changes:
-                book.seq += 1
-                encoded = self.book_message(book, False, changes)
-                for session in subscribers:
-                    session.send_encoded(encoded, market_data=True)
-        else:
-            book.touched.clear()
+        if subscribers and changes:
+            book.seq += 1
+            encoded = self.book_message(book, False, changes)
+            for session in subscribers:
+                session.send_encoded(encoded, market_data=True)
         if self.bbo_subscribers[index]:
             self.push_bbo(book)
 
@@ -557,7 +371,7 @@ class WsGateway:
                             *self.bbo_subscribers):  # fmt: skip
             subscribers.discard(session)
         if session.account:
-            for subscribers in self.private[session.account].subscribers.values():
+            for subscribers in self.private_streams[session.account].subscribers.values():
                 subscribers.discard(session)
 
 
@@ -593,6 +407,7 @@ class WsSession(WSListener):
             return
         self.counted = True
         self.gateway.sessions[self.id] = self
+        self.gateway.venue.sessions[self.id] = self
         log.info("ws session open", extra={"session": self.id, "peer": self.ip})
 
     def on_ws_disconnected(self, transport: WSTransport):
@@ -601,6 +416,7 @@ class WsSession(WSListener):
             gateway.guard.disconnect(self.ip)
             self.counted = False
         gateway.sessions.pop(self.id, None)
+        gateway.venue.sessions.pop(self.id, None)
         gateway.unsubscribe_all(self)
         self.cancel_orders_if_asked()
         log.info("ws session closed", extra={"session": self.id, "account": self.account})
@@ -613,7 +429,7 @@ class WsSession(WSListener):
         gateway = self.gateway
         record = wire.mass_cancel_record(gateway.instruments, wire.CancelAllParams(),
                                          self.account, time.time_ns())  # fmt: skip
-        if not gateway.submit(record):
+        if not gateway.venue.submit(record):
             log.error("cancel-on-disconnect refused: the command ring is full",
                       extra={"session": self.id, "account": self.account})  # fmt: skip
 
@@ -633,7 +449,7 @@ class WsSession(WSListener):
         # (pings are answered by picows; pongs need nothing)
         if frame.last_in_buffer:  # the whole read is handled: its commands go now
             self.gateway.flush()
-            self.gateway.kick()
+            self.gateway.venue.kick()
 
     def gather(self, kind: WSMsgType, frame):
         """A fragmented message: gather it, within the size limit."""
@@ -719,40 +535,27 @@ class WsSession(WSListener):
             return
         pending, index = entry
         pending.engine_in_ns = pending.engine_in_ns or outcome.ts_ns
-        pending.results[index] = (outcome.code, self.result_of(pending.method, outcome))
+        result = self.gateway.venue.result_of(pending.method, outcome)
+        pending.results[index] = (outcome.code, result)
         pending.waiting -= 1
         if pending.waiting == 0:
             self.answer(pending, out_ns)
 
-    def result_of(self, method: str, outcome: Outcome):
-        if outcome.code:
-            return None
-        instruments = self.gateway.instruments
-        if method == "session.cancel_all_after":
-            return {"deadline_ns": outcome.deadline_ns}
-        if method == "order.cancel_all":
-            return {"canceled": outcome.count}
-        result = {"order": wire.order_out(instruments, outcome.order)}
-        if method != "order.cancel":
-            result["fills"] = [wire.fill_out(instruments, *fill) for fill in outcome.fills]
-        if outcome.retry:
-            result["retry"] = True
-        return result
-
     def answer(self, pending: Pending, out_ns: int):
         times = {"gateway_in_ns": pending.recv_ns, "engine_in_ns": pending.engine_in_ns,
                  "engine_out_ns": out_ns, "gateway_out_ns": time.time_ns()}  # fmt: skip
-        if pending.method == "order.batch":
+        if pending.method == "batch":
             results = [{"error": error_body(code)} if code else result
                        for code, result in pending.results]  # fmt: skip
-            self.send({"id": pending.id, "result": {"results": results, "timestamps": times}})
+            self.send({"id": pending.context, "result": {"results": results,
+                                                         "timestamps": times}})  # fmt: skip
             return
         ((code, result),) = pending.results
         if code:
-            self.send({"id": pending.id, "error": {**error_body(code), "timestamps": times}})
+            self.send({"id": pending.context, "error": {**error_body(code), "timestamps": times}})
         else:
             result["timestamps"] = times
-            self.send({"id": pending.id, "result": result})
+            self.send({"id": pending.context, "result": result})
 
 
 def error_body(code: str) -> dict:
@@ -760,6 +563,11 @@ def error_body(code: str) -> dict:
 
 
 # -- methods: (handler, params type, permission needed; None: open to all) --
+
+
+def pending_for(request: Request, size: int, recv_ns: int) -> Pending:
+    """`order.place` waits as "place", `session.cancel_all_after` as "cancel_all_after"..."""
+    return Pending(request.id, request.method.rpartition(".")[2], size, recv_ns)
 
 
 def _logon(gateway: WsGateway, session: WsSession, request, p: LogonParams, recv_ns):
@@ -796,13 +604,13 @@ def _cancel_all_after(gateway: WsGateway, session: WsSession, request, p: Timeou
     if not 0 <= p.timeout_ms <= 86_400_000:
         raise wire.RequestError("INVALID_TIMEOUT", wire.MESSAGES["INVALID_TIMEOUT"])
     record = wire.cancel_all_after_record(p.timeout_ms, session.account, recv_ns)
-    gateway.enter_one(session, request, bytearray(record), recv_ns)
+    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
 
 
 def _place(gateway: WsGateway, session: WsSession, request, p: wire.PlaceParams, recv_ns):
     gateway.spend(session, orders=True)
     record = wire.place_record(gateway.instruments, p, session.account, recv_ns)
-    gateway.enter_one(session, request, bytearray(record), recv_ns)
+    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
 
 
 def _batch(gateway: WsGateway, session: WsSession, request, p: BatchParams, recv_ns):
@@ -818,7 +626,7 @@ def _batch(gateway: WsGateway, session: WsSession, request, p: BatchParams, recv
                                                      session.account, recv_ns)))  # fmt: skip
         except wire.RequestError as e:
             items.append(e)
-    gateway.enter(session, request, items, recv_ns)
+    gateway.venue.enter(session, pending_for(request, len(items), recv_ns), items)
 
 
 def _amend(gateway: WsGateway, session: WsSession, request, p: wire.AmendParams, recv_ns):
@@ -827,41 +635,23 @@ def _amend(gateway: WsGateway, session: WsSession, request, p: wire.AmendParams,
     order = gateway.view.find(session.account, order_id, coid.decode())
     instrument = -1 if order is None else order.instrument
     record = wire.amend_record(gateway.instruments, p, instrument, session.account, recv_ns)
-    gateway.enter_one(session, request, bytearray(record), recv_ns)
+    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
 
 
 def _cancel(gateway: WsGateway, session: WsSession, request, p: wire.OrderRef, recv_ns):
     record = wire.cancel_record(p, session.account, recv_ns)
-    gateway.enter_one(session, request, bytearray(record), recv_ns)
+    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
 
 
 def _cancel_all(gateway: WsGateway, session: WsSession, request, p: wire.CancelAllParams, recv_ns):
     record = wire.mass_cancel_record(gateway.instruments, p, session.account, recv_ns)
-    gateway.enter_one(session, request, bytearray(record), recv_ns)
+    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
 
 
 def _status(gateway: WsGateway, session: WsSession, request, p: wire.OrderRef, recv_ns):
-    """Open orders and recently closed ones by either id; older ones by order_id."""
     gateway.spend(session, orders=False)
     order_id, coid = wire.order_id_of(p)
-    order = gateway.view.find(session.account, order_id, coid.decode())
-    if order is None and order_id:
-        order = gateway.closed.get(order_id)
-        if order is None and gateway.history is not None:
-            row = gateway.history.order(session.account, order_id)
-            if row is not None:
-                order = OrderView(
-                    row["order_id"], row["account"], row["instrument"], row["side"],
-                    row["order_type"], row["tif"], 0, False, row["price"], row["qty"],
-                    row["leaves"], row["filled"], row["filled_quote"], row["status"], 0,
-                    row["client_order_id"], row["updated_ns"],
-                )  # fmt: skip
-    elif order is None:
-        order = next((o for o in reversed(gateway.closed.values())
-                      if o.account == session.account and o.client_order_id == coid.decode()),
-                     None)  # fmt: skip
-    if order is None or order.account != session.account:
-        raise wire.RequestError("UNKNOWN_ORDER", "no such order for this account")
+    order = gateway.venue.order_status(session.account, order_id, coid.decode())
     session.reply(request.id, {"order": wire.order_out(gateway.instruments, order)})
 
 
@@ -904,7 +694,7 @@ def _subscribe(gateway: WsGateway, session: WsSession, request, p: SubscribePara
     gateway.spend(session, orders=False)
     channels = [(name, *_channel(gateway, session, name)) for name in p.channels]
     private = [name for name, kind, _ in channels if kind in PRIVATE_CHANNELS]
-    stream = gateway.private[session.account] if private else None
+    stream = gateway.private_streams[session.account] if private else None
     replay = []
     if stream is not None and p.from_seq is not None:
         oldest = stream.history[0][0] if stream.history else stream.seq + 1
@@ -941,7 +731,7 @@ def _unsubscribe(gateway: WsGateway, session: WsSession, request, p: SubscribePa
     channels = [(name, *_channel(gateway, session, name)) for name in p.channels]
     for name, kind, instrument in channels:
         if kind in PRIVATE_CHANNELS:
-            gateway.private[session.account].subscribers[kind].discard(session)
+            gateway.private_streams[session.account].subscribers[kind].discard(session)
         else:
             table = {"book": gateway.book_subscribers, "trades": gateway.trade_subscribers,
                      "bbo": gateway.bbo_subscribers}[kind]  # fmt: skip

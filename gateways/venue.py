@@ -1,0 +1,273 @@
+"""What every gateway shares: the venue view, the way into the engine, and
+the one walk over each event batch that answers commands and feeds streams.
+
+A gateway's session registers in `sessions` under its id (the high half of
+its commands' tags) and implements `command_done(number, outcome, out_ns)`
+and `answer(pending, out_ns)`. Gateways with streams (`streams`) implement
+`private(account, channel, item)`, `command_end()`, `market_data(trades,
+books)` and `flush()`: the walk hands them every private update of a
+command after the command's answer, and market data once per batch.
+"""
+
+import collections
+import time
+
+import msgspec
+
+from engine.views import (
+    ACCEPTED,
+    AMENDED,
+    BALANCE,
+    CANCEL_ALL_AFTER,
+    CANCELED,
+    E_ACCOUNT,
+    E_CMD_TYPE,
+    E_COST,
+    E_EXPIRE,
+    E_FLAGS,
+    E_INSTRUMENT,
+    E_LOCKED,
+    E_MAKER_FEE,
+    E_NET_QTY,
+    E_PRICE,
+    E_QTY,
+    E_REALIZED_PNL,
+    E_RESULT,
+    E_TAG,
+    E_TAKER_FEE,
+    E_TOTAL,
+    E_TRADE_ID,
+    E_TS,
+    E_TYPE,
+    EXPIRED,
+    FLAG_LAST,
+    MASS_CANCELED,
+    ORDER_STATE,
+    POSITION,
+    REJECTED,
+    TRADE,
+    OrderView,
+    VenueView,
+    events_of,
+    order_of,
+)  # fmt: skip
+from gateways import wire
+
+CLOSED_ORDERS = 100_000  # recently closed orders a status query still finds in memory
+
+
+class Outcome:
+    """What one command did, gathered from its events for the answer."""
+
+    __slots__ = ("order", "fills", "code", "retry", "count", "deadline_ns", "ts_ns")
+
+    def __init__(self):
+        self.order: OrderView | None = None
+        self.fills: list = []
+        self.code = ""
+        self.retry = False
+        self.count = 0  # orders a mass cancel canceled
+        self.deadline_ns = 0  # of a dead man's switch
+        self.ts_ns = 0  # the sequencer's time of the command
+
+
+class Pending:
+    """A request waiting for the engine: what it asked, and for a batch the
+    outcomes gathered so far; `context` is the gateway's (its request id,
+    its connection...)."""
+
+    __slots__ = ("context", "method", "results", "waiting", "recv_ns", "engine_in_ns")
+
+    def __init__(self, context, method: str, size: int, recv_ns: int):
+        self.context, self.method, self.recv_ns = context, method, recv_ns
+        self.engine_in_ns = 0  # the sequencer's time of its (first) command
+        self.results: list = [None] * size  # (error code or "", result) per command
+        self.waiting = size
+
+
+class Venue:
+    def __init__(self, pipeline, view: VenueView, instruments: wire.Instruments, history=None):
+        """`pipeline`: where commands go (`submit`) and how to have them taken
+        now (`kick`); `history`: a HistoryReader, for orders closed before the
+        newest CLOSED_ORDERS (or before this start)."""
+        self.submit = pipeline.submit
+        self.kick = pipeline.kick
+        self.view = view
+        self.instruments = instruments
+        self.history = history
+        self.sessions: dict[int, object] = {}
+        self.streams: list = []
+        self.closed: collections.OrderedDict[int, OrderView] = collections.OrderedDict()
+
+    def close(self):
+        if self.history is not None:
+            self.history.close()
+
+    # -- into the engine --
+
+    def enter(self, session, pending: Pending, items: list):
+        """Submit the command records of one request (for a batch, a
+        RequestError stands for an order refused at the gateway); the session
+        is answered after the last event of its last command. A record the
+        full command ring did not take is answered OVERLOADED at once."""
+        numbers, records = [], bytearray()
+        for i, item in enumerate(items):
+            if isinstance(item, wire.RequestError):
+                pending.results[i] = (item.code, None)
+                pending.waiting -= 1
+                continue
+            session.requests += 1
+            wire.TAG.pack_into(item, wire.TAG_OFFSET, (session.id << 32) + session.requests)
+            session.pending[session.requests] = (pending, i)
+            numbers.append(session.requests)
+            records += item
+        taken = self.submit(records) if records else 0
+        for number in numbers[taken:]:
+            _, i = session.pending.pop(number)
+            pending.results[i] = ("OVERLOADED", None)
+            pending.waiting -= 1
+        if pending.waiting == 0:
+            session.answer(pending, time.time_ns())
+
+    def enter_one(self, session, pending: Pending, record: bytearray):
+        """`enter` for the common request of one command, kept short."""
+        session.requests = number = session.requests + 1
+        wire.TAG.pack_into(record, wire.TAG_OFFSET, (session.id << 32) + number)
+        if self.submit(record):
+            session.pending[number] = (pending, 0)
+        else:
+            pending.results[0] = ("OVERLOADED", None)
+            session.answer(pending, time.time_ns())
+
+    # -- out of the engine --
+
+    def on_events(self, batch: bytes):
+        """Event ring subscriber: one walk over the batch, in engine order."""
+        out_ns = time.time_ns()
+        view = self.view
+        streams = self.streams
+        private = self._private if streams else _ignore
+        outcome = Outcome()
+        trades: dict[int, list] = {}
+        for e in events_of(batch):
+            kind = e[E_TYPE]
+            tag = e[E_TAG]
+            if kind == TRADE:
+                taker, maker = view.trade(e)
+                trade_id, price, qty, ts = e[E_TRADE_ID], e[E_PRICE], e[E_QTY], e[E_TS]
+                for order, fee, is_maker in ((taker, e[E_TAKER_FEE], False),
+                                             (maker, e[E_MAKER_FEE], True)):  # fmt: skip
+                    if order is None:
+                        continue
+                    snapshot = msgspec.structs.replace(order)
+                    fill = (snapshot, trade_id, price, qty, fee, is_maker, ts)
+                    private(order.account, "orders", snapshot)
+                    private(order.account, "fills", fill)
+                    if not is_maker and tag:
+                        outcome.fills.append(fill)
+                    if order.leaves == 0:
+                        self.remember(snapshot)
+                trades.setdefault(e[E_INSTRUMENT], []).append(e)
+            elif kind == ACCEPTED:
+                order = view.accepted(e)
+                outcome.order = order
+                if streams:
+                    private(order.account, "orders", msgspec.structs.replace(order))
+            elif kind == BALANCE:
+                view.balance(e)
+                private(e[E_ACCOUNT], "balances", (e[E_INSTRUMENT], e[E_TOTAL], e[E_LOCKED]))
+            elif kind == POSITION:
+                view.position(e)
+                held = (e[E_INSTRUMENT], e[E_NET_QTY], e[E_COST], e[E_REALIZED_PNL])
+                private(e[E_ACCOUNT], "positions", held)
+            elif kind == CANCELED or kind == EXPIRED:
+                order = view.ended(e)
+                outcome.order = order
+                self.remember(order)
+                private(order.account, "orders", order)
+            elif kind == AMENDED:
+                order = view.amended(e)
+                outcome.order = order
+                if streams:
+                    private(order.account, "orders", msgspec.structs.replace(order))
+            elif kind == REJECTED:
+                outcome.code = wire.result_name(e[E_RESULT])
+                if e[E_CMD_TYPE] == wire.CMD_PLACE and 0 < e[E_ACCOUNT] <= view.n_accounts:
+                    private(e[E_ACCOUNT], "orders", order_of(e))
+            elif kind == ORDER_STATE:
+                outcome.order = order_of(e)
+                outcome.retry = True
+            elif kind == MASS_CANCELED:
+                outcome.count = e[E_QTY]
+            elif kind == CANCEL_ALL_AFTER:
+                outcome.deadline_ns = e[E_EXPIRE]
+            if e[E_FLAGS] & FLAG_LAST:
+                if tag:
+                    outcome.ts_ns = e[E_TS]
+                    session = self.sessions.get(tag >> 32)
+                    if session is not None:
+                        session.command_done(tag & 0xFFFFFFFF, outcome, out_ns)
+                outcome = Outcome()
+                for gateway in streams:
+                    gateway.command_end()
+        for gateway in streams:  # answers and private updates first, market data after
+            gateway.flush()
+        books = [(book, book.take_changes()) for book in view.books if book.touched]
+        for gateway in streams:
+            gateway.market_data(trades, books)
+            gateway.flush()
+
+    def _private(self, account: int, channel: str, item):
+        for gateway in self.streams:
+            gateway.private(account, channel, item)
+
+    def remember(self, order: OrderView):
+        """Closed orders a status query still finds (the newest CLOSED_ORDERS)."""
+        self.closed[order.order_id] = order
+        if len(self.closed) > CLOSED_ORDERS:
+            self.closed.popitem(last=False)
+
+    # -- queries every protocol answers alike --
+
+    def order_status(self, account: int, order_id: int, client_order_id: str) -> OrderView:
+        """An order of the account: open and recently closed ones by either id,
+        older ones by order_id from the history; UNKNOWN_ORDER otherwise."""
+        order = self.view.find(account, order_id, client_order_id)
+        if order is None and order_id:
+            order = self.closed.get(order_id)
+            if order is None and self.history is not None:
+                row = self.history.order(account, order_id)
+                if row is not None:
+                    order = OrderView(
+                        row["order_id"], row["account"], row["instrument"], row["side"],
+                        row["order_type"], row["tif"], 0, False, row["price"], row["qty"],
+                        row["leaves"], row["filled"], row["filled_quote"], row["status"], 0,
+                        row["client_order_id"], row["updated_ns"],
+                    )  # fmt: skip
+        elif order is None:
+            order = next((o for o in reversed(self.closed.values())
+                          if o.account == account and o.client_order_id == client_order_id),
+                         None)  # fmt: skip
+        if order is None or order.account != account:
+            raise wire.RequestError("UNKNOWN_ORDER", "no such order for this account")
+        return order
+
+    def result_of(self, method: str, outcome: Outcome):
+        """The result of a command that succeeded, in the shapes of the API."""
+        if outcome.code:
+            return None
+        instruments = self.instruments
+        if method == "cancel_all_after":
+            return {"deadline_ns": outcome.deadline_ns}
+        if method == "cancel_all":
+            return {"canceled": outcome.count}
+        result = {"order": wire.order_out(instruments, outcome.order)}
+        if method != "cancel":
+            result["fills"] = [wire.fill_out(instruments, *fill) for fill in outcome.fills]
+        if outcome.retry:
+            result["retry"] = True
+        return result
+
+
+def _ignore(account: int, channel: str, item):
+    pass
