@@ -6,7 +6,9 @@ its commands' tags) and implements `command_done(number, outcome, out_ns)`
 and `answer(pending, out_ns)`. Gateways with streams (`streams`) implement
 `private(account, channel, item)`, `command_end()`, `market_data(trades,
 books)` and `flush()`: the walk hands them every private update of a
-command after the command's answer, and market data once per batch.
+command after the command's answer, and market data once per batch: the
+trades, and the books the batch moved (`BookView.take_changes` gives what
+moved; the walk forgets it after the batch).
 """
 
 import collections
@@ -146,7 +148,8 @@ class Venue:
         out_ns = time.time_ns()
         view = self.view
         streams = self.streams
-        private = self._private if streams else _ignore
+        private = _ignore if not streams else streams[0].private if len(streams) == 1 else (
+            self._private)  # fmt: skip
         outcome = Outcome()
         trades: dict[int, list] = {}
         for e in events_of(batch):
@@ -212,10 +215,12 @@ class Venue:
                     gateway.command_end()
         for gateway in streams:  # answers and private updates first, market data after
             gateway.flush()
-        books = [(book, book.take_changes()) for book in view.books if book.touched]
+        books = [book for book in view.books if book.touched]
         for gateway in streams:
             gateway.market_data(trades, books)
             gateway.flush()
+        for book in books:
+            book.touched.clear()
 
     def _private(self, account: int, channel: str, item):
         for gateway in self.streams:

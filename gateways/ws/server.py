@@ -252,8 +252,8 @@ class WsGateway:
     def market_data(self, trades: dict[int, list], books: list):
         for instrument, events in trades.items():
             self.push_trades(instrument, events)
-        for book, changes in books:
-            self.push_book(book, changes)
+        for book in books:
+            self.push_book(book)
 
     # -- private streams --
 
@@ -302,14 +302,15 @@ class WsGateway:
                     "checksum": checksum}  # fmt: skip
         return Encoded(Push(f"book.{spec.symbol}", book.seq, data))
 
-    def push_book(self, book, changes: list):
+    def push_book(self, book):
         """A batch moved this book: one delta to its subscribers, and the best
         bid and offer if they changed. A channel's seq counts what it
         published: with no subscribers there is nothing to send (a new one
         starts from a snapshot)."""
         index = book.spec.index
         subscribers = self.book_subscribers[index]
-        if subscribers and changes:
+        changes = book.take_changes() if subscribers else None
+        if changes:
             book.seq += 1
             encoded = self.book_message(book, False, changes)
             for session in subscribers:
