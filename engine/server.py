@@ -29,6 +29,7 @@ from engine.views import VenueView
 from gateways import records, wire
 from gateways.auth.keys import DEMO_CREDENTIALS, KeyStore, write_demo_credentials
 from gateways.auth.verify import Authenticator
+from gateways.rest import server as rest
 from gateways.venue import Venue
 from gateways.ws import server as ws
 
@@ -39,6 +40,7 @@ class ServeOptions(msgspec.Struct, kw_only=True):
     data_dir: Path
     durability: Durability = Durability.WRITE
     host: str = "127.0.0.1"  # of the public gateways
+    rest_port: int | None = None
     ws_port: int | None = None
     record_port: int | None = None  # loopback only
     metrics_port: int | None = None  # loopback only
@@ -169,7 +171,7 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
     gateways = [("key_watch", _watch_keys(authenticator), None)]
     # 3. gateways: commands in through pipeline.submit, events out as subscribers
     specs = instrument_specs(config)
-    if options.ws_port is not None:
+    if options.ws_port is not None or options.rest_port is not None:
         #    the public gateways share one venue view, fed by one walk over
         #    each event batch
         view = VenueView(specs, len(config.assets), core_at(pipeline, config, options),
@@ -177,9 +179,14 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
         history = HistoryReader(options.data_dir) if options.history else None
         venue = Venue(pipeline, view, wire.Instruments(config, specs), history)
         pipeline.subscribers.append(venue.on_events)
-        gateway = ws.WsGateway(venue, authenticator)
-        served = await ws.serve(gateway, options.host, options.ws_port)
-        gateways.append(("ws_port", gateway, served))
+        if options.ws_port is not None:
+            gateway = ws.WsGateway(venue, authenticator)
+            served = await ws.serve(gateway, options.host, options.ws_port)
+            gateways.append(("ws_port", gateway, served))
+        if options.rest_port is not None:
+            rest_gateway = rest.RestGateway(venue, authenticator)
+            served = await rest.serve(rest_gateway, options.host, options.rest_port)
+            gateways.append(("rest_port", rest_gateway, served))
         gateways.append(("venue", venue, None))
     if options.record_port is not None:
         port = records.RecordPort(pipeline.submit)
@@ -266,6 +273,10 @@ def how_to_connect(config: VenueConfig, options: ServeOptions, ports: dict) -> s
         lines.append(f"  account {market_maker.ACCOUNT} makes markets in every book")
     if options.demo:
         lines.append(f"  API keys of every account: {options.data_dir}/{DEMO_CREDENTIALS}")
+    if "rest_port" in ports:
+        lines.append(f"  REST http://{options.host}:{ports['rest_port']}/v1 (reference: "
+                     f"http://{options.host}:{ports['rest_port']}/docs; Python: "
+                     "flowgate_client.RestClient)")  # fmt: skip
     if "ws_port" in ports:
         lines.append(f"  WebSocket ws://{options.host}:{ports['ws_port']}/v1/ws (docs/websocket.md;"
                      " Python: flowgate_client.ws)")  # fmt: skip

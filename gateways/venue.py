@@ -35,6 +35,8 @@ from engine.views import (
     E_QTY,
     E_REALIZED_PNL,
     E_RESULT,
+    E_SEQ,
+    E_SIDE,
     E_TAG,
     E_TAKER_FEE,
     E_TOTAL,
@@ -56,6 +58,7 @@ from engine.views import (
 from gateways import wire
 
 CLOSED_ORDERS = 100_000  # recently closed orders a status query still finds in memory
+RECENT_TRADES = 1_000  # public trades kept per instrument for queries
 
 
 class Outcome:
@@ -100,6 +103,9 @@ class Venue:
         self.sessions: dict[int, object] = {}
         self.streams: list = []
         self.closed: collections.OrderedDict[int, OrderView] = collections.OrderedDict()
+        # per instrument, newest last: (trade_id, price, qty, taker side, ts_ns)
+        self.recent_trades = [collections.deque(maxlen=RECENT_TRADES) for _ in instruments.specs]
+        self.seq = view.seq  # of the last event walked: the state the view shows
 
     def close(self):
         if self.history is not None:
@@ -171,6 +177,7 @@ class Venue:
                     if order.leaves == 0:
                         self.remember(snapshot)
                 trades.setdefault(e[E_INSTRUMENT], []).append(e)
+                self.recent_trades[e[E_INSTRUMENT]].append((trade_id, price, qty, e[E_SIDE], ts))
             elif kind == ACCEPTED:
                 order = view.accepted(e)
                 outcome.order = order
@@ -213,6 +220,7 @@ class Venue:
                 outcome = Outcome()
                 for gateway in streams:
                     gateway.command_end()
+                self.seq = e[E_SEQ]
         for gateway in streams:  # answers and private updates first, market data after
             gateway.flush()
         books = [book for book in view.books if book.touched]

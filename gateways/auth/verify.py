@@ -19,7 +19,7 @@ from nacl.signing import VerifyKey
 from engine.config import LimitsConfig
 from gateways.auth.errors import AuthError
 from gateways.auth.keys import ApiKey, KeyStore
-from gateways.auth.limits import Guard, RateLimiter, refuse
+from gateways.auth.limits import Decision, Guard, RateLimiter, refuse
 
 
 def canonical(ts: int | str, nonce: str, method: str, target: str, body: bytes) -> bytes:
@@ -53,6 +53,7 @@ class Principal(msgspec.Struct, frozen=True):
     account: int
     permissions: tuple[str, ...]
     deadline_ns: int  # wall clock: the engine must take the command by then
+    rate: Decision | None = None  # the key's request budget after this request
 
 
 class _Verifier:
@@ -155,12 +156,13 @@ class Authenticator:
         if replay_key in self.seen:
             self.guard.failed(ip)
             raise AuthError("REPLAYED", "this signed request was seen before")
-        refuse(self.limiter.request(key_id, ip), "this key")  # a replay spends no budget
+        rate = self.limiter.request(key_id, ip)
+        refuse(rate, "this key")  # a replay spends no budget
         self.seen.add(replay_key)
         heapq.heappush(self.seen_expiry, ((ts_ms + window) * 1_000_000 + 1, replay_key))
         if permission is not None and permission not in key.permissions:
             raise AuthError("FORBIDDEN", f"this key lacks the {permission} permission")
-        return Principal(key_id, key.account, key.permissions, (ts_ms + window) * 1_000_000)
+        return Principal(key_id, key.account, key.permissions, (ts_ms + window) * 1_000_000, rate)
 
     def _forget_expired(self, now_ns: int):
         """A signature is good once: it is remembered until its window has

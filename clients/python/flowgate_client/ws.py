@@ -26,13 +26,15 @@ CHECKSUM_LEVELS = 10
 
 
 class FlowgateError(Exception):
-    """An error response: a stable `code`, a `message`, and details."""
+    """An error answer: a stable `code`, a `message`, its details, and over
+    REST the HTTP `status`."""
 
-    def __init__(self, error: dict):
+    def __init__(self, error: dict, status: int | None = None):
         super().__init__(f"{error.get('code')}: {error.get('message')}")
         self.code = error.get("code")
         self.message = error.get("message")
         self.details = error
+        self.status = status
 
 
 class Book:

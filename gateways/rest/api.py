@@ -1,0 +1,335 @@
+"""The REST endpoints of API.md: routing, authentication, rate limits, and
+one handler per endpoint. Handlers answer at once (`connection.respond`) or
+enter commands whose answer the venue's walk delivers."""
+
+import time
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote
+
+import msgspec
+
+from ext import decimal
+from gateways import wire
+from gateways.auth.verify import Principal, canonical
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+MAX_DEPTH = 1000
+MAX_TRADES = 1000
+
+
+class BatchBody(msgspec.Struct, forbid_unknown_fields=True):
+    orders: list[wire.PlaceParams]
+
+
+class AmendBody(msgspec.Struct, forbid_unknown_fields=True):
+    price: str | None = None
+    qty: str | None = None  # the new total quantity (filled + leaves)
+
+
+class TimeoutBody(msgspec.Struct, forbid_unknown_fields=True):
+    timeout_ms: int
+
+
+def dispatch(gateway, connection, request):
+    segments, query = split(request)
+    route = None
+    allowed = []
+    for method, pattern, handler, permission, body_type in ROUTES:
+        if len(pattern) == len(segments) and all(
+            p is None or p == s for p, s in zip(pattern, segments, strict=True)
+        ):
+            allowed.append(method)
+            if method == request.method:
+                route = (handler, permission, body_type)
+    if route is None:
+        if allowed:
+            raise wire.RequestError("METHOD_NOT_ALLOWED", f"{request.method} is not allowed here",
+                                    allow=", ".join(allowed))  # fmt: skip
+        raise wire.RequestError("NOT_FOUND", "no such endpoint")
+    handler, permission, body_type = route
+    principal = None
+    if permission is None:
+        decision = gateway.limiter.request(None, connection.ip)
+        if not decision.allowed:
+            raise wire.RequestError("RATE_LIMITED", "this address is over its rate limit",
+                                    retry_after_ms=decision.retry_after_ms)  # fmt: skip
+    else:
+        principal = authenticate(gateway, connection, request, permission)
+    body = None
+    if body_type is not None:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("application/json"):
+            raise wire.RequestError("UNSUPPORTED_MEDIA_TYPE", "send JSON (application/json)")
+        try:
+            body = msgspec.json.decode(request.body, type=body_type)
+        except msgspec.ValidationError as e:
+            raise wire.RequestError("INVALID_PARAMS", str(e)) from None
+        except msgspec.DecodeError as e:
+            raise wire.RequestError("INVALID_REQUEST", f"not JSON: {e}") from None
+    handler(gateway, connection, request, principal, segments, query, body)
+
+
+def split(request) -> tuple[list[str], dict[str, str]]:
+    """Path segments (percent-decoded) and query parameters (the last of each name)."""
+    path, _, query = request.target.decode("latin-1").partition("?")
+    segments = [unquote(part) for part in path.split("/") if part]
+    return segments, dict(parse_qsl(query, keep_blank_values=True))
+
+
+def response(status: int, body: bytes, keep_alive: bool, headers: str = "",
+             content_type: str = "application/json") -> bytes:  # fmt: skip
+    phrase = HTTPStatus(status).phrase
+    connection = "" if keep_alive else "Connection: close\r\n"
+    head = (f"HTTP/1.1 {status} {phrase}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n{connection}{headers}\r\n")  # fmt: skip
+    return head.encode() + body
+
+
+def authenticate(gateway, connection, request, permission: str) -> Principal:
+    headers = request.headers
+    key = headers.get("fg-key")
+    ts, nonce, sig = headers.get("fg-ts"), headers.get("fg-nonce"), headers.get("fg-sign")
+    if not (key and ts and nonce and sig):
+        raise wire.RequestError("UNAUTHENTICATED", "sign the request: FG-KEY, FG-TS, FG-NONCE "
+                                "and FG-SIGN headers")  # fmt: skip
+    window = headers.get("fg-window")
+    if not ts.isdigit() or (window is not None and not window.isdigit()):
+        raise wire.RequestError("UNAUTHENTICATED", "FG-TS and FG-WINDOW are whole milliseconds")
+    payload = canonical(ts, nonce, request.method, request.target.decode("latin-1"),
+                        bytes(request.body))  # fmt: skip
+    principal = gateway.authenticator.verify(
+        key, int(ts), nonce, sig, payload, connection.ip, permission,
+        None if window is None else int(window),
+    )  # fmt: skip
+    rate = principal.rate
+    request.rate = (f"RateLimit-Limit: {rate.limit}\r\nRateLimit-Remaining: {rate.remaining}\r\n"
+                    f"RateLimit-Reset: {-(-rate.reset_ms // 1000)}\r\n")  # fmt: skip
+    return principal
+
+
+def spend_order(gateway, principal: Principal):
+    refused = gateway.limiter.spend_order(principal.account)
+    if refused is not None:
+        raise wire.RequestError("RATE_LIMITED", "this account is over its order rate limit",
+                                retry_after_ms=refused.retry_after_ms)  # fmt: skip
+
+
+def int_param(query: dict, name: str, default: int, low: int, high: int) -> int:
+    text = query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise wire.RequestError("INVALID_PARAMS", f"{name} is a whole number {low}..{high}")
+    return int(text)
+
+
+# -- public --
+
+
+def get_time(gateway, connection, request, principal, segments, query, body):
+    now = time.time_ns()
+    connection.respond(request, 200, {"time_ms": now // 1_000_000, "time_ns": now})
+
+
+def get_health(gateway, connection, request, principal, segments, query, body):
+    connection.respond(request, 200, {"status": "ok", "seq": gateway.venue.seq})
+
+
+def get_instruments(gateway, connection, request, principal, segments, query, body):
+    instruments = gateway.instruments
+    out = []
+    for spec in instruments.specs:
+        out.append({
+            "symbol": spec.symbol, "base": instruments.asset_names[spec.base_asset],
+            "quote": instruments.asset_names[spec.quote_asset],
+            "tick_size": decimal.format(spec.tick_units, spec.price_scale),
+            "lot_size": decimal.format(spec.lot_units, spec.qty_scale),
+            "min_qty": spec.lots_to_qty(spec.min_qty), "max_qty": spec.lots_to_qty(spec.max_qty),
+            "min_notional": spec.quote_to_text(spec.min_notional),
+            "max_notional": spec.quote_to_text(spec.max_notional),
+        })  # fmt: skip
+    connection.respond(request, 200, {"instruments": out})
+
+
+def get_book(gateway, connection, request, principal, segments, query, body):
+    spec = gateway.instruments.spec(segments[2])
+    depth = int_param(query, "depth", 50, 1, MAX_DEPTH)
+    book = gateway.venue.view.books[spec.index]
+    levels = gateway.instruments
+    connection.respond(request, 200, {
+        "symbol": spec.symbol, "seq": gateway.venue.seq,
+        "bids": wire.levels_out(levels, spec, book.best(1, depth)),
+        "asks": wire.levels_out(levels, spec, book.best(2, depth)),
+    })  # fmt: skip
+
+
+def get_trades(gateway, connection, request, principal, segments, query, body):
+    spec = gateway.instruments.spec(segments[2])
+    limit = int_param(query, "limit", 100, 1, MAX_TRADES)
+    recent = gateway.venue.recent_trades[spec.index]
+    newest = list(recent)[-limit:][::-1]
+    trades = [{"trade_id": str(trade_id), "price": spec.ticks_to_price(price),
+               "qty": spec.lots_to_qty(qty), "taker_side": "buy" if side == 1 else "sell",
+               "ts_ns": ts} for trade_id, price, qty, side, ts in newest]  # fmt: skip
+    connection.respond(request, 200, {"symbol": spec.symbol, "trades": trades})
+
+
+def get_openapi(gateway, connection, request, principal, segments, query, body):
+    request.answer = response(200, (DOCS / "openapi.json").read_bytes(), request.keep_alive)
+    connection.write_ready()
+
+
+def get_docs(gateway, connection, request, principal, segments, query, body):
+    request.answer = response(200, (DOCS / "api.html").read_bytes(), request.keep_alive,
+                              content_type="text/html; charset=utf-8")  # fmt: skip
+    connection.write_ready()
+
+
+# -- read --
+
+
+def get_orders(gateway, connection, request, principal, segments, query, body):
+    status = query.get("status", "open")
+    if status != "open":
+        raise wire.RequestError("INVALID_PARAMS", "status=open lists open orders; closed ones "
+                                "are at /v1/orders/{order_id}")  # fmt: skip
+    symbol = query.get("symbol")
+    instrument = None if symbol is None else gateway.instruments.spec(symbol).index
+    orders = [wire.order_out(gateway.instruments, o)
+              for o in gateway.venue.view.open.get(principal.account, {}).values()
+              if instrument is None or o.instrument == instrument]  # fmt: skip
+    connection.respond(request, 200, {"orders": orders})
+
+
+def get_order(gateway, connection, request, principal, segments, query, body):
+    order_id, _ = wire.order_id_of(wire.OrderRef(order_id=segments[2]))
+    order = gateway.venue.order_status(principal.account, order_id, "")
+    connection.respond(request, 200, {"order": wire.order_out(gateway.instruments, order)})
+
+
+def get_fills(gateway, connection, request, principal, segments, query, body):
+    history = gateway.venue.history
+    if history is None:
+        raise wire.RequestError("NOT_FOUND", "this venue keeps no history")
+    symbol = query.get("symbol")
+    spec = None if symbol is None else gateway.instruments.spec(symbol)
+    cursor = query.get("cursor")
+    if cursor is not None and not cursor.isdigit():
+        raise wire.RequestError("INVALID_PARAMS", "cursor is the next_cursor of a previous page")
+    limit = int_param(query, "limit", 100, 1, 1000)
+    page = history.fills(principal.account, None if spec is None else spec.index,
+                         None if cursor is None else int(cursor), limit)  # fmt: skip
+    instruments = gateway.instruments
+    fills = []
+    for row in page.rows:
+        row_spec = instruments.specs[row["instrument"]]
+        fills.append(wire.Fill(
+            trade_id=str(row["trade_id"]), order_id=str(row["order_id"]), client_order_id=None,
+            symbol=row_spec.symbol, side="buy" if row["side"] == 1 else "sell",
+            price=row_spec.ticks_to_price(row["price"]), qty=row_spec.lots_to_qty(row["qty"]),
+            fee=row_spec.quote_to_text(row["fee"]),
+            fee_asset=instruments.asset_names[row_spec.quote_asset],
+            liquidity="maker" if row["maker"] else "taker", ts_ns=row["ts_ns"],
+        ))  # fmt: skip
+    next_cursor = None if page.next_cursor is None else str(page.next_cursor)
+    connection.respond(request, 200, {"fills": fills, "next_cursor": next_cursor})
+
+
+def get_balances(gateway, connection, request, principal, segments, query, body):
+    held = gateway.venue.view.balances.get(principal.account, {})
+    balances = [wire.balance_out(gateway.instruments, a, *held[a]) for a in sorted(held)]
+    connection.respond(request, 200, {"balances": balances})
+
+
+def get_positions(gateway, connection, request, principal, segments, query, body):
+    held = gateway.venue.view.positions.get(principal.account, {})
+    positions = [wire.position_out(gateway.instruments, i, *held[i]) for i in sorted(held)]
+    connection.respond(request, 200, {"positions": positions})
+
+
+# -- trade --
+
+
+def post_order(gateway, connection, request, principal, segments, query, body):
+    spend_order(gateway, principal)
+    record = wire.place_record(gateway.instruments, body, principal.account, request.recv_ns)
+    connection.enter(request, principal, "place", [bytearray(record)])
+
+
+def post_batch(gateway, connection, request, principal, segments, query, body):
+    if not 1 <= len(body.orders) <= wire.MAX_BATCH:
+        raise wire.RequestError("INVALID_PARAMS", f"a batch holds 1 to {wire.MAX_BATCH} orders")
+    items = []
+    for order in body.orders:
+        try:
+            spend_order(gateway, principal)
+            record = wire.place_record(gateway.instruments, order, principal.account,
+                                       request.recv_ns)  # fmt: skip
+            items.append(bytearray(record))
+        except wire.RequestError as e:
+            items.append(e)
+    connection.enter(request, principal, "batch", items)
+
+
+def patch_order(gateway, connection, request, principal, segments, query, body):
+    spend_order(gateway, principal)
+    params = wire.AmendParams(order_id=segments[2], price=body.price, qty=body.qty)
+    order_id, _ = wire.order_id_of(params)
+    order = gateway.venue.view.find(principal.account, order_id, "")
+    instrument = -1 if order is None else order.instrument
+    record = wire.amend_record(gateway.instruments, params, instrument, principal.account,
+                               request.recv_ns)  # fmt: skip
+    connection.enter(request, principal, "amend", [bytearray(record)])
+
+
+def delete_order(gateway, connection, request, principal, segments, query, body):
+    record = wire.cancel_record(wire.OrderRef(order_id=segments[2]), principal.account,
+                                request.recv_ns)  # fmt: skip
+    connection.enter(request, principal, "cancel", [bytearray(record)])
+
+
+def delete_orders(gateway, connection, request, principal, segments, query, body):
+    """One order by ?client_order_id=, else a mass cancel (?symbol=, ?side=)."""
+    if "client_order_id" in query:
+        ref = wire.OrderRef(client_order_id=query["client_order_id"])
+        record = wire.cancel_record(ref, principal.account, request.recv_ns)
+        connection.enter(request, principal, "cancel", [bytearray(record)])
+        return
+    side = query.get("side")
+    if side not in (None, "buy", "sell"):
+        raise wire.RequestError("INVALID_PARAMS", "side is buy or sell")
+    params = wire.CancelAllParams(symbol=query.get("symbol"), side=side)
+    record = wire.mass_cancel_record(gateway.instruments, params, principal.account,
+                                     request.recv_ns)  # fmt: skip
+    connection.enter(request, principal, "cancel_all", [bytearray(record)])
+
+
+def post_cancel_all_after(gateway, connection, request, principal, segments, query, body):
+    if not 0 <= body.timeout_ms <= 86_400_000:
+        raise wire.RequestError("INVALID_TIMEOUT", wire.MESSAGES["INVALID_TIMEOUT"])
+    record = wire.cancel_all_after_record(body.timeout_ms, principal.account, request.recv_ns)
+    connection.enter(request, principal, "cancel_all_after", [bytearray(record)])
+
+
+# (method, path pattern with None for a parameter, handler, permission, body type)
+ROUTES = [
+    ("GET", ("v1", "time"), get_time, None, None),
+    ("GET", ("v1", "health"), get_health, None, None),
+    ("GET", ("v1", "instruments"), get_instruments, None, None),
+    ("GET", ("v1", "book", None), get_book, None, None),
+    ("GET", ("v1", "trades", None), get_trades, None, None),
+    ("GET", ("v1", "openapi.json"), get_openapi, None, None),
+    ("GET", ("docs",), get_docs, None, None),
+    ("POST", ("v1", "orders"), post_order, "trade", wire.PlaceParams),
+    ("POST", ("v1", "orders", "batch"), post_batch, "trade", BatchBody),
+    ("GET", ("v1", "orders"), get_orders, "read", None),
+    ("DELETE", ("v1", "orders"), delete_orders, "trade", None),
+    ("GET", ("v1", "orders", None), get_order, "read", None),
+    ("PATCH", ("v1", "orders", None), patch_order, "trade", AmendBody),
+    ("DELETE", ("v1", "orders", None), delete_order, "trade", None),
+    ("POST", ("v1", "cancel-all-after"), post_cancel_all_after, "trade", TimeoutBody),
+    ("GET", ("v1", "fills"), get_fills, "read", None),
+    ("GET", ("v1", "balances"), get_balances, "read", None),
+    ("GET", ("v1", "positions"), get_positions, "read", None),
+]
