@@ -76,6 +76,7 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_message_bytes: int = 64 * 1024
     window_default_ms: int = 5_000  # signed timestamp window, FG-WINDOW when absent
     window_max_ms: int = 60_000
+    http_request_timeout_ms: int = 10_000  # a REST request must arrive whole within this
 
 
 class VenueConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -116,13 +116,14 @@ class Authenticator:
         return gone
 
     def verify(self, key_id: str, ts_ms: int, nonce: str, signature: str, payload: bytes,
-               ip: str, permission: str | None,
-               window_ms: int | None = None) -> Principal:  # fmt: skip
+               ip: str, permission: str | None, window_ms: int | None = None,
+               throttle: bool = True) -> Principal:  # fmt: skip
         """Check one signed request (or logon); raise AuthError with a stable code.
 
         `payload` is what was signed (`canonical` or `fix_logon_payload`), and
         (key, ts, nonce) is its replay key. `permission` None: a session logon,
-        whose requests are checked one by one afterwards.
+        whose requests are checked one by one afterwards. `throttle` False (a
+        cancel): spends the key's budget if there is any, never refuses.
         """
         self.guard.check_ip(ip)
         received_ns = self.wall_clock()
@@ -156,8 +157,9 @@ class Authenticator:
         if replay_key in self.seen:
             self.guard.failed(ip)
             raise AuthError("REPLAYED", "this signed request was seen before")
-        rate = self.limiter.request(key_id, ip)
-        refuse(rate, "this key")  # a replay spends no budget
+        rate = self.limiter.request(key_id, ip)  # a replay spends no budget
+        if throttle:  # cancels pass even over the budget: nobody is kept from reducing risk
+            refuse(rate, "this key")
         self.seen.add(replay_key)
         heapq.heappush(self.seen_expiry, ((ts_ms + window) * 1_000_000 + 1, replay_key))
         if permission is not None and permission not in key.permissions:

@@ -100,7 +100,7 @@ def authenticate(gateway, connection, request, permission: str) -> Principal:
                         bytes(request.body))  # fmt: skip
     principal = gateway.authenticator.verify(
         key, int(ts), nonce, sig, payload, connection.ip, permission,
-        None if window is None else int(window),
+        None if window is None else int(window), throttle=request.method != "DELETE",
     )  # fmt: skip
     rate = principal.rate
     request.rate = (f"RateLimit-Limit: {rate.limit}\r\nRateLimit-Remaining: {rate.remaining}\r\n"

@@ -6,9 +6,9 @@ records tagged with its id and answered from the venue's walk over the
 events. Requests may be pipelined: answers go out in request order, each as
 soon as it and those before it are ready. Every failure is an error body
 `{"error": {"code", "message", ...}}` with its HTTP status; a request line or
-header the parser refuses, a request that takes over REQUEST_TIMEOUT_S to
-arrive, or headers over MAX_HEADER_BYTES get their status and the connection
-is closed.
+header the parser refuses, a request that takes longer than
+`http_request_timeout_ms` to arrive, headers over MAX_HEADER_BYTES or a body
+over `max_message_bytes` get their status and the connection is closed.
 """
 
 import asyncio
@@ -30,7 +30,6 @@ from gateways.venue import Outcome, Pending, Venue
 log = logging.getLogger("flowgate.rest")
 
 MAX_HEADER_BYTES = 16 << 10  # request line and headers together
-REQUEST_TIMEOUT_S = 10.0  # from a request's first byte to its last
 IDLE_TIMEOUT_S = 60.0  # a keep-alive connection with nothing to do is closed
 MAX_UNSENT_BYTES = 16 << 20  # a client that stops reading is disconnected past this
 DEADLINE_OFFSET = 32  # CommandRecord.deadline_ns (engine.records.COMMAND_DTYPE)
@@ -77,6 +76,8 @@ class RestGateway:
         self.guard = authenticator.guard
         self.limiter = authenticator.limiter
         self.max_body = authenticator.limits.max_message_bytes
+        # from a request's first byte to its last (slow senders hold no connection)
+        self.request_timeout_s = authenticator.limits.http_request_timeout_ms / 1000
         self.connections: set[HttpConnection] = set()
         authenticator.on_revoked.append(self.key_revoked)
 
@@ -105,6 +106,7 @@ class HttpConnection(asyncio.Protocol):
         self.queue: collections.deque[Request] = collections.deque()  # answers in order
         self.timer: asyncio.TimerHandle | None = None
         self.closing = False
+        self.refusal: tuple[str, str] | None = None  # why a callback stopped the parser
 
     # -- connection --
 
@@ -156,7 +158,10 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self.refuse("INVALID_REQUEST", "no protocol upgrades here (WebSocket: its own port)")
         except httptools.HttpParserError as e:
-            self.refuse("INVALID_REQUEST", f"malformed HTTP: {e}")
+            if self.refusal is not None:  # raised by a callback below
+                self.refuse(*self.refusal)
+            else:
+                self.refuse("INVALID_REQUEST", f"malformed HTTP: {e}")
         self.gateway.venue.kick()
 
     def refuse(self, code: str, message: str):
@@ -175,7 +180,7 @@ class HttpConnection(asyncio.Protocol):
     def on_message_begin(self):
         self.current = Request()
         self.current.recv_ns = time.time_ns()
-        self.arm(REQUEST_TIMEOUT_S, "request")
+        self.arm(self.gateway.request_timeout_s, "request")
 
     def on_url(self, url: bytes):
         self.current.target += url
@@ -185,23 +190,29 @@ class HttpConnection(asyncio.Protocol):
         self.current.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
         self.count(len(name) + len(value))
 
+    def stop(self, code: str, message: str):
+        """From a parser callback: refuse the request being read (the parser
+        stops with an error, which data_received turns into this answer)."""
+        self.refusal = (code, message)
+        raise httptools.HttpParserError(message)
+
     def count(self, size: int):
         request = self.current
         request.header_bytes += size
         if request.header_bytes > MAX_HEADER_BYTES:
-            raise httptools.HttpParserError("request line and headers over 16 KiB")
+            self.stop("HEADERS_TOO_LARGE", f"headers over {MAX_HEADER_BYTES} bytes")
 
     def on_headers_complete(self):
         request = self.current
         request.method = self.parser.get_method().decode()
         length = request.headers.get("content-length", "0")
         if not length.isdigit() or int(length) > self.gateway.max_body:
-            raise httptools.HttpParserError(f"bodies are at most {self.gateway.max_body} bytes")
+            self.stop("MESSAGE_TOO_LARGE", f"bodies are at most {self.gateway.max_body} bytes")
 
     def on_body(self, body: bytes):
         self.current.body += body
         if len(self.current.body) > self.gateway.max_body:
-            raise httptools.HttpParserError(f"bodies are at most {self.gateway.max_body} bytes")
+            self.stop("MESSAGE_TOO_LARGE", f"bodies are at most {self.gateway.max_body} bytes")
 
     def on_message_complete(self):
         request, self.current = self.current, None

@@ -1,0 +1,363 @@
+"""The REST gateway as a client sees it: the real `flowgate serve` on a
+loopback port, driven with the Python SDK (`flowgate_client.RestClient`) and
+raw sockets."""
+
+import json
+import socket
+import time
+
+import pytest
+
+from flowgate_client import Credentials, FlowgateError, RestClient, rest_headers
+from gateways.auth.keys import KeyStore
+from tests.server import ServerProcess, configured_venue
+
+
+@pytest.fixture
+def start(tmp_path):
+    """Starts servers; whatever a failing test left running is killed."""
+    started = []
+
+    def start_server(*args: str, sections: dict | None = None) -> ServerProcess:
+        data = tmp_path / f"venue{len(started)}"
+        if sections is not None:
+            args = (*configured_venue(data, sections), *args)
+        started.append(ServerProcess(data, *args))
+        return started[-1]
+
+    yield start_server
+    for server in started:
+        if server.process.poll() is None:
+            server.kill()
+
+
+@pytest.fixture
+def server(start):
+    venue = start()
+    yield venue
+    assert venue.stop() == 0
+
+
+def credentials(server: ServerProcess, account: int, key_type: str = "ed25519") -> Credentials:
+    entries = json.loads((server.data_dir / "demo-credentials.json").read_text())
+    entry = next(e for e in entries if e["account"] == account and e["type"] == key_type)
+    return Credentials.from_entry(entry)
+
+
+CLIENTS: list[RestClient] = []  # closed after each test
+
+
+@pytest.fixture(autouse=True)
+def close_clients():
+    yield
+    for opened in CLIENTS:
+        opened.close()
+    CLIENTS.clear()
+
+
+def client(server: ServerProcess, account: int | None = None, key_type="hmac-sha256"):
+    creds = None if account is None else credentials(server, account, key_type)
+    CLIENTS.append(RestClient(f"http://127.0.0.1:{server.rest_port}", creds))
+    return CLIENTS[-1]
+
+
+def limit(side: str, price: str, qty: str, **fields) -> dict:
+    return dict(symbol="BTC-USDT", side=side, type="limit", price=price, qty=qty, **fields)
+
+
+def refused(call) -> FlowgateError:
+    with pytest.raises(FlowgateError) as error:
+        call()
+    return error.value
+
+
+def raw_exchange(port: int, data: bytes, answers: int, timeout: float = 10.0) -> list[bytes]:
+    """Send bytes as they are; read `answers` HTTP responses (Content-Length framed)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        return read_responses(sock, answers)
+
+
+def read_responses(sock: socket.socket, answers: int) -> list[bytes]:
+    buffer, out = b"", []
+    while len(out) < answers:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = buffer[:head_end].decode()
+            length = int(next(line.split(":")[1] for line in head.split("\r\n")
+                              if line.lower().startswith("content-length")))  # fmt: skip
+            if len(buffer) >= head_end + 4 + length:
+                out.append(buffer[: head_end + 4 + length])
+                buffer = buffer[head_end + 4 + length :]
+                continue
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buffer += chunk
+    return out
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def body_of(answer: bytes) -> dict:
+    return json.loads(answer.split(b"\r\n\r\n", 1)[1])
+
+
+# -- public --
+
+
+def test_public_endpoints(server):
+    public = client(server)
+    assert abs(public.time()["time_ms"] - time.time_ns() // 1_000_000) < 5_000
+    assert public.request("GET", "/v1/health", signed=False)["status"] == "ok"
+    (btc, eth) = public.instruments()
+    assert (btc["symbol"], btc["tick_size"], btc["lot_size"], btc["min_notional"]) == (
+        "BTC-USDT", "0.01", "0.0001", "1")  # fmt: skip
+    trader = client(server, 2)
+    trader.place(**limit("sell", "50000.5", "0.01"))
+    trader.place(**limit("sell", "50001", "0.02"))
+    client(server, 3).place(**limit("buy", "50000.5", "0.004"))
+    book = public.book("BTC-USDT", depth=1)
+    assert book["asks"] == [["50000.5", "0.006"]] and book["bids"] == [] and book["seq"] == 3
+    assert len(public.book("BTC-USDT")["asks"]) == 2
+    (trade,) = public.trades("BTC-USDT")
+    assert (trade["price"], trade["qty"], trade["taker_side"]) == ("50000.5", "0.004", "buy")
+    assert refused(lambda: public.book("DOGE-USDT")).status == 400
+    assert refused(lambda: public.book("BTC-USDT", depth=0)).code == "INVALID_PARAMS"
+
+
+# -- orders --
+
+
+@pytest.mark.parametrize("key_type", ["hmac-sha256", "ed25519"])
+def test_an_order_life_with_fills_settlement_and_history(server, key_type):
+    maker, taker = client(server, 2, key_type), client(server, 3, key_type)
+    placed = maker.place(**limit("sell", "50000", "0.01", client_order_id="m-1"))
+    assert placed["order"]["status"] == "new" and placed["fills"] == []
+    times = placed["timestamps"]
+    assert times["gateway_in_ns"] <= times["engine_in_ns"] <= times["engine_out_ns"]
+    assert times["engine_out_ns"] <= times["gateway_out_ns"]
+    headers = maker.last_headers
+    assert int(headers["ratelimit-limit"]) >= int(headers["ratelimit-remaining"]) >= 0
+    assert "ratelimit-reset" in headers
+    order_id = placed["order"]["order_id"]
+
+    took = taker.place(**limit("buy", "50000", "0.004"))
+    assert took["order"]["status"] == "filled" and took["fills"][0]["liquidity"] == "taker"
+    again = maker.place(**limit("sell", "50000", "0.01", client_order_id="m-1"))
+    assert again["retry"] and again["order"]["order_id"] == order_id
+    assert refused(lambda: maker.place(**limit("sell", "50001", "0.01", client_order_id="m-1"))
+                   ).status == 409  # fmt: skip
+
+    amended = maker.amend(order_id, qty="0.008")
+    assert amended["order"]["leaves_qty"] == "0.004"
+    assert maker.order(order_id)["status"] == "partially_filled"
+    assert [o["order_id"] for o in maker.open_orders("BTC-USDT")] == [order_id]
+    assert maker.cancel(client_order_id="m-1")["order"]["status"] == "canceled"
+    assert maker.order(order_id)["status"] == "canceled"  # closed orders are found too
+    assert refused(lambda: maker.cancel(order_id=order_id)).status == 404
+
+    batch = maker.batch([limit("buy", "49000", "0.01"), limit("buy", "49000.001", "0.01"),
+                         dict(limit("buy", "49000", "0.01"), symbol="NOPE")])  # fmt: skip
+    assert [r.get("error", {}).get("code") for r in batch["results"]] == [
+        None, "INVALID_PRICE", "UNKNOWN_INSTRUMENT"]  # fmt: skip
+    assert maker.cancel_all(side="buy") == 1
+    armed = maker.cancel_all_after(60_000)
+    assert armed["deadline_ns"] > time.time_ns()
+    assert maker.cancel_all_after(0)["deadline_ns"] == 0
+
+    balances = {b["asset"]: b for b in taker.balances()}
+    assert balances["BTC"]["total"] == "100.004" and balances["USDT"]["locked"] == "0"
+    (position,) = taker.positions()
+    assert (position["net_qty"], position["avg_entry_price"]) == ("0.004", "50000")
+
+
+def test_fills_are_paginated_newest_first(server):
+    maker, taker = client(server, 2), client(server, 3)
+    for i in range(5):
+        maker.place(**limit("sell", f"{50000 + i}", "0.001"))
+    taker.place(**limit("buy", "50010", "0.005"))
+    deadline = time.monotonic() + 10
+    while len(taker.fills()["fills"]) < 5:  # the history is written in the background
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    seen, cursor = [], None
+    while True:
+        page = taker.fills(symbol="BTC-USDT", cursor=cursor, limit=2)
+        seen += [f["trade_id"] for f in page["fills"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [str(i) for i in range(5, 0, -1)]
+    assert refused(lambda: taker.fills(cursor="abc")).code == "INVALID_PARAMS"
+
+
+# -- errors --
+
+
+def test_every_error_has_its_status_and_code(server):
+    trader = client(server, 2)
+    cases = [
+        (lambda: trader.place(**limit("buy", "50000.001", "0.01")), 400, "INVALID_PRICE"),
+        (lambda: trader.place(**limit("buy", "50000", "-1")), 400, "INVALID_QUANTITY"),
+        (lambda: trader.place(**dict(limit("buy", "50000", "0.01"), qty=1)), 400,
+         "INVALID_PARAMS"),
+        (lambda: trader.place(**limit("buy", "49000", "99")), None, None),  # rests: funded
+        (lambda: trader.place(**limit("buy", "49000", "99")), None, None),  # 9.7M of 10M USDT
+        (lambda: trader.place(**limit("buy", "49000", "99")), 400, "INSUFFICIENT_BALANCE"),
+        (lambda: trader.cancel(order_id="777"), 404, "UNKNOWN_ORDER"),
+        (lambda: trader.order("777"), 404, "UNKNOWN_ORDER"),
+        (lambda: trader.request("GET", "/v1/nope"), 404, "NOT_FOUND"),
+        (lambda: trader.request("PUT", "/v1/orders"), 405, "METHOD_NOT_ALLOWED"),
+        (lambda: trader.request("GET", "/v1/orders", {"status": "closed"}), 400,
+         "INVALID_PARAMS"),
+        (lambda: client(server).balances(), 401, "UNAUTHENTICATED"),
+        (lambda: trader.cancel_all_after(-1), 400, "INVALID_TIMEOUT"),
+    ]  # fmt: skip
+    for call, status, code in cases:
+        if status is None:
+            call()
+            continue
+        error = refused(call)
+        assert (error.status, error.code) == (status, code)
+        if status == 405:
+            assert trader.last_headers["allow"] == "POST, GET, DELETE"
+    assert trader.cancel_all() == 2
+
+
+def test_signatures_are_checked_end_to_end(server):
+    creds = credentials(server, 2, "hmac-sha256")
+    port = server.rest_port
+    body = json.dumps(limit("buy", "49000", "0.01")).encode()
+
+    def post(headers: dict, payload: bytes = body) -> bytes:
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = (f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(payload)}\r\n{lines}\r\n").encode() + payload  # fmt: skip
+        (answer,) = raw_exchange(port, request, 1)
+        return answer
+
+    good = rest_headers(creds, "POST", "/v1/orders", body)
+    assert status_of(post(good)) == 200
+    replayed = post(good)
+    assert (status_of(replayed), body_of(replayed)["error"]["code"]) == (401, "REPLAYED")
+    tampered = post(rest_headers(creds, "POST", "/v1/orders", body),
+                    body.replace(b"0.01", b"0.02"))  # fmt: skip
+    assert body_of(tampered)["error"]["code"] == "UNAUTHENTICATED"
+    skewed = post(rest_headers(creds, "POST", "/v1/orders", body,
+                               ts=time.time_ns() // 1_000_000 - 20_000))  # fmt: skip
+    error = body_of(skewed)["error"]
+    assert status_of(skewed) == 401 and error["code"] == "TIMESTAMP_OUT_OF_WINDOW"
+    assert error["client_ts_ms"] < error["server_time_ms"]
+    past = time.time_ns() // 1_000_000 - 20_000
+    wide = post(rest_headers(creds, "POST", "/v1/orders", body, ts=past, window_ms=60_000))
+    assert status_of(wide) == 200  # a wider window takes the same skew
+    bad_window = post(rest_headers(creds, "POST", "/v1/orders", body, window_ms=60_001))
+    assert body_of(bad_window)["error"]["code"] == "INVALID_WINDOW"
+    # the query string is signed as sent
+    reader = client(server, 2)
+    assert reader.request("GET", "/v1/orders", {"symbol": "BTC-USDT"})["orders"]
+    # a key without the trade permission reads but cannot trade
+    store = KeyStore(server.data_dir)
+    key, secret = store.create(4, "hmac-sha256", permissions=("read",))
+    store.close()
+    time.sleep(1.2)  # the server reloads keys twice a second
+    read_only = RestClient(f"http://127.0.0.1:{port}",
+                           Credentials(key.key_id, "hmac-sha256", secret))  # fmt: skip
+    CLIENTS.append(read_only)
+    assert read_only.balances()
+    assert refused(lambda: read_only.place(**limit("buy", "49000", "0.01"))).status == 403
+
+
+def test_requests_over_budget_get_429_and_cancels_still_pass(start):
+    server = start(sections={"limits": {"key_burst": 1000, "order_burst": 150}})
+    trader = client(server, 2)
+    statuses = []
+    for _ in range(230):
+        try:
+            trader.place(**limit("buy", "46000", "0.001"))
+            statuses.append(200)
+        except FlowgateError as e:
+            statuses.append(e.status)
+            assert e.code == "RATE_LIMITED" and int(trader.last_headers["retry-after"]) >= 1
+    # the account's order budget (150) runs out; it is cancel-only, not cut off
+    assert set(statuses) == {200, 429} and 150 <= statuses.count(200) < 200
+    assert trader.cancel_all() == statuses.count(200)
+    assert int(trader.last_headers["ratelimit-remaining"]) > 0  # the key's budget
+    assert server.stop() == 0
+
+
+# -- the protocol --
+
+
+def test_keep_alive_and_pipelined_requests_are_answered_in_order(server):
+    creds = credentials(server, 2, "hmac-sha256")
+    body = json.dumps(limit("buy", "49000", "0.01")).encode()
+    signed = "".join(f"{k}: {v}\r\n" for k, v in rest_headers(creds, "POST", "/v1/orders",
+                                                               body).items())  # fmt: skip
+    pipeline = (b"GET /v1/time HTTP/1.1\r\nHost: x\r\n\r\n"
+                + (f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\n{signed}\r\n").encode() + body
+                + b"GET /v1/nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                + b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")  # fmt: skip
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as sock:
+        sock.sendall(pipeline)
+        answers = read_responses(sock, 4)
+        assert [status_of(a) for a in answers] == [200, 200, 404, 200]
+        assert "time_ms" in body_of(answers[0]) and "order" in body_of(answers[1])
+        assert body_of(answers[3])["status"] == "ok"
+        sock.sendall(b"GET /v1/time HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        (last,) = read_responses(sock, 1)
+        assert status_of(last) == 200 and b"Connection: close" in last
+        assert sock.recv(1) == b""  # and then it is closed
+
+
+def test_bad_http_gets_a_clear_status_and_a_closed_connection(start):
+    server = start(sections={"limits": {"http_request_timeout_ms": 500,
+                                        "max_connections_per_ip": 8}})  # fmt: skip
+    port = server.rest_port
+    cases = [
+        (b"NONSENSE\r\n\r\n", 400, "INVALID_REQUEST"),
+        (b"GET /v1/time HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n", 431,
+         "HEADERS_TOO_LARGE"),
+        (b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 413,
+         "MESSAGE_TOO_LARGE"),
+    ]  # fmt: skip
+    for data, status, code in cases:
+        (answer,) = raw_exchange(port, data, 1)
+        assert (status_of(answer), body_of(answer)["error"]["code"]) == (status, code)
+        assert b"Connection: close" in answer
+    creds = credentials(server, 2, "hmac-sha256")
+    bodies = [
+        (b"{not json", "application/json", "INVALID_REQUEST"),
+        (b"{}", "text/plain", "UNSUPPORTED_MEDIA_TYPE"),
+    ]
+    for payload, content_type, code in bodies:
+        headers = "".join(f"{k}: {v}\r\n" for k, v in rest_headers(creds, "POST", "/v1/orders",
+                                                                    payload).items())  # fmt: skip
+        (answer,) = raw_exchange(port, (f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                        f"{content_type}\r\nContent-Length: {len(payload)}\r\n"
+                                        f"{headers}\r\n").encode() + payload, 1)  # fmt: skip
+        assert body_of(answer)["error"]["code"] == code
+
+    # a slow sender is timed out, and holds no one else up meanwhile
+    slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+    slow.sendall(b"GET /v1/time HTTP/1.1\r\nHost: x\r\n")
+    public = client(server)
+    assert public.time()["time_ms"] > 0
+    (answer,) = read_responses(slow, 1)
+    assert status_of(answer) == 408 and slow.recv(1) == b""
+    slow.close()
+
+    # connections per address are capped
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(7)]
+    (answer,) = raw_exchange(port, b"GET /v1/time HTTP/1.1\r\nHost: x\r\n\r\n", 1)
+    assert status_of(answer) == 429 and body_of(answer)["error"]["code"] == "TOO_MANY_CONNECTIONS"
+    for sock in held:
+        sock.close()
+    public.close()
+    time.sleep(0.2)
+    assert client(server).time()["time_ms"] > 0
+    assert server.stop() == 0
