@@ -6,10 +6,12 @@ import json
 import socket
 import time
 
+import msgspec
 import pytest
 
 from flowgate_client import Credentials, FlowgateError, RestClient, rest_headers
 from gateways.auth.keys import KeyStore
+from gateways.rest import api, openapi
 from tests.server import ServerProcess, configured_venue
 
 
@@ -126,6 +128,16 @@ def test_public_endpoints(server):
     assert (trade["price"], trade["qty"], trade["taker_side"]) == ("50000.5", "0.004", "buy")
     assert refused(lambda: public.book("DOGE-USDT")).status == 400
     assert refused(lambda: public.book("BTC-USDT", depth=0)).code == "INVALID_PARAMS"
+    spec = public.request("GET", "/v1/openapi.json", signed=False)
+    assert spec["openapi"] == "3.1.0" and "/v1/orders" in spec["paths"]
+    (page,) = raw_exchange(server.rest_port, b"GET /docs HTTP/1.1\r\nHost: x\r\n\r\n", 1)
+    assert b"text/html" in page and b"POST /v1/orders" in page
+
+
+def conforms(answer: dict, handler) -> dict:
+    """The answer has the shape the OpenAPI description documents for it."""
+    msgspec.json.decode(json.dumps(answer), type=openapi.ENDPOINTS[handler][2])
+    return answer
 
 
 # -- orders --
@@ -134,7 +146,8 @@ def test_public_endpoints(server):
 @pytest.mark.parametrize("key_type", ["hmac-sha256", "ed25519"])
 def test_an_order_life_with_fills_settlement_and_history(server, key_type):
     maker, taker = client(server, 2, key_type), client(server, 3, key_type)
-    placed = maker.place(**limit("sell", "50000", "0.01", client_order_id="m-1"))
+    placed = conforms(maker.place(**limit("sell", "50000", "0.01", client_order_id="m-1")),
+                      api.post_order)  # fmt: skip
     assert placed["order"]["status"] == "new" and placed["fills"] == []
     times = placed["timestamps"]
     assert times["gateway_in_ns"] <= times["engine_in_ns"] <= times["engine_out_ns"]
@@ -144,23 +157,25 @@ def test_an_order_life_with_fills_settlement_and_history(server, key_type):
     assert "ratelimit-reset" in headers
     order_id = placed["order"]["order_id"]
 
-    took = taker.place(**limit("buy", "50000", "0.004"))
+    took = conforms(taker.place(**limit("buy", "50000", "0.004")), api.post_order)
     assert took["order"]["status"] == "filled" and took["fills"][0]["liquidity"] == "taker"
     again = maker.place(**limit("sell", "50000", "0.01", client_order_id="m-1"))
     assert again["retry"] and again["order"]["order_id"] == order_id
     assert refused(lambda: maker.place(**limit("sell", "50001", "0.01", client_order_id="m-1"))
                    ).status == 409  # fmt: skip
 
-    amended = maker.amend(order_id, qty="0.008")
+    amended = conforms(maker.amend(order_id, qty="0.008"), api.patch_order)
     assert amended["order"]["leaves_qty"] == "0.004"
     assert maker.order(order_id)["status"] == "partially_filled"
     assert [o["order_id"] for o in maker.open_orders("BTC-USDT")] == [order_id]
-    assert maker.cancel(client_order_id="m-1")["order"]["status"] == "canceled"
+    canceled = conforms(maker.cancel(client_order_id="m-1"), api.delete_order)
+    assert canceled["order"]["status"] == "canceled"
     assert maker.order(order_id)["status"] == "canceled"  # closed orders are found too
     assert refused(lambda: maker.cancel(order_id=order_id)).status == 404
 
     batch = maker.batch([limit("buy", "49000", "0.01"), limit("buy", "49000.001", "0.01"),
                          dict(limit("buy", "49000", "0.01"), symbol="NOPE")])  # fmt: skip
+    conforms(batch, api.post_batch)
     assert [r.get("error", {}).get("code") for r in batch["results"]] == [
         None, "INVALID_PRICE", "UNKNOWN_INSTRUMENT"]  # fmt: skip
     assert maker.cancel_all(side="buy") == 1
@@ -168,6 +183,9 @@ def test_an_order_life_with_fills_settlement_and_history(server, key_type):
     assert armed["deadline_ns"] > time.time_ns()
     assert maker.cancel_all_after(0)["deadline_ns"] == 0
 
+    conforms(taker.request("GET", "/v1/balances"), api.get_balances)
+    conforms(taker.request("GET", "/v1/positions"), api.get_positions)
+    conforms(taker.request("GET", "/v1/orders"), api.get_orders)
     balances = {b["asset"]: b for b in taker.balances()}
     assert balances["BTC"]["total"] == "100.004" and balances["USDT"]["locked"] == "0"
     (position,) = taker.positions()
@@ -185,7 +203,7 @@ def test_fills_are_paginated_newest_first(server):
         time.sleep(0.05)
     seen, cursor = [], None
     while True:
-        page = taker.fills(symbol="BTC-USDT", cursor=cursor, limit=2)
+        page = conforms(taker.fills(symbol="BTC-USDT", cursor=cursor, limit=2), api.get_fills)
         seen += [f["trade_id"] for f in page["fills"]]
         cursor = page["next_cursor"]
         if cursor is None:
