@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
 CHECKED_TREE := build/checked-tree
 
-.PHONY: build checked demo test test-release test-checked lint bench bench-core bench-engine \
-	bench-placement bench-auth bench-ws clean
+.PHONY: build checked demo test test-release test-checked lint openapi bench bench-core \
+	bench-engine bench-placement bench-auth bench-ws clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cython-lint --max-line-length 100 ext/
 
 test: lint test-release test-checked
+
+# docs/openapi.json and docs/api.html from the code (a test fails while they are stale)
+openapi: $(STAMP)
+	$(PY) -m gateways.rest.openapi
 
 test-release: build
 	$(PY) -m pytest -q
