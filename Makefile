@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
 CHECKED_TREE := build/checked-tree
 
-.PHONY: build checked demo test test-release test-checked lint openapi bench bench-core \
-	bench-engine bench-placement bench-auth bench-ws clean
+.PHONY: build checked demo test test-release test-checked lint openapi tools bench bench-core \
+	bench-engine bench-placement bench-auth bench-ws bench-rest clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,16 +39,20 @@ lint: $(STAMP)
 test: lint test-release test-checked
 
 # docs/openapi.json and docs/api.html from the code (a test fails while they are stale)
-openapi: $(STAMP)
+openapi: build
 	$(PY) -m gateways.rest.openapi
 
-test-release: build
+test-release: build tools
 	$(PY) -m pytest -q
 
 test-checked: checked
 	cd $(CHECKED_TREE) && FLOWGATE_EXPECT_CHECKED=1 $(CURDIR)/$(PY) -m pytest -q tests/unit tests/reference
 
-bench: bench-core bench-engine bench-placement bench-auth bench-ws
+bench: bench-core bench-engine bench-placement bench-auth bench-ws bench-rest
+
+# programs the benchmarks drive (Debian packages)
+tools:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 
 bench-core: build
 	$(PY) -m bench.core --cpu $$(( $$(nproc) - 1 ))
@@ -65,6 +69,9 @@ bench-auth: build
 
 bench-ws: build
 	$(PY) -m bench.ws
+
+bench-rest: build tools
+	$(PY) -m bench.rest
 
 clean:
 	rm -rf build ext/*.so ext/*.c

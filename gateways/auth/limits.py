@@ -78,10 +78,16 @@ class RateLimiter:
         return self._bucket(key, rate, burst, now).take(now)
 
     def spend_order(self, account: int) -> Decision | None:
-        """The hot path of `order` for protocols without rate-limit headers:
+        """The hot path of `order` for answers without rate-limit headers:
         None when allowed, else the refusal."""
         c, now = self.config, self.clock()
         bucket = self._bucket(("orders", account), c.order_rate, c.order_burst, now)
+        return None if bucket.spend(now) else bucket.take(now)
+
+    def spend_ip(self, ip: str) -> Decision | None:
+        """The hot path of an unsigned `request`: None when allowed, else the refusal."""
+        c, now = self.config, self.clock()
+        bucket = self._bucket(("ip", ip), c.ip_rate, c.ip_burst, now)
         return None if bucket.spend(now) else bucket.take(now)
 
     def request(self, key_id: str | None, ip: str) -> Decision:

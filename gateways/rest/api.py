@@ -33,12 +33,12 @@ class TimeoutBody(msgspec.Struct, forbid_unknown_fields=True):
 
 def dispatch(gateway, connection, request):
     segments, query = split(request)
+    routes = ROUTES_BY_SHAPE.get((len(segments), segments[0] if segments else "",
+                                  segments[1] if len(segments) > 1 else ""), ())  # fmt: skip
     route = None
     allowed = []
-    for method, pattern, handler, permission, body_type in ROUTES:
-        if len(pattern) == len(segments) and all(
-            p is None or p == s for p, s in zip(pattern, segments, strict=True)
-        ):
+    for method, pattern, handler, permission, body_type in routes:
+        if all(p is None or p == s for p, s in zip(pattern, segments, strict=True)):
             allowed.append(method)
             if method == request.method:
                 route = (handler, permission, body_type)
@@ -50,10 +50,10 @@ def dispatch(gateway, connection, request):
     handler, permission, body_type = route
     principal = None
     if permission is None:
-        decision = gateway.limiter.request(None, connection.ip)
-        if not decision.allowed:
+        refused = gateway.limiter.spend_ip(connection.ip)
+        if refused is not None:
             raise wire.RequestError("RATE_LIMITED", "this address is over its rate limit",
-                                    retry_after_ms=decision.retry_after_ms)  # fmt: skip
+                                    retry_after_ms=refused.retry_after_ms)  # fmt: skip
     else:
         principal = authenticate(gateway, connection, request, permission)
     body = None
@@ -77,11 +77,13 @@ def split(request) -> tuple[list[str], dict[str, str]]:
     return segments, dict(parse_qsl(query, keep_blank_values=True))
 
 
+STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
+
+
 def response(status: int, body: bytes, keep_alive: bool, headers: str = "",
              content_type: str = "application/json") -> bytes:  # fmt: skip
-    phrase = HTTPStatus(status).phrase
     connection = "" if keep_alive else "Connection: close\r\n"
-    head = (f"HTTP/1.1 {status} {phrase}\r\nContent-Type: {content_type}\r\n"
+    head = (f"{STATUS_LINES[status]}Content-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n{connection}{headers}\r\n")  # fmt: skip
     return head.encode() + body
 
@@ -333,3 +335,11 @@ ROUTES = [
     ("GET", ("v1", "balances"), get_balances, "read", None),
     ("GET", ("v1", "positions"), get_positions, "read", None),
 ]
+
+# routes by (segments, first segment, second segment): a parameter is never
+# among the first two
+ROUTES_BY_SHAPE: dict[tuple, list] = {}
+for _route in ROUTES:
+    _pattern = _route[1]
+    _shape = (len(_pattern), _pattern[0], _pattern[1] if len(_pattern) > 1 else "")
+    ROUTES_BY_SHAPE.setdefault(_shape, []).append(_route)

@@ -54,7 +54,7 @@ class Request:
     """One request as it arrives, then waiting for its answer."""
 
     __slots__ = ("method", "target", "headers", "body", "header_bytes", "keep_alive",
-                 "recv_ns", "answer", "rate")  # fmt: skip
+                 "recv_ns", "started", "answer", "rate")  # fmt: skip
 
     def __init__(self):
         self.method = ""
@@ -64,6 +64,7 @@ class Request:
         self.header_bytes = 0
         self.keep_alive = True
         self.recv_ns = 0
+        self.started = 0.0  # monotonic time of its first byte
         self.answer: bytes | None = None  # the whole response, once known
         self.rate: str = ""  # RateLimit-* header lines of an authenticated request
 
@@ -80,6 +81,15 @@ class RestGateway:
         self.request_timeout_s = authenticator.limits.http_request_timeout_ms / 1000
         self.connections: set[HttpConnection] = set()
         authenticator.on_revoked.append(self.key_revoked)
+        self.sweeper: asyncio.TimerHandle | None = None
+
+    def sweep(self):
+        """Once a second: time out requests arriving too slowly and idle
+        connections (cheaper than a timer per request)."""
+        now = time.monotonic()
+        for connection in list(self.connections):
+            connection.check_time(now)
+        self.sweeper = asyncio.get_running_loop().call_later(1.0, self.sweep)
 
     def connection(self) -> "HttpConnection":
         return HttpConnection(self)
@@ -88,6 +98,8 @@ class RestGateway:
         """REST has no sessions to close: a revoked key's next request fails."""
 
     def close(self):
+        if self.sweeper is not None:
+            self.sweeper.cancel()
         for connection in list(self.connections):
             connection.close()
 
@@ -104,7 +116,7 @@ class HttpConnection(asyncio.Protocol):
         self.counted = False
         self.current: Request | None = None
         self.queue: collections.deque[Request] = collections.deque()  # answers in order
-        self.timer: asyncio.TimerHandle | None = None
+        self.active_at = time.monotonic()  # the last request's first byte, or the start
         self.closing = False
         self.refusal: tuple[str, str] | None = None  # why a callback stopped the parser
 
@@ -122,7 +134,8 @@ class HttpConnection(asyncio.Protocol):
         self.counted = True
         self.gateway.connections.add(self)
         self.gateway.venue.sessions[self.id] = self
-        self.arm(IDLE_TIMEOUT_S, "idle")
+        if self.gateway.sweeper is None:
+            self.gateway.sweep()
 
     def connection_lost(self, exc):
         if self.counted:
@@ -130,24 +143,18 @@ class HttpConnection(asyncio.Protocol):
             self.counted = False
         self.gateway.connections.discard(self)
         self.gateway.venue.sessions.pop(self.id, None)
-        if self.timer is not None:
-            self.timer.cancel()
 
     def close(self):
         self.closing = True
         if self.transport is not None:
             self.transport.close()
 
-    def arm(self, seconds: float, why: str):
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = asyncio.get_running_loop().call_later(seconds, self.timed_out, why)
-
-    def timed_out(self, why: str):
-        self.timer = None
-        if why == "request" and self.current is not None:
-            self.refuse("REQUEST_TIMEOUT", "the request took too long to arrive")
-        else:
+    def check_time(self, now: float):
+        request = self.current
+        if request is not None:
+            if now - request.started > self.gateway.request_timeout_s:
+                self.refuse("REQUEST_TIMEOUT", "the request took too long to arrive")
+        elif not self.queue and now - self.active_at > IDLE_TIMEOUT_S:
             self.close()
 
     def data_received(self, data: bytes):
@@ -180,7 +187,7 @@ class HttpConnection(asyncio.Protocol):
     def on_message_begin(self):
         self.current = Request()
         self.current.recv_ns = time.time_ns()
-        self.arm(self.gateway.request_timeout_s, "request")
+        self.current.started = time.monotonic()
 
     def on_url(self, url: bytes):
         self.current.target += url
@@ -218,7 +225,7 @@ class HttpConnection(asyncio.Protocol):
         request, self.current = self.current, None
         request.keep_alive = self.parser.should_keep_alive()
         self.queue.append(request)
-        self.arm(IDLE_TIMEOUT_S, "idle")
+        self.active_at = request.started
         try:
             api.dispatch(self.gateway, self, request)
         except (wire.RequestError, AuthError) as e:
