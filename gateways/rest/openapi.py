@@ -257,7 +257,11 @@ RATE_HEADERS = {
 ERROR_TEXT = {400: "bad request (INVALID_*, a refused order: the core's code)",
               401: "UNAUTHENTICATED, TIMESTAMP_OUT_OF_WINDOW, REPLAYED",
               403: "FORBIDDEN, BANNED, KILL_SWITCH_ACTIVE", 404: "UNKNOWN_ORDER, NOT_FOUND",
-              409: "DUPLICATE_CLIENT_ORDER_ID", 429: "RATE_LIMITED (Retry-After)",
+              408: "REQUEST_TIMEOUT: the request did not arrive in time",
+              409: "DUPLICATE_CLIENT_ORDER_ID",
+              413: "MESSAGE_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE: send application/json",
+              429: "RATE_LIMITED (Retry-After), TOO_MANY_CONNECTIONS",
+              431: "HEADERS_TOO_LARGE",
               503: "OVERLOADED, DEADLINE_EXCEEDED: nothing was done; retry with the same "
                    "client_order_id"}  # fmt: skip
 
@@ -284,7 +288,9 @@ def spec() -> dict:
             ok["content"] = {"text/html": {"schema": {"type": "string"}}}
         else:
             ok["content"] = {"application/json": {"schema": {"type": "object"}}}
-        statuses = set(errors) | {429}
+        statuses = set(errors) | {400, 408, 413, 429, 431}  # what any request may meet
+        if body_type is not None:
+            statuses.add(415)
         if permission is not None:
             operation["security"] = [{"key": [], "timestamp": [], "nonce": [], "signature": []}]
             operation["description"] = f"Needs a key with the `{permission}` permission."
