@@ -115,17 +115,17 @@ def test_public_endpoints(server):
     assert abs(public.time()["time_ms"] - time.time_ns() // 1_000_000) < 5_000
     assert public.request("GET", "/v1/health", signed=False)["status"] == "ok"
     (btc, eth) = public.instruments()
-    assert (btc["symbol"], btc["tick_size"], btc["lot_size"], btc["min_notional"]) == (
+    assert (btc.symbol, btc.tick_size, btc.lot_size, btc.min_notional) == (
         "BTC-USDT", "0.01", "0.0001", "1")  # fmt: skip
     trader = client(server, 2)
     trader.place(**limit("sell", "50000.5", "0.01"))
     trader.place(**limit("sell", "50001", "0.02"))
     client(server, 3).place(**limit("buy", "50000.5", "0.004"))
     book = public.book("BTC-USDT", depth=1)
-    assert book["asks"] == [["50000.5", "0.006"]] and book["bids"] == [] and book["seq"] == 3
-    assert len(public.book("BTC-USDT")["asks"]) == 2
+    assert book.asks == [("50000.5", "0.006")] and book.bids == [] and book.seq == 3
+    assert len(public.book("BTC-USDT").asks) == 2
     (trade,) = public.trades("BTC-USDT")
-    assert (trade["price"], trade["qty"], trade["taker_side"]) == ("50000.5", "0.004", "buy")
+    assert (trade.price, trade.qty, trade.taker_side) == ("50000.5", "0.004", "buy")
     assert refused(lambda: public.book("DOGE-USDT")).status == 400
     assert refused(lambda: public.book("BTC-USDT", depth=0)).code == "INVALID_PARAMS"
     spec = public.request("GET", "/v1/openapi.json", signed=False)
@@ -134,8 +134,9 @@ def test_public_endpoints(server):
     assert b"text/html" in page and b"POST /v1/orders" in page
 
 
-def conforms(answer: dict, handler) -> dict:
-    """The answer has the shape the OpenAPI description documents for it."""
+def conforms(rest: RestClient, handler, method: str, path: str, query=None, body=None):
+    """Send a request raw; its answer has the shape the OpenAPI description documents."""
+    answer = rest.request(method, path, query, body)
     msgspec.json.decode(json.dumps(answer), type=openapi.ENDPOINTS[handler][2])
     return answer
 
@@ -146,50 +147,52 @@ def conforms(answer: dict, handler) -> dict:
 @pytest.mark.parametrize("key_type", ["hmac-sha256", "ed25519"])
 def test_an_order_life_with_fills_settlement_and_history(server, key_type):
     maker, taker = client(server, 2, key_type), client(server, 3, key_type)
-    placed = conforms(maker.place(**limit("sell", "50000", "0.01", client_order_id="m-1")),
-                      api.post_order)  # fmt: skip
-    assert placed["order"]["status"] == "new" and placed["fills"] == []
-    times = placed["timestamps"]
-    assert times["gateway_in_ns"] <= times["engine_in_ns"] <= times["engine_out_ns"]
-    assert times["engine_out_ns"] <= times["gateway_out_ns"]
+    placed = maker.place(**limit("sell", "50000", "0.01", client_order_id="m-1"))
+    assert placed.order.status == "new" and placed.fills == []
+    times = placed.timestamps
+    assert times.gateway_in_ns <= times.engine_in_ns <= times.engine_out_ns
+    assert times.engine_out_ns <= times.gateway_out_ns
     headers = maker.last_headers
     assert int(headers["ratelimit-limit"]) >= int(headers["ratelimit-remaining"]) >= 0
     assert "ratelimit-reset" in headers
-    order_id = placed["order"]["order_id"]
+    order_id = placed.order.order_id
 
-    took = conforms(taker.place(**limit("buy", "50000", "0.004")), api.post_order)
+    took = conforms(taker, api.post_order, "POST", "/v1/orders", body=limit("buy", "50000",
+                                                                             "0.004"))  # fmt: skip
     assert took["order"]["status"] == "filled" and took["fills"][0]["liquidity"] == "taker"
     again = maker.place(**limit("sell", "50000", "0.01", client_order_id="m-1"))
-    assert again["retry"] and again["order"]["order_id"] == order_id
+    assert again.retry and again.order.order_id == order_id
     assert refused(lambda: maker.place(**limit("sell", "50001", "0.01", client_order_id="m-1"))
                    ).status == 409  # fmt: skip
 
-    amended = conforms(maker.amend(order_id, qty="0.008"), api.patch_order)
+    amended = conforms(maker, api.patch_order, "PATCH", f"/v1/orders/{order_id}",
+                       body={"qty": "0.008"})  # fmt: skip
     assert amended["order"]["leaves_qty"] == "0.004"
-    assert maker.order(order_id)["status"] == "partially_filled"
-    assert [o["order_id"] for o in maker.open_orders("BTC-USDT")] == [order_id]
-    canceled = conforms(maker.cancel(client_order_id="m-1"), api.delete_order)
-    assert canceled["order"]["status"] == "canceled"
-    assert maker.order(order_id)["status"] == "canceled"  # closed orders are found too
+    assert maker.order(order_id).status == "partially_filled"
+    assert [o.order_id for o in maker.open_orders("BTC-USDT")] == [order_id]
+    canceled = maker.cancel(client_order_id="m-1")
+    assert canceled.order.status == "canceled"
+    assert maker.order(order_id).status == "canceled"  # closed orders are found too
     assert refused(lambda: maker.cancel(order_id=order_id)).status == 404
 
     batch = maker.batch([limit("buy", "49000", "0.01"), limit("buy", "49000.001", "0.01"),
                          dict(limit("buy", "49000", "0.01"), symbol="NOPE")])  # fmt: skip
-    conforms(batch, api.post_batch)
-    assert [r.get("error", {}).get("code") for r in batch["results"]] == [
+    assert [r.error.code if r.error else None for r in batch.results] == [
         None, "INVALID_PRICE", "UNKNOWN_INSTRUMENT"]  # fmt: skip
-    assert maker.cancel_all(side="buy") == 1
+    two = [limit("buy", "48000", "0.01"), limit("buy", "1", "0.01")]  # the second refused
+    conforms(maker, api.post_batch, "POST", "/v1/orders/batch", body={"orders": two})
+    assert maker.cancel_all(side="buy") == 2
     armed = maker.cancel_all_after(60_000)
-    assert armed["deadline_ns"] > time.time_ns()
-    assert maker.cancel_all_after(0)["deadline_ns"] == 0
+    assert armed.deadline_ns > time.time_ns()
+    assert maker.cancel_all_after(0).deadline_ns == 0
 
-    conforms(taker.request("GET", "/v1/balances"), api.get_balances)
-    conforms(taker.request("GET", "/v1/positions"), api.get_positions)
-    conforms(taker.request("GET", "/v1/orders"), api.get_orders)
-    balances = {b["asset"]: b for b in taker.balances()}
-    assert balances["BTC"]["total"] == "100.004" and balances["USDT"]["locked"] == "0"
+    conforms(taker, api.get_balances, "GET", "/v1/balances")
+    conforms(taker, api.get_positions, "GET", "/v1/positions")
+    conforms(taker, api.get_orders, "GET", "/v1/orders")
+    balances = {b.asset: b for b in taker.balances()}
+    assert balances["BTC"].total == "100.004" and balances["USDT"].locked == "0"
     (position,) = taker.positions()
-    assert (position["net_qty"], position["avg_entry_price"]) == ("0.004", "50000")
+    assert (position.net_qty, position.avg_entry_price) == ("0.004", "50000")
 
 
 def test_fills_are_paginated_newest_first(server):
@@ -198,12 +201,13 @@ def test_fills_are_paginated_newest_first(server):
         maker.place(**limit("sell", f"{50000 + i}", "0.001"))
     taker.place(**limit("buy", "50010", "0.005"))
     deadline = time.monotonic() + 10
-    while len(taker.fills()["fills"]) < 5:  # the history is written in the background
+    while len(taker.fills().fills) < 5:  # the history is written in the background
         assert time.monotonic() < deadline
         time.sleep(0.05)
     seen, cursor = [], None
     while True:
-        page = conforms(taker.fills(symbol="BTC-USDT", cursor=cursor, limit=2), api.get_fills)
+        query = {"symbol": "BTC-USDT", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = conforms(taker, api.get_fills, "GET", "/v1/fills", query)
         seen += [f["trade_id"] for f in page["fills"]]
         cursor = page["next_cursor"]
         if cursor is None:
