@@ -336,6 +336,21 @@ def test_keep_alive_and_pipelined_requests_are_answered_in_order(server):
         assert sock.recv(1) == b""  # and then it is closed
 
 
+def test_a_client_that_expects_100_continue_gets_it(server):
+    creds = credentials(server, 2, "hmac-sha256")
+    body = json.dumps(limit("buy", "49000", "0.01")).encode()
+    signed = "".join(f"{k}: {v}\r\n" for k, v in rest_headers(creds, "POST", "/v1/orders",
+                                                               body).items())  # fmt: skip
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as sock:
+        sock.sendall((f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                      f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                      f"{signed}\r\n").encode())  # fmt: skip
+        assert sock.recv(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        (answer,) = read_responses(sock, 1)
+        assert status_of(answer) == 200 and body_of(answer)["order"]["status"] == "new"
+
+
 def test_bad_http_gets_a_clear_status_and_a_closed_connection(start):
     server = start(sections={"limits": {"http_request_timeout_ms": 500,
                                         "max_connections_per_ip": 8}})  # fmt: skip
