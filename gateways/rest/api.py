@@ -16,6 +16,7 @@ from gateways.auth.verify import Principal, canonical
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 MAX_DEPTH = 1000
 MAX_TRADES = 1000
+PUBLIC_CACHE = 256  # public answers remembered until the venue moves
 
 
 class BatchBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -73,8 +74,10 @@ def dispatch(gateway, connection, request):
 def split(request) -> tuple[list[str], dict[str, str]]:
     """Path segments (percent-decoded) and query parameters (the last of each name)."""
     path, _, query = request.target.decode("latin-1").partition("?")
-    segments = [unquote(part) for part in path.split("/") if part]
-    return segments, dict(parse_qsl(query, keep_blank_values=True))
+    segments = [part for part in path.split("/") if part]
+    if "%" in path:
+        segments = [unquote(part) for part in segments]
+    return segments, dict(parse_qsl(query, keep_blank_values=True)) if query else {}
 
 
 STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
@@ -155,15 +158,25 @@ def get_instruments(gateway, connection, request, principal, segments, query, bo
 
 
 def get_book(gateway, connection, request, principal, segments, query, body):
-    spec = gateway.instruments.spec(segments[2])
-    depth = int_param(query, "depth", 50, 1, MAX_DEPTH)
-    book = gateway.venue.view.books[spec.index]
-    levels = gateway.instruments
-    connection.respond(request, 200, {
-        "symbol": spec.symbol, "seq": gateway.venue.seq,
-        "bids": wire.levels_out(levels, spec, book.best(1, depth)),
-        "asks": wire.levels_out(levels, spec, book.best(2, depth)),
-    })  # fmt: skip
+    """Answered from a cache while nothing happened in the venue: books are
+    read far more often than they change."""
+    venue = gateway.venue
+    key = bytes(request.target)
+    cached = gateway.public_cache.get(key)
+    if cached is None or cached[0] != venue.seq:
+        spec = gateway.instruments.spec(segments[2])
+        depth = int_param(query, "depth", 50, 1, MAX_DEPTH)
+        book = venue.view.books[spec.index]
+        body = msgspec.json.encode({
+            "symbol": spec.symbol, "seq": venue.seq,
+            "bids": wire.levels_out(gateway.instruments, spec, book.best(1, depth)),
+            "asks": wire.levels_out(gateway.instruments, spec, book.best(2, depth)),
+        })  # fmt: skip
+        if len(gateway.public_cache) >= PUBLIC_CACHE:
+            gateway.public_cache.clear()
+        cached = gateway.public_cache[key] = (venue.seq, body)
+    request.answer = response(200, cached[1], request.keep_alive)
+    connection.write_ready()
 
 
 def get_trades(gateway, connection, request, principal, segments, query, body):

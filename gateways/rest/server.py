@@ -80,6 +80,7 @@ class RestGateway:
         # from a request's first byte to its last (slow senders hold no connection)
         self.request_timeout_s = authenticator.limits.http_request_timeout_ms / 1000
         self.connections: set[HttpConnection] = set()
+        self.public_cache: dict[bytes, tuple[int, bytes]] = {}  # target -> (venue seq, body)
         authenticator.on_revoked.append(self.key_revoked)
         self.sweeper: asyncio.TimerHandle | None = None
 

@@ -124,6 +124,9 @@ def test_public_endpoints(server):
     book = public.book("BTC-USDT", depth=1)
     assert book.asks == [("50000.5", "0.006")] and book.bids == [] and book.seq == 3
     assert len(public.book("BTC-USDT").asks) == 2
+    trader.place(**limit("sell", "50002", "0.03"))  # the same request sees the change
+    again = public.book("BTC-USDT")
+    assert len(again.asks) == 3 and again.seq == 4
     (trade,) = public.trades("BTC-USDT")
     assert (trade.price, trade.qty, trade.taker_side) == ("50000.5", "0.004", "buy")
     assert refused(lambda: public.book("DOGE-USDT")).status == 400
