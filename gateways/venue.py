@@ -2,13 +2,14 @@
 the one walk over each event batch that answers commands and feeds streams.
 
 A gateway's session registers in `sessions` under its id (the high half of
-its commands' tags) and implements `command_done(number, outcome, out_ns)`
-and `answer(pending, out_ns)`. Gateways with streams (`streams`) implement
-`private(account, channel, item)`, `command_end()`, `market_data(trades,
-books)` and `flush()`: the walk hands them every private update of a
-command after the command's answer, and market data once per batch: the
-trades, and the books the batch moved (`BookView.take_changes` gives what
-moved; the walk forgets it after the batch).
+its commands' tags), keeps `requests` (its command count) and `pending`
+(number -> (Pending, index)), and implements `answer(pending, out_ns)`.
+Gateways with streams (`streams`) implement `private(account, channel,
+item)`, `command_end()`, `market_data(trades, books)` and `flush()`: the
+walk hands them every private update of a command after the command's
+answer, and market data once per batch: the trades, and the books the batch
+moved (`BookView.take_changes` gives what moved; the walk forgets it after
+the batch).
 """
 
 import collections
@@ -216,7 +217,7 @@ class Venue:
                     outcome.ts_ns = e[E_TS]
                     session = self.sessions.get(tag >> 32)
                     if session is not None:
-                        session.command_done(tag & 0xFFFFFFFF, outcome, out_ns)
+                        self.command_done(session, tag & 0xFFFFFFFF, outcome, out_ns)
                 outcome = Outcome()
                 for gateway in streams:
                     gateway.command_end()
@@ -229,6 +230,19 @@ class Venue:
             gateway.flush()
         for book in books:
             book.touched.clear()
+
+    def command_done(self, session, number: int, outcome: Outcome, out_ns: int):
+        """One command of a session's request is done; the session answers the
+        request once all of them are."""
+        entry = session.pending.pop(number, None)
+        if entry is None:
+            return
+        pending, index = entry
+        pending.engine_in_ns = pending.engine_in_ns or outcome.ts_ns
+        pending.results[index] = (outcome.code, self.result_of(pending.method, outcome))
+        pending.waiting -= 1
+        if pending.waiting == 0:
+            session.answer(pending, out_ns)
 
     def _private(self, account: int, channel: str, item):
         for gateway in self.streams:

@@ -80,3 +80,12 @@ class ServerProcess:
         self.process.kill()  # SIGKILL: no chance to flush anything
         self.process.wait(timeout=30)
         self.log.close()
+
+
+def credentials(server: ServerProcess, account: int, key_type: str = "ed25519"):
+    """The SDK credentials of one of the account's keys (demo-credentials.json)."""
+    from flowgate_client import Credentials
+
+    entries = json.loads((server.data_dir / "demo-credentials.json").read_text())
+    entry = next(e for e in entries if e["account"] == account and e["type"] == key_type)
+    return Credentials.from_entry(entry)

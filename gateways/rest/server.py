@@ -25,7 +25,7 @@ from gateways.auth.verify import Authenticator, Principal
 from gateways.rest import api
 from gateways.rest.api import response
 from gateways.sessions import next_session_id
-from gateways.venue import Outcome, Pending, Venue
+from gateways.venue import Pending, Venue
 
 log = logging.getLogger("flowgate.rest")
 
@@ -273,18 +273,6 @@ class HttpConnection(asyncio.Protocol):
                 wire.TAG.pack_into(item, DEADLINE_OFFSET, principal.deadline_ns)
         pending = Pending(request, kind, len(items), request.recv_ns)
         self.gateway.venue.enter(self, pending, items)
-
-    def command_done(self, number: int, outcome: Outcome, out_ns: int):
-        entry = self.pending.pop(number, None)
-        if entry is None:
-            return
-        pending, index = entry
-        pending.engine_in_ns = pending.engine_in_ns or outcome.ts_ns
-        result = self.gateway.venue.result_of(pending.method, outcome)
-        pending.results[index] = (outcome.code, result)
-        pending.waiting -= 1
-        if pending.waiting == 0:
-            self.answer(pending, out_ns)
 
     def answer(self, pending: Pending, out_ns: int):
         request: Request = pending.context

@@ -28,7 +28,7 @@ from gateways import wire
 from gateways.auth.errors import AuthError
 from gateways.auth.verify import Authenticator, canonical
 from gateways.sessions import next_session_id
-from gateways.venue import Outcome, Pending, Venue
+from gateways.venue import Pending, Venue
 
 log = logging.getLogger("flowgate.ws")
 
@@ -529,18 +529,6 @@ class WsSession(WSListener):
         self.transport.disconnect()
 
     # -- answers --
-
-    def command_done(self, number: int, outcome: Outcome, out_ns: int):
-        entry = self.pending.pop(number, None)
-        if entry is None:
-            return
-        pending, index = entry
-        pending.engine_in_ns = pending.engine_in_ns or outcome.ts_ns
-        result = self.gateway.venue.result_of(pending.method, outcome)
-        pending.results[index] = (outcome.code, result)
-        pending.waiting -= 1
-        if pending.waiting == 0:
-            self.answer(pending, out_ns)
 
     def answer(self, pending: Pending, out_ns: int):
         times = {"gateway_in_ns": pending.recv_ns, "engine_in_ns": pending.engine_in_ns,

@@ -12,39 +12,7 @@ import pytest
 from flowgate_client import Credentials, FlowgateError, RestClient, rest_headers
 from gateways.auth.keys import KeyStore
 from gateways.rest import api, openapi
-from tests.server import ServerProcess, configured_venue
-
-
-@pytest.fixture
-def start(tmp_path):
-    """Starts servers; whatever a failing test left running is killed."""
-    started = []
-
-    def start_server(*args: str, sections: dict | None = None) -> ServerProcess:
-        data = tmp_path / f"venue{len(started)}"
-        if sections is not None:
-            args = (*configured_venue(data, sections), *args)
-        started.append(ServerProcess(data, *args))
-        return started[-1]
-
-    yield start_server
-    for server in started:
-        if server.process.poll() is None:
-            server.kill()
-
-
-@pytest.fixture
-def server(start):
-    venue = start()
-    yield venue
-    assert venue.stop() == 0
-
-
-def credentials(server: ServerProcess, account: int, key_type: str = "ed25519") -> Credentials:
-    entries = json.loads((server.data_dir / "demo-credentials.json").read_text())
-    entry = next(e for e in entries if e["account"] == account and e["type"] == key_type)
-    return Credentials.from_entry(entry)
-
+from tests.server import ServerProcess, credentials
 
 CLIENTS: list[RestClient] = []  # closed after each test
 

@@ -13,9 +13,9 @@ import pytest
 
 from engine import config as venue_config
 from engine.runtime import recover
-from flowgate_client import Credentials, FlowgateError, WsClient, ws_logon_params
+from flowgate_client import FlowgateError, WsClient, ws_logon_params
 from gateways.auth.keys import KeyStore
-from tests.server import ServerProcess, configured_venue
+from tests.server import ServerProcess, credentials
 
 PLACEMENTS = pytest.mark.parametrize("placement", [(), ("--engine-process",)],
                                      ids=["one-thread", "engine-process"])  # fmt: skip
@@ -36,12 +36,6 @@ def run(coroutine, timeout: float = 60):
     return asyncio.run(bounded())
 
 
-def credentials(server: ServerProcess, account: int, key_type: str = "ed25519") -> Credentials:
-    entries = json.loads((server.data_dir / "demo-credentials.json").read_text())
-    entry = next(e for e in entries if e["account"] == account and e["type"] == key_type)
-    return Credentials.from_entry(entry)
-
-
 async def connect(server: ServerProcess, account: int | None = None, key_type="ed25519",
                   **options) -> WsClient:  # fmt: skip
     creds = None if account is None else credentials(server, account, key_type)
@@ -53,32 +47,6 @@ async def connect(server: ServerProcess, account: int | None = None, key_type="e
 
 def limit(side: str, price: str, qty: str, **fields) -> dict:
     return dict(symbol="BTC-USDT", side=side, type="limit", price=price, qty=qty, **fields)
-
-
-@pytest.fixture
-def start(tmp_path):
-    """Starts servers; whatever a failing test left running is killed."""
-    started = []
-
-    def start_server(*args: str, sections: dict | None = None) -> ServerProcess:
-        """`sections`: the demo venue with other [limits], [risk]... values."""
-        data = tmp_path / f"venue{len(started)}"
-        if sections is not None:
-            args = (*configured_venue(data, sections), *args)
-        started.append(ServerProcess(data, *args))
-        return started[-1]
-
-    yield start_server
-    for server in started:
-        if server.process.poll() is None:
-            server.kill()
-
-
-@pytest.fixture
-def server(start):
-    venue = start()
-    yield venue
-    assert venue.stop() == 0
 
 
 # -- logon --
