@@ -279,7 +279,7 @@ def how_to_connect(config: VenueConfig, options: ServeOptions, ports: dict) -> s
                      "flowgate_client.RestClient)")  # fmt: skip
     if "ws_port" in ports:
         lines.append(f"  WebSocket ws://{options.host}:{ports['ws_port']}/v1/ws (docs/websocket.md;"
-                     " Python: flowgate_client.ws)")  # fmt: skip
+                     " Python: flowgate_client.WsClient)")  # fmt: skip
     if "record_port" in ports:
         lines.append(
             f"  record port 127.0.0.1:{ports['record_port']} (command records in, event records"
