@@ -1,0 +1,85 @@
+"""The FIX message store: one per session identity (SenderCompID,
+TargetCompID), in the data directory, so sequence numbers and the messages
+sent survive reconnects and restarts and a ResendRequest can be answered.
+
+`fix/<sender>-<target>/seqnums` holds the next incoming and outgoing
+MsgSeqNum (two little-endian int64, rewritten in place); `messages` appends
+each sent message as a record `seq (int64), length (int32), bytes`. Writes
+go to the file at once (they survive a crash of the process, like the
+journal's default); a record cut short by a crash is dropped when the store
+opens. Reset (ResetSeqNumFlag) starts both numbers at 1 and empties the file.
+"""
+
+import os
+import re
+import struct
+from pathlib import Path
+
+SEQNUMS = struct.Struct("<qq")
+RECORD = struct.Struct("<qi")
+SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class MessageStore:
+    def __init__(self, data_dir: Path, sender: str, target: str):
+        """`sender` and `target` as this side sends them (its SenderCompID first)."""
+        self.directory = Path(data_dir) / "fix" / f"{SAFE.sub('_', sender)}-{SAFE.sub('_', target)}"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.seqnums_fd = os.open(self.directory / "seqnums", os.O_RDWR | os.O_CREAT, 0o600)
+        raw = os.pread(self.seqnums_fd, SEQNUMS.size, 0)
+        self.next_in, self.next_out = SEQNUMS.unpack(raw) if len(raw) == SEQNUMS.size else (1, 1)
+        self.messages_fd = os.open(self.directory / "messages", os.O_RDWR | os.O_CREAT, 0o600)
+        self.index: dict[int, tuple[int, int]] = {}  # seq -> (offset of the bytes, length)
+        self.size = self._load()
+
+    def _load(self) -> int:
+        """Index the records; cut a torn last one."""
+        data = os.pread(self.messages_fd, os.fstat(self.messages_fd).st_size, 0)
+        at = 0
+        while at + RECORD.size <= len(data):
+            seq, length = RECORD.unpack_from(data, at)
+            if at + RECORD.size + length > len(data):
+                break
+            self.index[seq] = (at + RECORD.size, length)
+            at += RECORD.size + length
+        if at < len(data):
+            os.ftruncate(self.messages_fd, at)
+        return at
+
+    def _save_seqnums(self):
+        os.pwrite(self.seqnums_fd, SEQNUMS.pack(self.next_in, self.next_out), 0)
+
+    def set_next_in(self, seq: int):
+        self.next_in = seq
+        self._save_seqnums()
+
+    def sent(self, seq: int, message: bytes):
+        """Record a message just sent as `seq`; the next one is seq + 1."""
+        record = RECORD.pack(seq, len(message)) + message
+        os.pwrite(self.messages_fd, record, self.size)
+        self.index[seq] = (self.size + RECORD.size, len(message))
+        self.size += len(record)
+        self.next_out = seq + 1
+        self._save_seqnums()
+
+    def messages(self, begin: int, end: int) -> list[tuple[int, bytes]]:
+        """The stored messages with seq in [begin, end] (end 0: to the last), in order."""
+        last = self.next_out - 1 if end == 0 else min(end, self.next_out - 1)
+        out = []
+        for seq in range(begin, last + 1):
+            place = self.index.get(seq)
+            if place is not None:
+                out.append((seq, os.pread(self.messages_fd, place[1], place[0])))
+        return out
+
+    def reset(self):
+        """Both sequence numbers back to 1, no messages kept."""
+        os.ftruncate(self.messages_fd, 0)
+        self.index.clear()
+        self.size = 0
+        self.next_in = self.next_out = 1
+        self._save_seqnums()
+
+    def close(self):
+        os.close(self.seqnums_fd)
+        os.close(self.messages_fd)
