@@ -118,7 +118,7 @@ def serve(args) -> int:
         cpu=args.cpu, snapshot_every=args.snapshot_every, snapshot_seconds=args.snapshot_seconds,
         command_slots=args.command_ring_slots, metrics_port=args.metrics_port,
         market_maker=args.market_maker, engine_process=args.engine_process, demo=args.demo,
-        host=args.host, rest_port=args.rest_port, ws_port=args.ws_port,
+        host=args.host, rest_port=args.rest_port, ws_port=args.ws_port, fix_port=args.fix_port,
     )  # fmt: skip
     try:
         return server.run(config, options)
@@ -200,6 +200,7 @@ def main(argv=None) -> int:
     run.add_argument("--host", default="127.0.0.1", help="address of the public gateways")
     run.add_argument("--rest-port", type=int, default=8080, help="REST gateway (/v1)")
     run.add_argument("--ws-port", type=int, default=8081, help="WebSocket gateway (/v1/ws)")
+    run.add_argument("--fix-port", type=int, default=9878, help="FIX 4.4 gateway")
     run.add_argument("--record-port", type=int, help="serve the record port on loopback")
     run.add_argument("--metrics-port", type=int, help="serve /metrics (Prometheus) on loopback")
     run.add_argument("--engine-process", action="store_true",

@@ -29,6 +29,7 @@ from engine.views import VenueView
 from gateways import records, wire
 from gateways.auth.keys import DEMO_CREDENTIALS, KeyStore, write_demo_credentials
 from gateways.auth.verify import Authenticator
+from gateways.fix import session as fix
 from gateways.rest import server as rest
 from gateways.venue import Venue
 from gateways.ws import server as ws
@@ -42,6 +43,7 @@ class ServeOptions(msgspec.Struct, kw_only=True):
     host: str = "127.0.0.1"  # of the public gateways
     rest_port: int | None = None
     ws_port: int | None = None
+    fix_port: int | None = None
     record_port: int | None = None  # loopback only
     metrics_port: int | None = None  # loopback only
     command_slots: int = 1 << 16  # command ring; full is OVERLOADED
@@ -171,7 +173,8 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
     gateways = [("key_watch", _watch_keys(authenticator), None)]
     # 3. gateways: commands in through pipeline.submit, events out as subscribers
     specs = instrument_specs(config)
-    if options.ws_port is not None or options.rest_port is not None:
+    if options.ws_port is not None or options.rest_port is not None or (
+            options.fix_port is not None):  # fmt: skip
         #    the public gateways share one venue view, fed by one walk over
         #    each event batch
         view = VenueView(specs, len(config.assets), core_at(pipeline, config, options),
@@ -187,6 +190,10 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
             rest_gateway = rest.RestGateway(venue, authenticator)
             served = await rest.serve(rest_gateway, options.host, options.rest_port)
             gateways.append(("rest_port", rest_gateway, served))
+        if options.fix_port is not None:
+            fix_gateway = fix.FixGateway(venue, authenticator, options.data_dir)
+            served = await fix.serve(fix_gateway, options.host, options.fix_port)
+            gateways.append(("fix_port", fix_gateway, served))
         gateways.append(("venue", venue, None))
     if options.record_port is not None:
         port = records.RecordPort(pipeline.submit)
@@ -227,7 +234,7 @@ async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> 
             gateway.cancel()  # the key watcher, the market maker
         if server is not None:
             server.close()
-        if isinstance(gateway, ws.WsGateway):
+        if isinstance(gateway, ws.WsGateway | fix.FixGateway):
             gateway.cancel_on_shutdown()
     pipeline.close()
     for _, gateway, server in gateways:
@@ -280,6 +287,9 @@ def how_to_connect(config: VenueConfig, options: ServeOptions, ports: dict) -> s
     if "ws_port" in ports:
         lines.append(f"  WebSocket ws://{options.host}:{ports['ws_port']}/v1/ws (docs/websocket.md;"
                      " Python: flowgate_client.WsClient)")  # fmt: skip
+    if "fix_port" in ports:
+        lines.append(f"  FIX 4.4 {options.host}:{ports['fix_port']} (TargetCompID FLOWGATE; "
+                     "docs/fix.md)")  # fmt: skip
     if "record_port" in ports:
         lines.append(
             f"  record port 127.0.0.1:{ports['record_port']} (command records in, event records"

@@ -36,7 +36,8 @@ class ServerProcess:
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
         self.offset = self.log.tell()
         command = [sys.executable, "-m", "engine.cli", "serve", "--data-dir", str(data_dir),
-                   "--record-port", "0", "--ws-port", "0", "--rest-port", "0", *args]  # fmt: skip
+                   "--record-port", "0", "--ws-port", "0", "--rest-port", "0",
+                   "--fix-port", "0", *args]  # fmt: skip
         if "--engine-process" not in args:
             command += ["--metrics-port", "0"]
         if "--config" not in args:
@@ -49,6 +50,7 @@ class ServerProcess:
         self.ws_port = self.ready["ws_port"]
         self.ws_url = f"ws://127.0.0.1:{self.ws_port}/v1/ws"
         self.rest_port = self.ready["rest_port"]
+        self.fix_port = self.ready["fix_port"]
 
     def lines(self) -> list[dict]:
         with open(self.log_path, "rb") as f:

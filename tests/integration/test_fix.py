@@ -1,0 +1,157 @@
+"""The FIX gateway against a real server, with scripted session scenarios
+(send / expect lines) from a small initiator."""
+
+import time
+
+import pytest
+
+from tests.fix_client import FixClient, now_timestamp
+from tests.server import credentials
+
+
+@pytest.fixture
+def clients(server):
+    opened = []
+
+    def client(account: int = 2, sender: str | None = None) -> FixClient:
+        opened.append(FixClient(server.fix_port, sender or f"ACCOUNT{account}",
+                                credentials(server, account)))  # fmt: skip
+        return opened[-1]
+
+    yield client
+    for c in opened:
+        c.close()
+
+
+def test_logon_heartbeat_test_request_and_logout(clients):
+    c = clients()
+    c.run("""
+        send A 98=0 108=30 141=Y
+        expect A 108=30 141=Y
+        send 1 112=hello
+        expect 0 112=hello
+        send 5
+        expect 5
+    """)
+    assert c.closed()
+
+
+def test_logons_refused(server, clients):
+    bad = clients(2)
+    bad.credentials = credentials(server, 3)  # another account's key signs for ACCOUNT2...
+    bad.credentials = type(bad.credentials)(bad.credentials.key, "ed25519", b"\x01" * 32)
+    bad.send("A", [(98, 0), (108, 30)])
+    logout = bad.expect("5")
+    assert logout[58].startswith(b"UNAUTHENTICATED") and bad.closed()
+
+    stale = clients(2)
+    stale.send("A", [(98, 0), (108, 30)], sending_time=now_timestamp(-60_000))
+    assert stale.expect("5")[58].startswith(b"TIMESTAMP_OUT_OF_WINDOW") and stale.closed()
+
+    live = clients(2)
+    live.run("send A 98=0 108=30 141=Y\nexpect A")
+    twin = clients(2)
+    twin.send("A", [(98, 0), (108, 30), (141, "Y")])
+    assert twin.closed()  # a second logon for a live identity is refused
+    live.run("send 1 112=still\nexpect 0 112=still")  # the first one is untouched
+
+
+def test_orders_between_two_sessions(clients):
+    maker, taker = clients(2), clients(3)
+    for c in (maker, taker):
+        c.run("send A 98=0 108=30 141=Y\nexpect A")
+    maker.run("""
+        send D 11=m1 55=BTC-USDT 54=2 38=0.01 40=2 44=50000 59=1 18=6
+        expect 8 150=0 39=0 11=m1 151=0.01
+    """)
+    taker.run("""
+        send D 11=t1 55=BTC-USDT 54=1 38=0.004 40=2 44=50001 59=3
+        expect 8 150=0 39=0 11=t1
+        expect 8 150=F 39=2 32=0.004 31=50000 14=0.004 151=0
+    """)
+    fill = maker.expect("8", t150="F", t39="1", t32="0.004", t14="0.004", t151="0.006")
+    assert all(tag in fill for tag in (37, 17, 6, 60))
+    maker.run("""
+        send G 41=m1 11=m1b 38=0.008
+        expect 8 150=5 151=0.004
+        send H 41=m1 11=s1
+        expect 8 150=I 39=1
+        send F 41=m1 11=m1c
+        expect 8 150=4 39=4
+        send F 41=m1 11=m1d
+        expect 9 434=1 102=1
+        send D 11=m2 55=BTC-USDT 54=2 38=0.01 40=2 44=50100 59=1
+        expect 8 150=0
+        send q 11=mc 530=7
+        expect r 531=7 533=1
+        send D 11=bad 55=BTC-USDT 54=2 38=0.01 40=2 44=50100.001 59=1
+        expect 8 150=8 39=8
+        send Z 1=2
+        expect j 380=3
+    """)
+
+
+def test_sequence_numbers_gaps_and_resends(clients):
+    c = clients()
+    c.run("""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=r1 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=1
+        expect 8 150=0
+    """)
+    # the client asks for everything again: the Logon is gap-filled, the report replayed
+    c.send("2", [(7, 1), (16, 0)])
+    fill = c.expect("4", t123="Y", t36="2", t43="Y")
+    assert fill[34] == b"1"
+    replayed = c.expect("8", t150="0", t43="Y")
+    assert replayed[34] == b"2" and 122 in replayed
+    # too high: the server asks for the gap; too low: it logs out
+    c.seq += 3
+    c.send("0")
+    c.expect("2", t7=str(c.seq - 4), t16="0")
+    resume = c.seq
+    c.send("4", [(123, "Y"), (36, resume)], seq=resume - 4)  # fills the gap it asked about
+    c.seq = resume
+    c.send("1", [(112, "after")])
+    c.expect("0", t112="after")
+    c.send("0", seq=2)
+    assert c.expect("5")[58].startswith(b"MsgSeqNum too low") and c.closed()
+
+
+def test_garbled_input_is_ignored(clients):
+    c = clients()
+    c.run("send A 98=0 108=30 141=Y\nexpect A")
+    c.sock.sendall(b"8=FIX.4.4\x019=5\x0135=0\x0110=000\x01garbage\x01")
+    c.run("send 1 112=alive\nexpect 0 112=alive")
+
+
+def test_reports_sent_while_away_come_back_with_a_resend(server, clients):
+    maker = clients(2)
+    maker.run("""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=away 55=BTC-USDT 54=2 38=0.01 40=2 44=50000 59=1
+        expect 8 150=0
+    """)
+    next_seq = maker.seq
+    maker.run("send 5\nexpect 5")
+    maker.close()
+    taker = clients(3)
+    taker.run("""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=take 55=BTC-USDT 54=1 38=0.01 40=2 44=50000 59=3
+        expect 8 150=0
+        expect 8 150=F
+    """)
+    time.sleep(0.2)
+    back = clients(2)
+    back.seq = next_seq + 1  # after the Logout
+    back.send("A", [(98, 0), (108, 30)])
+    logon = back.expect("A")
+    assert int(logon[34]) > 4  # the server's numbers went on while it was away
+    back.send("2", [(7, 1), (16, 0)])
+    replayed = [back.receive() for _ in range(5)]  # seqs 1 to 5
+    assert [m[35] for m in replayed] == [b"4", b"8", b"4", b"8", b"4"]  # session ones gap-filled
+    fill = replayed[3]
+    assert (fill[150], fill[11], fill[43], fill[34]) == (b"F", b"away", b"Y", b"4")
