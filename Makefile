@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.
 CHECKED_TREE := build/checked-tree
 
 .PHONY: build checked demo test test-release test-checked lint openapi tools bench bench-core \
-	bench-engine bench-placement bench-auth bench-ws bench-rest bench-fix-codec clean
+	bench-engine bench-placement bench-auth bench-ws bench-rest bench-fix bench-fix-codec clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,8 @@ test-release: build tools
 test-checked: checked
 	cd $(CHECKED_TREE) && FLOWGATE_EXPECT_CHECKED=1 $(CURDIR)/$(PY) -m pytest -q tests/unit tests/reference
 
-bench: bench-core bench-engine bench-placement bench-auth bench-ws bench-rest bench-fix-codec
+bench: bench-core bench-engine bench-placement bench-auth bench-ws bench-rest bench-fix \
+	bench-fix-codec
 
 # programs the benchmarks drive (Debian packages)
 tools:
@@ -72,6 +73,9 @@ bench-ws: build
 
 bench-rest: build tools
 	$(PY) -m bench.rest
+
+bench-fix: build
+	$(PY) -m bench.fix
 
 bench-fix-codec: build
 	taskset -c $$(( $$(nproc) - 1 )) $(PY) -m bench.fix_codec

@@ -47,20 +47,41 @@ ORD_STATUS = {m.OrderStatus.NEW: b"0", m.OrderStatus.PARTIALLY_FILLED: b"1",
               m.OrderStatus.REJECTED: b"8", m.OrderStatus.EXPIRED: b"C"}  # fmt: skip
 
 
+_second: list = [-1, ""]  # the last second formatted, and its text
+
+
 def utc_timestamp(ns: int | None = None) -> str:
-    """FIX UTCTimestamp with milliseconds."""
+    """FIX UTCTimestamp with milliseconds (the seconds are formatted once a second)."""
     ns = time.time_ns() if ns is None else ns
-    moment = datetime.fromtimestamp(ns / 1e9, UTC)
-    return moment.strftime("%Y%m%d-%H:%M:%S.") + f"{ns // 1_000_000 % 1000:03d}"
+    second = ns // 1_000_000_000
+    if second != _second[0]:
+        _second[:] = second, datetime.fromtimestamp(second, UTC).strftime("%Y%m%d-%H:%M:%S.")
+    return f"{_second[1]}{ns // 1_000_000 % 1000:03d}"
+
+
+_days: dict[bytes, int] = {}  # YYYYMMDD -> days since the epoch
 
 
 def parse_timestamp_ms(text: bytes) -> int | None:
-    try:
-        raw = text.decode()
-        fmt = "%Y%m%d-%H:%M:%S.%f" if "." in raw else "%Y%m%d-%H:%M:%S"
-        return int(datetime.strptime(raw, fmt).replace(tzinfo=UTC).timestamp() * 1000)
-    except ValueError:
+    """ms since the epoch of a UTCTimestamp (YYYYMMDD-HH:MM:SS[.sss...]); None if malformed."""
+    if len(text) < 17 or text[8:9] != b"-" or text[11:12] != b":" or text[14:15] != b":":
         return None
+    date, clock, fraction = text[:8], text[9:17], text[18:21] if len(text) > 18 else b"0"
+    if not (date.isdigit() and clock[:2].isdigit() and clock[3:5].isdigit()
+            and clock[6:8].isdigit() and fraction.isdigit()):  # fmt: skip
+        return None
+    days = _days.get(date)
+    if days is None:
+        try:
+            moment = datetime.strptime(date.decode(), "%Y%m%d").replace(tzinfo=UTC)
+        except ValueError:
+            return None
+        days = _days[date] = int(moment.timestamp()) // 86400
+    hours, minutes, seconds = int(clock[:2]), int(clock[3:5]), int(clock[6:8])
+    if hours > 23 or minutes > 59 or seconds > 60:
+        return None
+    millis = int(fraction.ljust(3, b"0")[:3])
+    return ((days * 24 + hours) * 60 + minutes) * 60_000 + seconds * 1000 + millis
 
 
 class FixGateway:
