@@ -1,12 +1,13 @@
 """The FIX gateway against a real server, with scripted session scenarios
 (send / expect lines) from a small initiator."""
 
+import asyncio
 import time
 
 import pytest
 
 from tests.fix_client import FixClient, now_timestamp
-from tests.server import credentials
+from tests.server import ServerProcess, credentials
 
 
 @pytest.fixture
@@ -155,3 +156,50 @@ def test_reports_sent_while_away_come_back_with_a_resend(server, clients):
     assert [m[35] for m in replayed] == [b"4", b"8", b"4", b"8", b"4"]  # session ones gap-filled
     fill = replayed[3]
     assert (fill[150], fill[11], fill[43], fill[34]) == (b"F", b"away", b"Y", b"4")
+
+
+def test_sequence_numbers_and_orders_survive_a_server_restart(start):
+    server = start()
+    c = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
+    c.run("""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=keep 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=1
+        expect 8 150=0
+    """)
+    c.close()
+    assert server.stop() == 0
+    again = ServerProcess(server.data_dir)
+    try:
+        back = FixClient(again.fix_port, "ACCOUNT2", credentials(again, 2))
+        back.seq = 3
+        back.send("A", [(98, 0), (108, 30)])
+        assert back.expect("A")[34] == b"3"  # the venue's numbers went on: 1 A, 2 report
+        back.run("""
+            send H 41=keep 11=s
+            expect 8 150=I 39=0 11=keep
+        """)
+        back.close()
+    finally:
+        assert again.stop() == 0
+
+
+def test_a_fix_order_trades_with_a_websocket_order(server, clients):
+    from flowgate_client import WsClient
+
+    async def websocket_sell():
+        client = await WsClient.connect(server.ws_url, credentials(server, 3))
+        placed = await client.place(symbol="BTC-USDT", side="sell", type="limit",
+                                    price="50000", qty="0.01", client_order_id="ws-1")  # fmt: skip
+        await client.aclose()
+        return placed
+
+    assert asyncio.run(websocket_sell())["order"]["status"] == "new"
+    c = clients(2)
+    c.run("""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=fx-1 55=BTC-USDT 54=1 38=0.01 40=2 44=50000 59=1
+        expect 8 150=0
+        expect 8 150=F 39=2 31=50000 32=0.01 6=50000
+    """)
