@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import ws
 from bench.placement import PR_SET_TIMERSLACK, drive
-from bench.report import emit, machine, output_arguments
+from bench.report import UNLIMITED, emit, latency_arguments, machine, output_arguments
 from ext.fix import FixReader, encode
 from tests.fix_client import FixClient, now_timestamp
 from tests.server import ServerProcess, configured_venue, credentials
@@ -76,11 +76,7 @@ def run(args) -> dict:
     server_cpu, client_cpu = cpus[-1], cpus[0]
     work = Path(tempfile.mkdtemp(prefix="flowgate-bench-", dir=args.data_root))
     data = work / "venue"
-    venue = configured_venue(data, {
-        "limits": {"order_rate": 10**7, "order_burst": 10**7, "key_rate": 10**6,
-                   "key_burst": 10**6},
-        "risk": {"max_open_orders_per_account": 10**6},
-    })  # fmt: skip
+    venue = configured_venue(data, UNLIMITED)
     entries = json.loads((data / "demo-credentials.json").read_text())
     ws_key = next(e for e in entries if e["account"] == 3 and e["type"] == "ed25519")
     server = ServerProcess(data, *venue, "--cpu", str(server_cpu), "--snapshot-every",
@@ -136,10 +132,7 @@ def report(result: dict) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.fix",
                                      description=__doc__.split("\n")[0])  # fmt: skip
-    parser.add_argument("--orders", type=int, default=10_000, help="per latency run")
-    parser.add_argument("--warmup", type=int, default=1_000, help="orders before each run")
-    parser.add_argument("--rate", type=int, default=1_000, help="orders per second, open loop")
-    parser.add_argument("--data-root", type=Path, default=Path("build"))
+    latency_arguments(parser, orders=10_000, warmup=1_000, rate=1_000)
     output_arguments(parser, "fix")
     args = parser.parse_args(argv)
     args.data_root.mkdir(parents=True, exist_ok=True)

@@ -50,3 +50,21 @@ def emit(result: dict, args, report) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2) if args.json else report(result))
+
+
+# The venue the end-to-end benchmarks run: no budget or cap of the demo's gets
+# in the way of a measurement.
+UNLIMITED = {
+    "limits": {"order_rate": 10**7, "order_burst": 10**7, "key_rate": 10**6,
+               "key_burst": 10**6, "ip_rate": 10**7, "ip_burst": 10**7,
+               "max_connections_per_ip": 1000},
+    "risk": {"max_open_orders_per_account": 10**6},
+}  # fmt: skip
+
+
+def latency_arguments(parser, orders: int, warmup: int, rate: int):
+    """What every open-loop latency benchmark takes."""
+    parser.add_argument("--orders", type=int, default=orders, help="per latency run")
+    parser.add_argument("--warmup", type=int, default=warmup, help="orders before each run")
+    parser.add_argument("--rate", type=int, default=rate, help="orders per second, open loop")
+    parser.add_argument("--data-root", type=Path, default=Path("build"))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench import ws
 from bench.placement import PR_SET_TIMERSLACK, drive
-from bench.report import emit, machine, output_arguments
+from bench.report import UNLIMITED, emit, latency_arguments, machine, output_arguments
 from tests.server import ServerProcess, configured_venue
 
 BOOK_PATH = "/v1/book/BTC-USDT?depth=10"
@@ -158,12 +158,7 @@ def run(args) -> dict:
     server_cpu, client_cpu = cpus[-1], cpus[0]
     work = Path(tempfile.mkdtemp(prefix="flowgate-bench-", dir=args.data_root))
     data = work / "venue"
-    venue = configured_venue(data, {
-        "limits": {"order_rate": 10**7, "order_burst": 10**7, "key_rate": 10**6,
-                   "key_burst": 10**6, "ip_rate": 10**7, "ip_burst": 10**7,
-                   "max_connections_per_ip": 1000},
-        "risk": {"max_open_orders_per_account": 10**6},
-    })  # fmt: skip
+    venue = configured_venue(data, UNLIMITED)
     entries = json.loads((data / "demo-credentials.json").read_text())
 
     def key(account: int, key_type: str) -> dict:
@@ -234,11 +229,8 @@ def report(result: dict) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.rest",
                                      description=__doc__.split("\n")[0])  # fmt: skip
-    parser.add_argument("--orders", type=int, default=10_000, help="per latency run")
-    parser.add_argument("--warmup", type=int, default=1_000, help="orders before each run")
-    parser.add_argument("--rate", type=int, default=1_000, help="orders per second, open loop")
     parser.add_argument("--seconds", type=int, default=5, help="each wrk run")
-    parser.add_argument("--data-root", type=Path, default=Path("build"))
+    latency_arguments(parser, orders=10_000, warmup=1_000, rate=1_000)
     output_arguments(parser, "rest")
     args = parser.parse_args(argv)
     args.data_root.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from bench.placement import PR_SET_TIMERSLACK, drive
-from bench.report import emit, machine, output_arguments
+from bench.report import UNLIMITED, emit, latency_arguments, machine, output_arguments
 from tests.server import ServerProcess, configured_venue
 
 PATH = "/v1/ws"
@@ -259,11 +259,7 @@ def run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="flowgate-bench-", dir=args.data_root))
     accounts = 3 + 2 * args.clients + 1  # latency runs, then each throughput run its own
     data = work / "venue"
-    venue = configured_venue(data, {
-        "limits": {"order_rate": 10**7, "order_burst": 10**7, "key_rate": 10**6,
-                   "key_burst": 10**6},
-        "risk": {"max_open_orders_per_account": 10**6},
-    }, accounts=accounts)  # fmt: skip
+    venue = configured_venue(data, UNLIMITED, accounts=accounts)
     credentials = [e for e in json.loads((data / "demo-credentials.json").read_text())
                    if e["type"] == "ed25519" and e["account"] > 1]  # fmt: skip
     server = ServerProcess(data, *venue, "--cpu", str(server_cpu), "--snapshot-every",
@@ -324,14 +320,11 @@ def report(result: dict) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.ws",
                                      description=__doc__.split("\n")[0])  # fmt: skip
-    parser.add_argument("--orders", type=int, default=20_000, help="per latency run")
-    parser.add_argument("--warmup", type=int, default=2_000, help="orders before each latency run")
-    parser.add_argument("--rate", type=int, default=2_000, help="orders per second, open loop")
     parser.add_argument("--clients", type=int, default=4, help="throughput clients")
     parser.add_argument("--throughput-orders", type=int, default=50_000, help="per client")
     parser.add_argument("--window", type=int, default=256, help="orders in flight per client")
     parser.add_argument("--batch", type=int, default=20, help="orders per order.batch request")
-    parser.add_argument("--data-root", type=Path, default=Path("build"))
+    latency_arguments(parser, orders=20_000, warmup=2_000, rate=2_000)
     output_arguments(parser, "ws")
     args = parser.parse_args(argv)
     args.data_root.mkdir(parents=True, exist_ok=True)
