@@ -51,9 +51,12 @@ test-checked: checked
 bench: bench-core bench-engine bench-placement bench-auth bench-ws bench-rest bench-fix \
 	bench-fix-codec
 
-# programs the benchmarks drive (Debian packages)
+# what the benchmarks and the interop tests drive and build (Debian packages):
+# wrk, and a QuickFIX C++ initiator with libsodium
+TOOLS := wrk libquickfix-dev libsodium-dev g++
 tools:
-	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	@dpkg -s $(TOOLS) >/dev/null 2>&1 || { apt-get update -qq && \
+		apt-get install -y -qq $(TOOLS) >/dev/null; }
 
 bench-core: build
 	$(PY) -m bench.core --cpu $$(( $$(nproc) - 1 ))

@@ -197,9 +197,10 @@ class VenueView:
         return order
 
     def ended(self, event: tuple) -> OrderView:
-        """CANCELED or EXPIRED: the order as it closed."""
+        """CANCELED or EXPIRED: the order as it closed (nothing left to fill)."""
         closed = self._close(event[E_ORDER_ID])
         order = order_of(event)
+        order.leaves = 0
         if closed is not None:
             order.stp, order.post_only = closed.stp, closed.post_only
             order.expire_ns = closed.expire_ns
