@@ -113,12 +113,23 @@ def serve(args) -> int:
     except (OSError, venue_config.ConfigError) as e:
         print(f"{args.config}: {e}", file=sys.stderr)
         return 2
+    test_session = None
+    if args.fix_test_session:
+        sender, _, target = args.fix_test_session.partition(":")
+        if not sender or not target:
+            print("--fix-test-session is SENDER:TARGET", file=sys.stderr)
+            return 2
+        if args.host not in ("127.0.0.1", "::1", "localhost"):
+            print("--fix-test-session needs --host on loopback", file=sys.stderr)
+            return 2
+        test_session = (sender, target)
     options = server.ServeOptions(
         data_dir=Path(args.data_dir), durability=args.durability, record_port=args.record_port,
         cpu=args.cpu, snapshot_every=args.snapshot_every, snapshot_seconds=args.snapshot_seconds,
         command_slots=args.command_ring_slots, metrics_port=args.metrics_port,
         market_maker=args.market_maker, engine_process=args.engine_process, demo=args.demo,
         host=args.host, rest_port=args.rest_port, ws_port=args.ws_port, fix_port=args.fix_port,
+        fix_test_session=test_session,
     )  # fmt: skip
     try:
         return server.run(config, options)
@@ -201,6 +212,10 @@ def main(argv=None) -> int:
     run.add_argument("--rest-port", type=int, default=8080, help="REST gateway (/v1)")
     run.add_argument("--ws-port", type=int, default=8081, help="WebSocket gateway (/v1/ws)")
     run.add_argument("--fix-port", type=int, default=9878, help="FIX 4.4 gateway")
+    run.add_argument("--fix-test-session", metavar="SENDER:TARGET",
+                     help="FIX session-test profile for conformance harnesses: this identity "
+                          "logs on without a signature, resets on Logon and has its messages "
+                          "echoed (loopback only)")  # fmt: skip
     run.add_argument("--record-port", type=int, help="serve the record port on loopback")
     run.add_argument("--metrics-port", type=int, help="serve /metrics (Prometheus) on loopback")
     run.add_argument("--engine-process", action="store_true",

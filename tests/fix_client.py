@@ -20,9 +20,9 @@ def now_timestamp(offset_ms: int = 0) -> str:
 
 class FixClient:
     def __init__(self, port: int, sender: str, credentials: Credentials | None = None,
-                 timeout: float = 5.0):  # fmt: skip
+                 timeout: float = 5.0, target: str = TARGET):  # fmt: skip
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sender, self.credentials = sender, credentials
+        self.sender, self.target, self.credentials = sender, target, credentials
         self.seq = 1
         self.reader = FixReader()
         self.inbox: list[dict] = []
@@ -33,10 +33,10 @@ class FixClient:
         sending_time = sending_time or now_timestamp()
         fields = list(fields or [])
         if msg_type == "A" and self.credentials is not None:
-            signature = fix_logon_raw_data(self.credentials, self.sender, TARGET, seq,
+            signature = fix_logon_raw_data(self.credentials, self.sender, self.target, seq,
                                            sending_time)  # fmt: skip
             fields = [(553, self.credentials.key), (95, len(signature)), (96, signature), *fields]
-        raw = encode(msg_type, self.sender, TARGET, seq, sending_time, fields)
+        raw = encode(msg_type, self.sender, self.target, seq, sending_time, fields)
         self.sock.sendall(raw)
         self.seq = seq + 1
         return raw

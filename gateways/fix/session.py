@@ -85,7 +85,12 @@ def parse_timestamp_ms(text: bytes) -> int | None:
 
 
 class FixGateway:
-    def __init__(self, venue: Venue, authenticator: Authenticator, data_dir: Path):
+    def __init__(self, venue: Venue, authenticator: Authenticator, data_dir: Path,
+                 test_identity: tuple[str, str] | None = None):  # fmt: skip
+        """`test_identity`: (SenderCompID, TargetCompID) of the session-test
+        profile: no signature, reset on every Logon, application messages
+        echoed back (for conformance harnesses; loopback only)."""
+        self.test_identity = test_identity
         self.venue = venue
         self.instruments = venue.instruments
         self.authenticator = authenticator
@@ -104,7 +109,7 @@ class FixGateway:
     def store(self, identity: tuple[str, str]) -> MessageStore:
         store = self.stores.get(identity)
         if store is None:
-            store = self.stores[identity] = MessageStore(self.data_dir, TARGET_COMP_ID,
+            store = self.stores[identity] = MessageStore(self.data_dir, identity[1],
                                                          identity[0])  # fmt: skip
         return store
 
@@ -165,13 +170,9 @@ class FixGateway:
 def send_stored(store: MessageStore, msg_type: bytes, fields: list) -> bytes:
     """Number, encode and store a message (its sender may be away)."""
     seq = store.next_out
-    raw = encode(msg_type, TARGET_COMP_ID, store_target(store), seq, utc_timestamp(), fields)
+    raw = encode(msg_type, store.sender, store.target, seq, utc_timestamp(), fields)
     store.sent(seq, raw)
     return raw
-
-
-def store_target(store: MessageStore) -> str:
-    return store.directory.name.split("-", 1)[1]
 
 
 def execution_fields(instruments: wire.Instruments, order: OrderView, exec_type: bytes,
@@ -370,7 +371,8 @@ class FixSession(asyncio.Protocol):
         target = fields.get(56, b"").decode(errors="replace")
         seq_raw, sending_time = fields.get(34, b""), fields.get(52, b"")
         identity = (sender, target)
-        if target != TARGET_COMP_ID or not sender or not seq_raw.isdigit():
+        testing = identity == gateway.test_identity
+        if (target != TARGET_COMP_ID and not testing) or not sender or not seq_raw.isdigit():
             self.refuse_logon(identity, "unknown TargetCompID or a bad header")
             return
         if identity in gateway.live:
@@ -381,6 +383,9 @@ class FixSession(asyncio.Protocol):
             self.refuse_logon(identity, "HeartBtInt(108) must be 1 to 3600 seconds")
             return
         sent_ms = parse_timestamp_ms(sending_time)
+        if testing:
+            self.start_test_session(identity, int(seq_raw), int(heartbeat))
+            return
         try:
             if sent_ms is None:
                 raise AuthError("TIMESTAMP_OUT_OF_WINDOW", "SendingTime(52) is not a timestamp")
@@ -422,11 +427,20 @@ class FixSession(asyncio.Protocol):
             self.send(b"2", [(7, store.next_in), (16, 0)])
         log.info("fix session open", extra={"sender": sender, "account": self.account})
 
+    def start_test_session(self, identity: tuple[str, str], seq: int, heartbeat: int):
+        """The session-test profile's Logon: no signature, numbers reset."""
+        store = self.gateway.store(identity)
+        store.reset()
+        store.set_next_in(seq + 1)
+        self.identity, self.store, self.heartbeat_s = identity, store, heartbeat
+        self.gateway.live[identity] = self
+        self.send(b"A", [(98, 0), (108, heartbeat)])
+
     def refuse_logon(self, identity: tuple[str, str], text: str, reply: bool = True):
         """A Logout carrying the reason, numbered 1 (nothing of the identity
         is touched), then the connection closes."""
         if reply and identity[0]:
-            raw = encode(b"5", TARGET_COMP_ID, identity[0], 1, utc_timestamp(), [(58, text)])
+            raw = encode(b"5", identity[1], identity[0], 1, utc_timestamp(), [(58, text)])
             self.transport.write(raw)
         log.info("fix logon refused", extra={"sender": identity[0], "why": text})
         self.close()
@@ -464,13 +478,13 @@ class FixSession(asyncio.Protocol):
             body = [(43, b"Y"), (122, original[52])]
             body += [(tag, value) for tag, value in original.items()
                      if tag not in (35, 49, 56, 34, 52, 43, 122)]  # fmt: skip
-            self.write(encode(original[35], TARGET_COMP_ID, self.identity[0], seq,
+            self.write(encode(original[35], self.identity[1], self.identity[0], seq,
                               utc_timestamp(), body))  # fmt: skip
         if gap_from is not None:
             self.gap_fill(gap_from, last + 1)
 
     def gap_fill(self, seq: int, new_seq: int):
-        self.write(encode(b"4", TARGET_COMP_ID, self.identity[0], seq, utc_timestamp(),
+        self.write(encode(b"4", self.identity[1], self.identity[0], seq, utc_timestamp(),
                           [(43, b"Y"), (123, b"Y"), (36, new_seq)]))  # fmt: skip
 
     def sequence_reset(self, fields: dict):
@@ -506,6 +520,10 @@ class FixSession(asyncio.Protocol):
     # -- application --
 
     def application(self, msg_type: bytes, fields: dict):
+        if self.identity == self.gateway.test_identity:  # the test profile echoes
+            self.send(msg_type, [(tag, value) for tag, value in fields.items()
+                                 if tag not in (35, 49, 56, 34, 52, 43, 122)])  # fmt: skip
+            return
         recv_ns = time.time_ns()
         try:
             if msg_type == b"D":

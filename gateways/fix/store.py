@@ -23,6 +23,7 @@ SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 class MessageStore:
     def __init__(self, data_dir: Path, sender: str, target: str):
         """`sender` and `target` as this side sends them (its SenderCompID first)."""
+        self.sender, self.target = sender, target
         self.directory = Path(data_dir) / "fix" / f"{SAFE.sub('_', sender)}-{SAFE.sub('_', target)}"
         self.directory.mkdir(parents=True, exist_ok=True)
         self.seqnums_fd = os.open(self.directory / "seqnums", os.O_RDWR | os.O_CREAT, 0o600)

@@ -2,6 +2,8 @@
 (send / expect lines) from a small initiator."""
 
 import asyncio
+import subprocess
+import sys
 import time
 
 import pytest
@@ -203,3 +205,28 @@ def test_a_fix_order_trades_with_a_websocket_order(server, clients):
         expect 8 150=0
         expect 8 150=F 39=2 31=50000 32=0.01 6=50000
     """)
+
+
+def test_the_session_test_profile_echoes_and_resets_on_loopback_only(start, tmp_path):
+    server = start("--fix-test-session", "TW:ISLD")
+    for _ in range(2):  # every Logon resets the numbers: the second starts at 1 again
+        c = FixClient(server.fix_port, "TW", target="ISLD")
+        c.run("""
+            send A 98=0 108=30
+            expect A 108=30
+            send D 11=echo 55=IBM 54=1 38=100 40=1 21=1 60=20261124-00:00:00
+            expect D 11=echo 55=IBM 38=100
+            send 5
+            expect 5
+        """)
+        c.close()
+    signed = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
+    signed.run("send A 98=0 108=30 141=Y\nexpect A")  # other identities sign as usual
+    signed.close()
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "serve", "--demo", "--data-dir",
+         str(tmp_path / "open"), "--host", "0.0.0.0", "--fix-test-session", "TW:ISLD"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "loopback" in refused.stderr
