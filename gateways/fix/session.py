@@ -546,7 +546,7 @@ class FixSession(asyncio.Protocol):
         """An order message refused at the gateway: the answer its type calls for."""
         text = f"{code}: {message}"
         if msg_type == b"q":
-            self.send(b"r", [(1369, fields.get(11, b"NONE")), (11, fields.get(11, b"NONE")),
+            self.send(b"r", [(11, fields.get(11, b"NONE")), (37, b"NONE"),
                              (530, fields.get(530, b"7")), (531, b"0"), (58, text)])  # fmt: skip
         elif code == "RATE_LIMITED":
             self.send(b"j", [(45, fields[34]), (372, msg_type), (380, 99), (58, text)])
@@ -654,9 +654,9 @@ class FixSession(asyncio.Protocol):
             return
         times = (pending.recv_ns, pending.engine_in_ns, out_ns, time.time_ns())
         if kind == "cancel_all":
-            self.send(b"r", [(1369, fields.get(1369, fields.get(11, b"NONE"))),
-                             (11, fields.get(11, b"NONE")), (530, fields.get(530, b"7")),
-                             (531, fields.get(530, b"7")), (533, result["canceled"])])  # fmt: skip
+            self.send(b"r", [(11, fields.get(11, b"NONE")), (37, b"NONE"),
+                             (530, fields.get(530, b"7")), (531, fields.get(530, b"7")),
+                             (533, result["canceled"])])  # fmt: skip
             return
         order_id = int(result["order"].order_id)
         state = (self.gateway.venue.view.orders.get(order_id)

@@ -1,7 +1,8 @@
 """Interop with a real FIX engine: a QuickFIX C++ initiator (Debian's
 libquickfix-dev, built here with -std=c++14) logs on to the real server with
 an Ed25519 signature computed in its toAdmin callback, then places, amends
-and cancels an order."""
+and cancels an order, validating everything the venue sends against the
+venue's published data dictionary (docs/FIX44-flowgate.xml)."""
 
 import base64
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 SOURCE = Path(__file__).resolve().parents[1] / "interop" / "fix_initiator.cpp"
+DICTIONARY = Path(__file__).resolve().parents[2] / "docs" / "FIX44-flowgate.xml"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def test_a_quickfix_initiator_logs_on_places_amends_and_cancels(server, initiato
     key = next(e for e in entries if e["account"] == 2 and e["type"] == "ed25519")
     assert len(base64.b64decode(key["secret"])) == 32
     run = subprocess.run([str(initiator), "127.0.0.1", str(server.fix_port), "ACCOUNT2",
-                          key["key"], key["secret"], str(tmp_path / "store")],
+                          key["key"], key["secret"], str(tmp_path / "store"), str(DICTIONARY)],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     lines = run.stdout.splitlines()
     assert run.returncode == 0 and lines[-1] == "done", run.stdout + run.stderr

@@ -2,7 +2,10 @@
 // signature, then places, amends and cancels one order, printing one line per
 // message received ("35=8 150=0 39=0 ..."), and "done" at the end.
 //
-//   fix_initiator HOST PORT SENDER KEY_ID SEED_BASE64 STORE_DIR
+//   fix_initiator HOST PORT SENDER KEY_ID SEED_BASE64 STORE_DIR DICTIONARY
+//
+// It validates every message the venue sends against DICTIONARY (the
+// venue's QuickFIX data dictionary, docs/FIX44-flowgate.xml).
 //
 // Built by tests/integration/test_fix_quickfix.py with
 // g++ -std=c++14 ... -lquickfix -lsodium -lpthread.
@@ -123,15 +126,17 @@ FIX::Message order(const char* type) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 7 || sodium_init() < 0) {
-    std::cerr << "usage: fix_initiator HOST PORT SENDER KEY_ID SEED_BASE64 STORE_DIR\n";
+  if (argc != 8 || sodium_init() < 0) {
+    std::cerr << "usage: fix_initiator HOST PORT SENDER KEY_ID SEED_BASE64 STORE_DIR "
+                 "DICTIONARY\n";
     return 2;
   }
   std::string seed = b64decode(argv[5]);
   std::stringstream config;
   config << "[DEFAULT]\nConnectionType=initiator\nReconnectInterval=1\n"
          << "FileStorePath=" << argv[6] << "\nStartTime=00:00:00\nEndTime=00:00:00\n"
-         << "UseDataDictionary=N\nResetOnLogon=Y\nHeartBtInt=30\n"
+         << "UseDataDictionary=Y\nDataDictionary=" << argv[7]
+         << "\nResetOnLogon=Y\nHeartBtInt=30\n"
          << "[SESSION]\nBeginString=FIX.4.4\nSenderCompID=" << argv[3]
          << "\nTargetCompID=FLOWGATE\nSocketConnectHost=" << argv[1]
          << "\nSocketConnectPort=" << argv[2] << "\n";
