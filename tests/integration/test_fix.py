@@ -230,3 +230,44 @@ def test_the_session_test_profile_echoes_and_resets_on_loopback_only(start, tmp_
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 2 and "loopback" in refused.stderr
+
+
+def test_heartbeats_test_requests_and_a_silent_peer_logged_out(clients):
+    c = clients()
+    c.run("send A 98=0 108=1 141=Y\nexpect A 108=1")
+    c.expect("0")  # nothing sent for HeartBtInt: a Heartbeat
+    request = c.expect("1")  # nothing received for 1.2 x HeartBtInt: a TestRequest
+    c.send("0", [(112, request[112].decode())])
+    c.expect("0")
+    while (message := c.receive(timeout=5)) is not None and message[35] != b"5":
+        pass  # silent again: after a TestRequest goes unanswered, a Logout
+    assert message is not None and message[58] == b"no answer to a TestRequest"
+    assert c.closed()
+
+
+def test_a_revoked_key_ends_its_fix_session(server, clients):
+    from gateways.auth.keys import KeyStore
+
+    c = clients()
+    c.run("send A 98=0 108=30 141=Y\nexpect A")
+    store = KeyStore(server.data_dir)
+    store.revoke(c.credentials.key)
+    store.close()
+    assert c.expect("5")[58] == b"the API key was revoked or expired" and c.closed()
+
+
+@pytest.mark.parametrize("placement", [(), ("--engine-process",)],
+                         ids=["one-thread", "engine-process"])  # fmt: skip
+def test_fix_order_entry_in_both_placements(start, placement):
+    server = start(*placement)
+    c = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
+    c.run("""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=p1 55=ETH-USDT 54=1 38=0.5 40=2 44=2990 59=1
+        expect 8 150=0 39=0
+        send q 11=all 530=7
+        expect r 531=7 533=1
+    """)
+    c.close()
+    assert server.stop() == 0
