@@ -36,11 +36,16 @@ def new_orders(sender: str, first_seq: int, n: int) -> list[bytes]:
     return out
 
 
+ANSWERS = (b"8", b"9", b"3")  # ExecutionReport, OrderCancelReject, Reject
+
+
 def reports_complete():
+    """A complete() for one session: its answers (heartbeats skipped); the
+    reader keeps what is not a whole message yet."""
     reader = FixReader()
 
-    def complete(buffer: bytes) -> tuple[int, bytes]:
-        return sum(1 for m in reader.feed(buffer) if isinstance(m, dict) and m[35] == b"8"), b""
+    def complete(buffer: bytes) -> tuple[list[dict], bytes]:
+        return [m for m in reader.feed(buffer) if isinstance(m, dict) and m[35] in ANSWERS], b""
 
     return complete
 
@@ -86,10 +91,10 @@ def run(args) -> dict:
         latency = {"fix": fix_latency(server, args)}
         frames = ws.orders(args.warmup + args.orders)
         drive(ws.logged_on(server.ws_port, ws_key), frames[: args.warmup], args.rate,
-              ws.frames_complete)  # fmt: skip
+              ws.split_frames)  # fmt: skip
         session = ws.logged_on(server.ws_port, ws_key)
         latency["websocket"] = drive(session, frames[args.warmup :], args.rate,
-                                     ws.frames_complete)  # fmt: skip
+                                     ws.split_frames)  # fmt: skip
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)

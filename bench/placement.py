@@ -53,50 +53,97 @@ def tcp_connect(port: int) -> socket.socket:
     return sock
 
 
-def drive(sock: socket.socket, records: list[bytes], rate: int, complete) -> dict:
-    """Open-loop round trips over a connected socket, which it closes;
-    `complete(buffer)` returns (finished count, rest)."""
+def send_receive(sock: socket.socket, requests: list[bytes], rate: float, complete,
+                 start_ns: int | None = None, timeout_s: float = 10.0) -> tuple:  # fmt: skip
+    """Open loop over a connected socket: request i is due at start + i / rate
+    (perf_counter_ns), sent then even if the client fell behind, so a late send
+    counts in its round trip. `complete(buffer)` returns (answers, rest); answers
+    arrive in request order. Returns (planned, arrived, answers): per request the
+    ns of its plan and of its answer's arrival, and the answers."""
     sock.setblocking(False)
+    n = len(requests)
     interval = 1e9 / rate
-    planned = np.zeros(len(records), dtype=np.int64)
-    arrived = np.zeros(len(records), dtype=np.int64)
-    start = time.perf_counter_ns() + 1_000_000
-    sent = done = 0
-    buffer = b""
-    while done < len(records):
+    start = time.perf_counter_ns() + 1_000_000 if start_ns is None else start_ns
+    planned = start + (np.arange(n) * interval).astype(np.int64)
+    arrived = np.zeros(n, dtype=np.int64)
+    answers: list = []
+    sent, pending, buffer = 0, b"", b""
+    heard = time.perf_counter_ns()  # the last sign of life, for the timeout
+    while len(answers) < n:
         now = time.perf_counter_ns()
-        while sent < len(records) and start + sent * interval <= now:
-            planned[sent] = start + sent * interval
-            sock.sendall(records[sent])
-            sent += 1
-        wait_s = max(0.0, (start + sent * interval - now) / 1e9) if sent < len(records) else 1.0
-        if select.select([sock], [], [], min(wait_s, 1.0))[0]:
-            buffer += sock.recv(1 << 20)
-            finished, buffer = complete(buffer)
-            arrived[done : done + finished] = time.perf_counter_ns()
-            done += finished
-    sock.close()
+        if sent < n and planned[sent] <= now:
+            due = min(n, int((now - start) // interval) + 1)
+            pending += b"".join(requests[sent:due])
+            sent = due
+        if pending:
+            try:
+                pending = pending[sock.send(pending) :]
+            except BlockingIOError:
+                pass
+        wait_s = (planned[sent] - now) / 1e9 if sent < n else 1.0
+        readable, _, _ = select.select([sock], [sock] if pending else [], [],
+                                       min(max(wait_s, 0.0), 1.0))  # fmt: skip
+        if readable:
+            data = sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError(f"closed after {len(answers)} of {n} answers")
+            found, buffer = complete(buffer + data)
+            if found:
+                heard = time.perf_counter_ns()
+                arrived[len(answers) : len(answers) + len(found)] = heard
+                answers.extend(found)
+        elif time.perf_counter_ns() - heard > timeout_s * 1e9:
+            raise TimeoutError(f"{len(answers)} of {n} answers, then {timeout_s} s of silence")
+    return planned, arrived, answers
+
+
+CURVE = (0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100)  # percentiles
+
+
+def histogram_of(latencies_ns) -> HdrHistogram:
     histogram = HdrHistogram(1, 60 * 10**9, 3)
-    for value in (arrived - planned).tolist():
+    for value in latencies_ns.tolist():
         histogram.record_value(max(value, 1))
+    return histogram
+
+
+def summary(histogram: HdrHistogram, offered: float, seconds: float) -> dict:
+    """Percentiles (µs), rates and the percentile curve of a latency histogram."""
+    count = histogram.get_total_count()
+
+    def at(p: float) -> float:
+        return round(histogram.get_value_at_percentile(p) / 1000, 1)
+
     return {
-        "p50_us": round(histogram.get_value_at_percentile(50) / 1000, 1),
-        "p99_us": round(histogram.get_value_at_percentile(99) / 1000, 1),
-        "p999_us": round(histogram.get_value_at_percentile(99.9) / 1000, 1),
+        "count": count,
+        "offered_rate": round(offered),
+        "achieved_rate": round(count / seconds) if seconds > 0 else 0,
+        "mean_us": round(histogram.get_mean_value() / 1000, 1),
+        "p50_us": at(50), "p90_us": at(90), "p99_us": at(99), "p999_us": at(99.9),
+        "p9999_us": at(99.99),
         "max_us": round(histogram.get_max_value() / 1000, 1),
-    }
+        "curve": [[p, at(p)] for p in CURVE],
+    }  # fmt: skip
 
 
-def events_complete(buffer: bytes) -> tuple[int, bytes]:
+def drive(sock: socket.socket, records: list[bytes], rate: int, complete) -> dict:
+    """send_receive, then the socket closed and the round trips summed up."""
+    planned, arrived, _ = send_receive(sock, records, rate, complete)
+    sock.close()
+    seconds = (arrived.max() - planned[0]) / 1e9
+    return summary(histogram_of(arrived - planned), rate, seconds)
+
+
+def events_complete(buffer: bytes) -> tuple[list, bytes]:
+    """The last event of each finished command, and the rest."""
     whole = len(buffer) // EVENT_SIZE * EVENT_SIZE
     events = np.frombuffer(buffer[:whole], EVENT_DTYPE)
-    finished = int(np.count_nonzero(events["flags"] & EventFlag.FLAG_LAST))
-    return finished, buffer[whole:]
+    return list(events[events["flags"] & EventFlag.FLAG_LAST != 0]), buffer[whole:]
 
 
-def echo_complete(buffer: bytes) -> tuple[int, bytes]:
+def echo_complete(buffer: bytes) -> tuple[list, bytes]:
     whole = len(buffer) // EVENT_SIZE * EVENT_SIZE
-    return whole // EVENT_SIZE, buffer[whole:]
+    return [None] * (whole // EVENT_SIZE), buffer[whole:]
 
 
 ECHO_SERVER = f"""

@@ -36,9 +36,9 @@ from tests.server import ServerProcess, configured_venue
 BOOK_PATH = "/v1/book/BTC-USDT?depth=10"
 
 
-def http_complete(buffer: bytes) -> tuple[int, bytes]:
-    """Whole responses (Content-Length framed) in the buffer, and the rest."""
-    count, at = 0, 0
+def http_complete(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """The bodies of whole responses (Content-Length framed) in the buffer, and the rest."""
+    bodies, at = [], 0
     while True:
         head_end = buffer.find(b"\r\n\r\n", at)
         if head_end < 0:
@@ -47,8 +47,9 @@ def http_complete(buffer: bytes) -> tuple[int, bytes]:
         end = head_end + 4 + int(match.group(1))
         if end > len(buffer):
             break
-        count, at = count + 1, end
-    return count, buffer[at:]
+        bodies.append(buffer[head_end + 4 : end])
+        at = end
+    return bodies, buffer[at:]
 
 
 def signed_orders(entry: dict, n: int, rate: int, start_ms: int) -> list[bytes]:
@@ -85,9 +86,9 @@ def tcp(port: int) -> socket.socket:
 def ws_latency(server: ServerProcess, entry: dict, args) -> dict:
     frames = ws.orders(args.warmup + args.orders, first_id=10**6)
     drive(ws.logged_on(server.ws_port, entry), frames[: args.warmup], args.rate,
-          ws.frames_complete)  # fmt: skip
+          ws.split_frames)  # fmt: skip
     return drive(ws.logged_on(server.ws_port, entry), frames[args.warmup :], args.rate,
-                 ws.frames_complete)  # fmt: skip
+                 ws.split_frames)  # fmt: skip
 
 
 STARLETTE_APP = """
@@ -126,7 +127,7 @@ def throughput(server: ServerProcess, work: Path, server_cpu: int, client_cpu: i
     with tcp(server.rest_port) as sock:
         sock.sendall(f"GET {BOOK_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         answer = b""
-        while http_complete(answer)[0] == 0:
+        while not http_complete(answer)[0]:
             answer += sock.recv(65536)
     body = answer.split(b"\r\n\r\n", 1)[1]
     (work / "book.json").write_bytes(body)

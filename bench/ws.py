@@ -69,11 +69,6 @@ def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
     return payloads, buffer[at:]
 
 
-def frames_complete(buffer: bytes) -> tuple[int, bytes]:
-    payloads, rest = split_frames(buffer)
-    return len(payloads), rest
-
-
 def handshake(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -162,8 +157,8 @@ def floor_run(frames: list[bytes], warmup: int, rate: int, server_cpu: int,
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         port = int(echo.stdout.readline())
-        drive(handshake(port), frames[:warmup], rate, frames_complete)
-        return drive(handshake(port), frames[warmup:], rate, frames_complete)
+        drive(handshake(port), frames[:warmup], rate, split_frames)
+        return drive(handshake(port), frames[warmup:], rate, split_frames)
     finally:
         echo.terminate()
         echo.wait()
@@ -193,9 +188,9 @@ def latency(args, server: ServerProcess, credentials: list[dict], server_cpu: in
     for name, cpu in (("one_core", server_cpu), ("across_cores", client_cpu)):
         os.sched_setaffinity(0, {cpu})
         entry = credentials[1 if name == "one_core" else 2]
-        drive(logged_on(server.ws_port, entry), frames[:warmup], args.rate, frames_complete)
+        drive(logged_on(server.ws_port, entry), frames[:warmup], args.rate, split_frames)
         venue = drive(logged_on(server.ws_port, entry), frames[warmup:], args.rate,
-                      frames_complete)  # fmt: skip
+                      split_frames)  # fmt: skip
         floor = floor_run(frames, warmup, args.rate, server_cpu, reply)
         results[name] = {
             "order_ack": venue, "echo_floor": floor,
