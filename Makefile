@@ -48,8 +48,10 @@ test-release: build tools
 test-checked: checked
 	cd $(CHECKED_TREE) && FLOWGATE_EXPECT_CHECKED=1 $(CURDIR)/$(PY) -m pytest -q tests/unit tests/reference
 
-bench: bench-core bench-engine bench-placement bench-auth bench-ws bench-rest bench-fix \
-	bench-fix-codec
+# every protocol beside the transport floors, the core, the engine and a rate sweep, into
+# bench/results/<timestamp>/ (python -m bench --help: one protocol, rates, pinning...)
+bench: build
+	$(PY) -m bench all
 
 # what the benchmarks and the interop tests drive and build (Debian packages):
 # wrk, and a QuickFIX C++ initiator with libsodium

@@ -325,7 +325,7 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.core", description=__doc__.split("\n")[0]
     )
@@ -338,7 +338,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cpu", type=int, default=None, help="pin the benchmark to this CPU")
     output_arguments(parser, "core")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     emit(run(args), args, report)
 
 

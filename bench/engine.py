@@ -309,7 +309,7 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.engine", description=__doc__.split("\n")[0]
     )
@@ -326,7 +326,11 @@ def main(argv=None):
     parser.add_argument("--data-root", type=Path, default=Path("build"),
                         help="where the journals are written (a real disk, not tmpfs)")  # fmt: skip
     output_arguments(parser, "engine")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     args.data_root.mkdir(parents=True, exist_ok=True)
     emit(run(args), args, report)
 

@@ -165,10 +165,11 @@ def floor_run(frames: list[bytes], warmup: int, rate: int, server_cpu: int,
         echo.stdout.close()
 
 
-def answer_size(port: int, entry: dict) -> int:
-    """The size of the venue's answer to one placement (the floor answers alike)."""
+def answer_size(port: int, entry: dict, frame: bytes | None = None) -> int:
+    """The size of the venue's answer to one placement (the floor answers alike),
+    by default `orders`' first."""
     sock = logged_on(port, entry)
-    sock.sendall(orders(1, first_id=10**9)[0])
+    sock.sendall(frame or orders(1, first_id=10**9)[0])
     buffer = b""
     while True:
         buffer += sock.recv(1 << 16)
