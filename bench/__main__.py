@@ -95,7 +95,10 @@ def arguments(argv) -> argparse.Namespace:
     )
     parser.add_argument("--p99-bound-us", type=float, default=1_000.0)
     parser.add_argument("--sweep-from", type=float, default=1_000, help="first rate of the sweep")
-    parser.add_argument("--sweep-to", type=float, default=256_000, help="highest rate it tries")
+    parser.add_argument("--sweep-to", type=float, default=300_000, help="highest rate it tries")
+    parser.add_argument(
+        "--sweep-factor", type=float, default=1.5, help="each step's rate over the last's"
+    )
     parser.add_argument("--sweep-duration", type=float, default=2.0, help="seconds per step")
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help="where the report directory is made"
@@ -194,7 +197,7 @@ class Bench:
         return result
 
     def sweep(self, protocol: str) -> dict:
-        """Rates doubling from --sweep-from until a step is not sustained: p99 over the
+        """Rates rising from --sweep-from until a step is not sustained: p99 over the
         bound, fewer answers per second than offered, an error or a wrong final state.
         A failed step runs once more, so one stall of the machine does not end it."""
         args = self.args
@@ -210,7 +213,7 @@ class Bench:
             if not self.sustained(step):
                 break
             sustained = step["offered_rate"]
-            rate *= 2
+            rate = float(f"{rate * args.sweep_factor:.2g}")  # round numbers: 1,500, 2,200...
         return {"steps": steps, "sustained_rate": sustained}
 
     def sustained(self, step: dict) -> bool:
@@ -263,6 +266,7 @@ def run(args) -> dict:
             "duration_s": args.duration, "warmup_s": args.warmup, "clients": args.clients,
             "mix": args.mix, "p99_bound_us": args.p99_bound_us,
             "sweep_step_s": args.sweep_duration,
+            "sweep_factor": args.sweep_factor,
         },
     }  # fmt: skip
     try:
@@ -415,7 +419,8 @@ def sweep_table(result, sweep) -> list[str]:
     lines = [
         "## Rate sweep",
         "",
-        f"Each step {c['sweep_step_s']:g} s open loop, the rate doubling until p99 passes "
+        f"Each step {c['sweep_step_s']:g} s open loop, the rate rising by "
+        f"{c['sweep_factor']:g}x until p99 passes "
         f"{c['p99_bound_us']:,.0f} µs, fewer answers per second arrive than were offered "
         "(< 95%), or an answer or the final state is wrong; a failed step is run once more. "
         "Cells: p99 µs (achieved/s).",

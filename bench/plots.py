@@ -7,7 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator  # noqa: E402
 
 STAGE_COLOURS = ("#8da0cb", "#fc8d62", "#66c2a5", "#e78ac3", "#a6d854")
 
@@ -17,21 +17,15 @@ def _nines(p: float) -> float:
     return 1 / (1 - min(p, 99.9999) / 100)
 
 
-def percentile_curves(rows: dict[str, dict], titles: dict[str, str], path: Path, note: str):
+def _log_log():
     figure, axes = plt.subplots(figsize=(8, 4.8))
-    for name, row in rows.items():
-        points = [(p, us) for p, us in row["curve"] if p > 0]
-        axes.plot([_nines(p) for p, _ in points], [us for _, us in points], marker=".",
-                  label=titles[name], linestyle="--" if "echo" in name else "-")  # fmt: skip
-    axes.set_xscale("log")
+    axes.set_xscale("log")  # before any locator or formatter: setting a scale resets them
     axes.set_yscale("log")
-    ticks = [50, 90, 99, 99.9, 99.99, 99.999]
-    axes.xaxis.set_major_locator(FixedLocator([_nines(p) for p in ticks]))
-    axes.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{100 - 100 / x:g}%"))
-    axes.xaxis.set_minor_locator(FixedLocator([]))
-    axes.set_xlabel("percentile")
-    axes.set_ylabel("round trip (µs)")
-    axes.set_title(f"Round trips by percentile\n{note}", fontsize=10)
+    return figure, axes
+
+
+def _save(figure, axes, path: Path, title: str):
+    axes.set_title(title, fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
@@ -39,9 +33,24 @@ def percentile_curves(rows: dict[str, dict], titles: dict[str, str], path: Path,
     plt.close(figure)
 
 
+def percentile_curves(rows: dict[str, dict], titles: dict[str, str], path: Path, note: str):
+    figure, axes = _log_log()
+    for name, row in rows.items():
+        points = [(p, us) for p, us in row["curve"] if p > 0]
+        axes.plot([_nines(p) for p, _ in points], [us for _, us in points], marker=".",
+                  label=titles[name], linestyle="--" if "echo" in name else "-")  # fmt: skip
+    ticks = [50, 90, 99, 99.9, 99.99, 99.999]
+    axes.xaxis.set_major_locator(FixedLocator([_nines(p) for p in ticks]))
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{100 - 100 / x:g}%"))
+    axes.xaxis.set_minor_locator(FixedLocator([]))
+    axes.set_xlabel("percentile")
+    axes.set_ylabel("round trip (µs)")
+    _save(figure, axes, path, f"Round trips by percentile\n{note}")
+
+
 def rate_sweep(sweep: dict[str, dict], titles: dict[str, str], bound_us: float, path: Path,
                note: str):  # fmt: skip
-    figure, axes = plt.subplots(figsize=(8, 4.8))
+    figure, axes = _log_log()
     for name, run in sweep.items():
         steps = run["steps"]
         line = axes.plot([s["offered_rate"] for s in steps], [s["p99_us"] for s in steps],
@@ -49,18 +58,12 @@ def rate_sweep(sweep: dict[str, dict], titles: dict[str, str], bound_us: float, 
         axes.plot([s["offered_rate"] for s in steps], [s["p50_us"] for s in steps],
                   linestyle=":", color=line[0].get_color())  # fmt: skip
     axes.axhline(bound_us, color="grey", linewidth=0.8)
-    axes.set_xscale("log")
+    axes.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
     axes.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
     axes.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
-    axes.set_yscale("log")
     axes.set_xlabel("offered rate (requests/s)")
     axes.set_ylabel("round trip (µs): p99 solid, p50 dotted")
-    axes.set_title(f"Latency against offered rate (grey: the p99 bound)\n{note}", fontsize=10)
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, axes, path, f"Latency against offered rate (grey: the p99 bound)\n{note}")
 
 
 def stages(rows: dict[str, dict], titles: dict[str, str], labels: dict[str, str], path: Path,
