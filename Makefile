@@ -54,11 +54,13 @@ bench: build
 	$(PY) -m bench all
 
 # what the benchmarks and the interop tests drive and build (Debian packages):
-# wrk, and a QuickFIX C++ initiator with libsodium
-TOOLS := wrk libquickfix-dev libsodium-dev g++
+# wrk, a QuickFIX C++ initiator with libsodium, and QuickFIX's acceptance-test
+# runner (Ruby) with its scenarios (from the quickfix source package)
+TOOLS := wrk libquickfix-dev libsodium-dev g++ ruby
 tools:
 	@dpkg -s $(TOOLS) >/dev/null 2>&1 || { apt-get update -qq && \
 		apt-get install -y -qq $(TOOLS) >/dev/null; }
+	@sh tests/interop/fetch-quickfix.sh build/quickfix
 
 bench-core: build
 	$(PY) -m bench.core --cpu $$(( $$(nproc) - 1 ))

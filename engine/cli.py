@@ -129,7 +129,7 @@ def serve(args) -> int:
         command_slots=args.command_ring_slots, metrics_port=args.metrics_port,
         market_maker=args.market_maker, engine_process=args.engine_process, demo=args.demo,
         host=args.host, rest_port=args.rest_port, ws_port=args.ws_port, fix_port=args.fix_port,
-        fix_test_session=test_session,
+        fix_test_session=test_session, fix_test_dictionary=args.fix_test_dictionary,
     )  # fmt: skip
     try:
         return server.run(config, options)
@@ -216,6 +216,9 @@ def main(argv=None) -> int:
                      help="FIX session-test profile for conformance harnesses: this identity "
                           "logs on without a signature, resets on Logon and has its messages "
                           "echoed (loopback only)")  # fmt: skip
+    run.add_argument("--fix-test-dictionary", type=Path, metavar="XML",
+                     help="the QuickFIX data dictionary the FIX test session is validated with "
+                          "(default: docs/FIX44-flowgate.xml)")  # fmt: skip
     run.add_argument("--record-port", type=int, help="serve the record port on loopback")
     run.add_argument("--metrics-port", type=int, help="serve /metrics (Prometheus) on loopback")
     run.add_argument("--engine-process", action="store_true",

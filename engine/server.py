@@ -45,6 +45,7 @@ class ServeOptions(msgspec.Struct, kw_only=True):
     ws_port: int | None = None
     fix_port: int | None = None
     fix_test_session: tuple[str, str] | None = None  # (SenderCompID, TargetCompID), loopback
+    fix_test_dictionary: Path | None = None  # what the test session is validated with
     record_port: int | None = None  # loopback only
     metrics_port: int | None = None  # loopback only
     command_slots: int = 1 << 16  # command ring; full is OVERLOADED
@@ -193,7 +194,8 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
             gateways.append(("rest_port", rest_gateway, served))
         if options.fix_port is not None:
             fix_gateway = fix.FixGateway(venue, authenticator, options.data_dir,
-                                         options.fix_test_session)  # fmt: skip
+                                         options.fix_test_session,
+                                         options.fix_test_dictionary or fix.DIALECT)  # fmt: skip
             served = await fix.serve(fix_gateway, options.host, options.fix_port)
             gateways.append(("fix_port", fix_gateway, served))
         gateways.append(("venue", venue, None))

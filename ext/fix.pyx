@@ -3,11 +3,11 @@ CheckSum validation, fields to a dict, and messages from field lists.
 
 `FixReader.feed(data)` returns what the bytes so far complete: each message
 as a dict {tag: value bytes}, or a `FixError` where one could not be read.
-A garbled message (bad framing, BodyLength or CheckSum) is skipped up to the
-next "8=FIX.4.4": FIX says to ignore it. A message whose frame is sound but
-whose fields are not (a tag without a value, a repeated tag, header fields out
-of order) comes back as a `FixError` with the session-level reject reason and
-the fields read, so the session can Reject it by its MsgSeqNum.
+A garbled message (bad framing, BodyLength or CheckSum, MsgType not third)
+is skipped: FIX says to ignore it. A message whose frame is sound but whose
+fields are not (a tag without a value, a repeated tag) comes back as a
+`FixError` with the session-level reject reason and the fields read, so the
+session can Reject it by its MsgSeqNum.
 
 `encode` writes a whole message: BeginString, BodyLength, MsgType, the
 standard header, the fields given, CheckSum. simplefix is the reference:
@@ -32,17 +32,19 @@ INVALID_TAG = 0  # tag not a number
 TAG_WITHOUT_VALUE = 4
 INCORRECT_DATA_FORMAT = 6
 TAG_REPEATED = 13
-OUT_OF_ORDER = 14  # BeginString, BodyLength, MsgType not first
 
 
 class FixError(ValueError):
     """A message that could not be read. `garbled`: skipped, as FIX says to
-    ignore it; otherwise `reason` is the SessionRejectReason, `tag` the field
-    at fault and `fields` what was read (MsgSeqNum and MsgType among them)."""
+    ignore it (`other_version` if it begins like another FIX version's);
+    otherwise `reason` is the SessionRejectReason, `tag` the field at fault
+    and `fields` what was read (MsgSeqNum and MsgType among them)."""
 
-    def __init__(self, message, garbled=False, reason=None, tag=None, fields=None):
+    def __init__(self, message, garbled=False, reason=None, tag=None, fields=None,
+                 other_version=False):
         super().__init__(message)
         self.garbled = garbled
+        self.other_version = other_version  # a FIX message, but not FIX.4.4
         self.reason = reason
         self.tag = tag
         self.fields = fields if fields is not None else {}
@@ -79,17 +81,25 @@ cdef Py_ssize_t _find(const unsigned char *p, Py_ssize_t n, bytes needle, Py_ssi
 
 
 cdef class FixReader:
-    """Splits a byte stream into FIX messages."""
+    """Splits a byte stream into FIX messages. With `keep_raw`, `raw` holds
+    after each feed the bytes of each message it returned (None for a
+    garbled one), for checks that need the fields' order on the wire."""
 
     cdef bytearray buffer
+    cdef bint keep_raw
+    cdef public list raw
 
-    def __cinit__(self):
+    def __cinit__(self, bint keep_raw=False):
         self.buffer = bytearray()
+        self.keep_raw = keep_raw
+        self.raw = []
 
     def feed(self, data) -> list:
         """Add bytes; return every message they complete, in order."""
         self.buffer += data
         out = []
+        if self.keep_raw:
+            self.raw = []
         cdef const unsigned char[::1] view
         cdef Py_ssize_t start = 0, n, at, length, body_start, end, k
         cdef int digits
@@ -100,7 +110,11 @@ cdef class FixReader:
             view = self.buffer
             if _find(&view[0], n, BEGIN, start) != start:
                 at = _find(&view[0], n, BEGIN, start + 1)
-                out.append(FixError("garbled: no BeginString", garbled=True))
+                if _find(&view[0], start + 6, b"8=FIX", start) == start:
+                    out.append(FixError("garbled: BeginString is not FIX.4.4", garbled=True,
+                                        other_version=True))
+                else:
+                    out.append(FixError("garbled: no BeginString", garbled=True))
                 if at < 0:  # keep a tail that may begin the next message
                     start = max(start, n - BEGIN_LEN)
                     view = None
@@ -136,9 +150,16 @@ cdef class FixReader:
             k = body_start + length
             if not (view[k] == b"1" and view[k + 1] == b"0" and view[k + 2] == b"=" and
                     view[end - 1] == SOH):
+                # the frame runs to the first CheckSum at or after BodyLength,
+                # as QuickFIX reads it: a length too long swallows what follows
+                at = _find(&view[0], n, b"\x0110=", k - 1)
+                at = -1 if at < 0 else _find(&view[0], n, b"\x01", at + 4)
+                if at < 0:
+                    view = None
+                    break
                 out.append(FixError("garbled: BodyLength(9) does not reach CheckSum(10)",
                                     garbled=True))
-                start = _next_start(view, n, start)
+                start = at + 1
                 view = None
                 continue
             if _three_digits(&view[k + 3]) != _checksum(&view[start], k - start):
@@ -146,11 +167,17 @@ cdef class FixReader:
                 start = end
                 view = None
                 continue
-            out.append(_fields(view, body_start, k))
+            message = _fields(view, body_start, k)
+            out.append(message)
+            if self.keep_raw and not (isinstance(message, FixError) and message.garbled):
+                self.raw.extend([None] * (len(out) - 1 - len(self.raw)))
+                self.raw.append(bytes(self.buffer[start:end]))
             start = end
             view = None
         if start:
             del self.buffer[:start]
+        if self.keep_raw:
+            self.raw.extend([None] * (len(out) - len(self.raw)))
         return out
 
 
@@ -182,9 +209,8 @@ cdef object _fields(const unsigned char[::1] view, Py_ssize_t at, Py_ssize_t end
         if i == value_start:
             return FixError(f"tag {tag} has no value", reason=TAG_WITHOUT_VALUE, tag=tag,
                             fields=fields)
-        if count == 0 and tag != 35:
-            return FixError("MsgType(35) must be the third field", reason=OUT_OF_ORDER,
-                            tag=tag, fields=fields)
+        if count == 0 and tag != 35:  # FIX: garbled
+            return FixError("garbled: MsgType(35) must be the third field", garbled=True)
         if tag in fields:
             return FixError(f"tag {tag} appears more than once", reason=TAG_REPEATED, tag=tag,
                             fields=fields)
@@ -271,21 +297,33 @@ cdef class _Writer:
         self.size += n + 2
 
 
+def _tag_of(pair):
+    return pair[0]
+
+
 cdef _Writer _body = _Writer()  # the loop's thread is the only writer
 cdef _Writer _message = _Writer()
 
 
-def encode(msg_type, sender, target, int64_t seq, sending_time, list fields) -> bytes:
-    """One message: 8, 9, 35, 49, 56, 34, 52, then `fields` ((tag, value)
-    pairs, in order; values bytes, str or int), then 10."""
+def encode(msg_type, sender, target, int64_t seq, sending_time, list fields,
+           tuple header=()) -> bytes:
+    """One message: 8, 9, 35, then the header in tag order as QuickFIX writes
+    it (34, 49, 52, 56 and any of `header`'s (tag, value) pairs: 43, 97,
+    122...), then `fields` ((tag, value) pairs, in order; values bytes, str or
+    int), then 10."""
     cdef _Writer body = _body
+    cdef tuple pair
     body.size = 0
     body.field(35, msg_type)
-    body.field(49, sender)
-    body.field(56, target)
-    body.field(34, seq)
-    body.field(52, sending_time)
-    cdef tuple pair
+    if not header:
+        body.field(34, seq)
+        body.field(49, sender)
+        body.field(52, sending_time)
+        body.field(56, target)
+    else:
+        for pair in sorted(((34, seq), (49, sender), (52, sending_time), (56, target))
+                           + header, key=_tag_of):
+            body.field(pair[0], pair[1])
     for pair in fields:
         body.field(pair[0], pair[1])
     cdef _Writer out = _message

@@ -25,14 +25,20 @@ from gateways import wire
 from gateways.auth.errors import AuthError
 from gateways.auth.keys import TARGET_COMP_ID
 from gateways.auth.verify import Authenticator, fix_logon_payload
+from gateways.fix import dictionary
 from gateways.fix.store import MessageStore
 from gateways.sessions import next_session_id
 from gateways.venue import Pending, Venue
 
 log = logging.getLogger("flowgate.fix")
 
+DIALECT = Path(__file__).parents[2] / "docs" / "FIX44-flowgate.xml"  # our data dictionary
 SENDING_TIME_TOLERANCE_MS = 120_000  # SendingTime accuracy (as QuickFIX checks it)
+LOGOUT_TIMEOUT_S = 2.0  # how long a Logout of ours waits for the peer's
 ADMIN = {b"0", b"1", b"2", b"3", b"4", b"5", b"A"}
+ECHO = "echo"  # the session-test profile's key for a message's fields in QuickFIX's order
+ECHO_REFILLED = (8, 9, 35, 34, 49, 52, 56, 43, 122)
+ROUTES = {115: 128, 128: 115, 116: 129, 129: 116, 144: 145, 145: 144}  # a reply's reverse route
 CANCEL_ON_DISCONNECT = 8013  # custom Logon tag: Y cancels the account's orders on disconnect
 STP_TAG = 7928  # custom: self-trade prevention on NewOrderSingle
 TIMESTAMP_TAGS = (7901, 7902, 7903, 7904)  # custom: gateway in, engine in, engine out, gateway out
@@ -86,11 +92,15 @@ def parse_timestamp_ms(text: bytes) -> int | None:
 
 class FixGateway:
     def __init__(self, venue: Venue, authenticator: Authenticator, data_dir: Path,
-                 test_identity: tuple[str, str] | None = None):  # fmt: skip
+                 test_identity: tuple[str, str] | None = None,
+                 test_dictionary: Path = DIALECT):  # fmt: skip
         """`test_identity`: (SenderCompID, TargetCompID) of the session-test
-        profile: no signature, reset on every Logon, application messages
-        echoed back (for conformance harnesses; loopback only)."""
+        profile: no signature, reset on every Logon, messages validated with
+        `test_dictionary` (a QuickFIX data dictionary) and application
+        messages echoed back (for conformance harnesses; loopback only)."""
         self.test_identity = test_identity
+        self.dictionary = None if test_identity is None else (
+            dictionary.DataDictionary(test_dictionary))  # fmt: skip
         self.venue = venue
         self.instruments = venue.instruments
         self.authenticator = authenticator
@@ -167,10 +177,10 @@ class FixGateway:
         pass
 
 
-def send_stored(store: MessageStore, msg_type: bytes, fields: list) -> bytes:
+def send_stored(store: MessageStore, msg_type: bytes, fields: list, header: tuple = ()) -> bytes:
     """Number, encode and store a message (its sender may be away)."""
     seq = store.next_out
-    raw = encode(msg_type, store.sender, store.target, seq, utc_timestamp(), fields)
+    raw = encode(msg_type, store.sender, store.target, seq, utc_timestamp(), fields, header)
     store.sent(seq, raw)
     return raw
 
@@ -214,7 +224,7 @@ class FixSession(asyncio.Protocol):
         self.id = next_session_id()
         self.requests = 0
         self.pending: dict[int, tuple[Pending, int]] = {}
-        self.reader = FixReader()
+        self.reader = FixReader(keep_raw=gateway.dictionary is not None)
         self.transport: asyncio.Transport | None = None
         self.ip = ""
         self.identity: tuple[str, str] | None = None
@@ -225,8 +235,11 @@ class FixSession(asyncio.Protocol):
         self.cancel_on_disconnect = False
         self.received_at = self.sent_at = time.monotonic()
         self.test_request_at = 0.0
-        self.awaiting_resend = False  # a ResendRequest of ours is not yet answered
+        self.resend_from = self.resend_until = 0  # a ResendRequest of ours not yet answered
+        self.queued: dict[int, dict] = {}  # messages numbered too high, waiting for the gap
+        self.echoed_orders: set = set()  # the session-test profile's ClOrdIDs
         self.closing = False
+        self.logout_sent = False  # ours, waiting for the peer's
 
     # -- connection --
 
@@ -266,14 +279,14 @@ class FixSession(asyncio.Protocol):
             if now - self.received_at > 30:  # no logon
                 self.close()
             return
-        if now - self.sent_at >= self.heartbeat_s:
+        if now - self.sent_at >= self.heartbeat_s and not self.test_request_at:
             self.send(b"0", [])
         silent = now - self.received_at
         if self.test_request_at and now - self.test_request_at > self.heartbeat_s:
-            self.logout("no answer to a TestRequest")
+            self.close()  # no answer to a TestRequest: the peer is gone
         elif not self.test_request_at and silent > self.heartbeat_s * 1.2:
             self.test_request_at = now
-            self.send(b"1", [(112, f"TEST{int(now)}")])
+            self.send(b"1", [(112, b"TEST")])
 
     def close(self):
         self.closing = True
@@ -287,7 +300,13 @@ class FixSession(asyncio.Protocol):
             return
         self.received_at = time.monotonic()
         self.test_request_at = 0.0
-        for message in self.reader.feed(data):
+        messages = self.reader.feed(data)
+        raws = self.reader.raw if self.testing else None
+        for i, message in enumerate(messages):
+            if raws is not None and raws[i] is not None:
+                message = self.checked(raws[i])
+                if message is None:
+                    continue
             if isinstance(message, FixError):
                 self.faulty(message)
             else:
@@ -295,97 +314,163 @@ class FixSession(asyncio.Protocol):
                     self.handle(message)
                 except Exception:
                     log.exception("fix message failed", extra={"session": self.id})
-                    self.reject(message, 99, "the message failed inside the gateway")
+                    self.reject(message, dictionary.OTHER, text="the message failed inside "
+                                                                "the gateway")  # fmt: skip
             if self.closing:
                 break
         self.gateway.venue.kick()
 
-    def faulty(self, error: FixError):
-        """Garbled: ignored (FIX). A field fault: Reject, and the number counts."""
-        if error.garbled or self.store is None:
-            return
-        seq = error.fields.get(34)
-        if seq is None or not seq.isdigit():
-            return
-        if int(seq) == self.store.next_in:
-            self.store.set_next_in(int(seq) + 1)
-        self.send(b"3", [(45, int(seq)), (371, error.tag or 0), (373, error.reason),
-                         (58, str(error))])  # fmt: skip
+    @property
+    def testing(self) -> bool:
+        return self.identity is not None and self.identity == self.gateway.test_identity
 
-    def handle(self, fields: dict):
+    def checked(self, raw: bytes) -> dict | None:
+        """The session-test profile reads every message again with its data
+        dictionary, as QuickFIX does: a fault is Rejected (None)."""
+        schema = self.gateway.dictionary
+        try:
+            message = schema.read(raw)
+        except dictionary.Invalid as e:
+            self.reject(dictionary.loose_fields(raw), e.reason, e.tag)
+            return None
+        fields = dict(message.header.fields + message.trailer.fields + message.body.fields)
+        try:
+            schema.validate(message)
+        except dictionary.Invalid as e:
+            self.reject(fields, e.reason, e.tag)
+            return None
+        fields[ECHO] = schema.body_fields(message), message.header.fields
+        return fields
+
+    def faulty(self, error: FixError):
+        """Before Logon, anything but a sound Logon ends the connection.
+        Garbled: ignored (FIX). Another FIX version: Logout. A field fault:
+        Reject, and the number counts."""
+        if self.store is None:
+            self.close()
+        elif error.other_version:
+            self.logout("Incorrect BeginString", wait=True)
+        elif not error.garbled and error.fields.get(34, b"").isdigit():
+            self.reject(error.fields, error.reason, error.tag or 0, text=str(error))
+
+    def handle(self, fields: dict, queued: bool = False):
+        """One message, with the checks and numbering QuickFIX's session
+        applies to its type; then what waited for it (queued, too high)."""
         msg_type = fields[35]
         if self.store is None:
             self.logon(fields)
             return
+        seq = int(fields[34]) if fields.get(34, b"").isdigit() else 0
+        if msg_type == b"5":  # a Logout is answered whatever its number
+            if self.logout_sent:
+                self.close()
+            elif self.verify(fields, too_high=False, too_low=False):
+                if seq == self.store.next_in:
+                    self.store.set_next_in(seq + 1)
+                self.logout()
+            return
+        if msg_type == b"2":
+            if self.verify(fields, too_high=False, too_low=False):
+                self.resend(fields)
+                if seq == self.store.next_in:
+                    self.store.set_next_in(seq + 1)
+        elif msg_type == b"4":
+            gap_fill = fields.get(123) == b"Y"
+            if self.verify(fields, too_high=gap_fill, too_low=gap_fill):
+                self.sequence_reset(fields)
+        elif msg_type == b"A":
+            self.logon_again(fields, seq)
+        elif self.verify(fields):
+            if msg_type == b"1":
+                self.send(b"0", [(112, fields.get(112, b"TEST"))])
+            elif msg_type not in ADMIN:
+                self.application(msg_type, fields)
+            self.store.set_next_in(seq + 1)
+        if not queued:
+            self.next_queued()
+
+    def verify(self, fields: dict, too_high: bool = True, too_low: bool = True) -> bool:
+        """SendingTime, CompIDs, then the number: too high waits in the queue
+        behind a ResendRequest; too low ends the session unless PossDupFlag."""
+        if not self.sending_time_ok(fields.get(52, b"")):
+            self.reject(fields, dictionary.SENDING_TIME_PROBLEM)
+            self.logout(wait=True)
+            return False
         if (fields.get(49, b"").decode(errors="replace"),
                 fields.get(56, b"").decode(errors="replace")) != self.identity:  # fmt: skip
-            self.reject(fields, 9, "CompID problem")
-            self.logout("CompID problem")
-            return
-        seq = int(fields.get(34, b"0")) if fields.get(34, b"").isdigit() else 0
-        expected = self.store.next_in
-        if msg_type == b"4" and fields.get(123) != b"Y":  # SequenceReset-Reset: any number
-            self.sequence_reset(fields)
-            return
-        if seq > expected:
-            if msg_type == b"5":
-                self.logout("logged out")
-                return
-            if not self.awaiting_resend:
-                self.awaiting_resend = True
-                self.send(b"2", [(7, expected), (16, 0)])
-            if msg_type != b"2":
-                return
-        elif seq < expected:
-            if fields.get(43) == b"Y":
-                return  # a possible duplicate already seen
-            self.logout(f"MsgSeqNum too low, expecting {expected} but received {seq}")
-            return
-        else:
-            self.store.set_next_in(seq + 1)
-            self.awaiting_resend = False
-        if not self.sending_time_ok(fields):
-            return
-        if msg_type in ADMIN:
-            self.admin(msg_type, fields)
-        else:
-            self.application(msg_type, fields)
-
-    def sending_time_ok(self, fields: dict) -> bool:
-        sent_ms = parse_timestamp_ms(fields.get(52, b""))
-        if sent_ms is None or abs(time.time_ns() // 1_000_000 - sent_ms) > (
-                SENDING_TIME_TOLERANCE_MS):  # fmt: skip
-            self.reject(fields, 10, "SendingTime accuracy problem")
-            self.logout("SendingTime accuracy problem")
+            self.reject(fields, dictionary.COMPID_PROBLEM)
+            self.logout(wait=True)
             return False
+        seq = int(fields[34]) if fields.get(34, b"").isdigit() else 0
+        expected = self.store.next_in
+        if too_high and seq > expected:
+            self.queued[seq] = fields
+            if not (self.resend_until and seq > self.resend_from):
+                self.send(b"2", [(7, expected), (16, 0)])
+                self.resend_from = expected
+            self.resend_until = max(self.resend_until, seq - 1)
+            return False
+        if too_low and seq < expected:
+            if fields.get(43) != b"Y":
+                self.logout(f"MsgSeqNum too low, expecting {expected} but received {seq}")
+            elif fields[35] != b"4":
+                original = parse_timestamp_ms(fields.get(122, b""))
+                if original is None:
+                    self.reject(fields, dictionary.REQUIRED_TAG_MISSING, 122)
+                elif original > parse_timestamp_ms(fields[52]):
+                    self.reject(fields, dictionary.SENDING_TIME_PROBLEM)
+                    self.logout(wait=True)
+            return False  # a possible duplicate already seen
+        if (too_high or too_low) and self.resend_until and seq >= self.resend_until:
+            self.resend_from = self.resend_until = 0  # our ResendRequest is satisfied
         return True
+
+    def next_queued(self):
+        while self.queued and not self.closing:
+            fields = self.queued.pop(self.store.next_in, None)
+            if fields is None:
+                self.queued = {s: f for s, f in self.queued.items() if s > self.store.next_in}
+                return
+            if fields[35] in (b"A", b"2"):  # answered when they came
+                self.store.set_next_in(self.store.next_in + 1)
+            else:
+                self.handle(fields, queued=True)
+
+    @staticmethod
+    def sending_time_ok(sending_time: bytes) -> bool:
+        sent_ms = parse_timestamp_ms(sending_time)
+        return sent_ms is not None and abs(time.time_ns() // 1_000_000 - sent_ms) <= (
+            SENDING_TIME_TOLERANCE_MS)  # fmt: skip
 
     # -- session messages --
 
     def logon(self, fields: dict):
+        """The first message. Only a Logon of a known session is answered:
+        anything else, an unknown TargetCompID or a second connection for a
+        live identity, and the connection just closes (as QuickFIX does)."""
         gateway = self.gateway
-        if fields[35] != b"A":
-            self.close()  # the first message must be a Logon
-            return
         sender = fields.get(49, b"").decode(errors="replace")
         target = fields.get(56, b"").decode(errors="replace")
         seq_raw, sending_time = fields.get(34, b""), fields.get(52, b"")
         identity = (sender, target)
         testing = identity == gateway.test_identity
-        if (target != TARGET_COMP_ID and not testing) or not sender or not seq_raw.isdigit():
-            self.refuse_logon(identity, "unknown TargetCompID or a bad header")
-            return
-        if identity in gateway.live:
-            self.refuse_logon(identity, "this identity is logged on already", reply=False)
+        if (fields[35] != b"A" or (target != TARGET_COMP_ID and not testing) or not sender
+                or not seq_raw.isdigit() or identity in gateway.live):  # fmt: skip
+            self.close()
             return
         heartbeat = fields.get(108, b"")
         if not heartbeat.isdigit() or not 1 <= int(heartbeat) <= 3600:
             self.refuse_logon(identity, "HeartBtInt(108) must be 1 to 3600 seconds")
             return
-        sent_ms = parse_timestamp_ms(sending_time)
-        if testing:
-            self.start_test_session(identity, int(seq_raw), int(heartbeat))
+        if testing:  # no signature; numbers reset on every Logon
+            if not self.sending_time_ok(sending_time):
+                self.close()
+                return
+            store = gateway.store(identity)
+            store.reset()
+            self.open(identity, store, fields, fields.get(141) == b"Y")
             return
+        sent_ms = parse_timestamp_ms(sending_time)
         try:
             if sent_ms is None:
                 raise AuthError("TIMESTAMP_OUT_OF_WINDOW", "SendingTime(52) is not a timestamp")
@@ -399,64 +484,53 @@ class FixSession(asyncio.Protocol):
             self.refuse_logon(identity, f"{e.code}: {e.message}")
             return
         store = gateway.store(identity)
-        seq = int(seq_raw)
         reset = fields.get(141) == b"Y"
         if reset:
             store.reset()
-        elif seq < store.next_in:
+        elif int(seq_raw) < store.next_in:
             self.refuse_logon(identity, f"MsgSeqNum too low, expecting {store.next_in} but "
-                                        f"received {seq}")  # fmt: skip
+                                        f"received {int(seq_raw)}")  # fmt: skip
             return
-        self.identity, self.store = identity, store
         self.account, self.key_id = principal.account, principal.key_id
-        self.heartbeat_s = int(heartbeat)
         self.cancel_on_disconnect = fields.get(CANCEL_ON_DISCONNECT) == b"Y"
-        gateway.live[identity] = self
         gateway.venue.sessions[self.id] = self
-        gap = seq > store.next_in
-        if not gap:
-            store.set_next_in(seq + 1)
-        reply = [(98, 0), (108, self.heartbeat_s)]
-        if reset:
-            reply.append((141, b"Y"))
-        if self.cancel_on_disconnect:
-            reply.append((CANCEL_ON_DISCONNECT, b"Y"))
-        self.send(b"A", reply)
-        if gap:
-            self.awaiting_resend = True
-            self.send(b"2", [(7, store.next_in), (16, 0)])
+        extra = [(CANCEL_ON_DISCONNECT, b"Y")] if self.cancel_on_disconnect else []
+        self.open(identity, store, fields, reset, extra)
         log.info("fix session open", extra={"sender": sender, "account": self.account})
 
-    def start_test_session(self, identity: tuple[str, str], seq: int, heartbeat: int):
-        """The session-test profile's Logon: no signature, numbers reset."""
-        store = self.gateway.store(identity)
-        store.reset()
-        store.set_next_in(seq + 1)
-        self.identity, self.store, self.heartbeat_s = identity, store, heartbeat
+    def open(self, identity: tuple[str, str], store: MessageStore, fields: dict, reset: bool,
+             extra: list = ()):  # fmt: skip
+        """Logged on: the Logon answered, then a number too high asks for
+        what is missing."""
+        self.identity, self.store = identity, store
+        self.heartbeat_s = int(fields[108])
         self.gateway.live[identity] = self
-        self.send(b"A", [(98, 0), (108, heartbeat)])
+        self.send(b"A", [(98, 0), (108, self.heartbeat_s), *([(141, b"Y")] if reset else []),
+                         *extra])  # fmt: skip
+        seq = int(fields[34])
+        if reset or seq <= store.next_in or self.verify(fields):
+            store.set_next_in(seq + 1)
 
-    def refuse_logon(self, identity: tuple[str, str], text: str, reply: bool = True):
+    def logon_again(self, fields: dict, seq: int):
+        """A Logon with ResetSeqNumFlag(141)=Y starts both numbers again at 1;
+        any other is Rejected."""
+        if fields.get(141) == b"Y":
+            self.store.reset()
+            self.queued.clear()
+            self.resend_from = self.resend_until = 0
+            self.send(b"A", [(98, 0), (108, self.heartbeat_s), (141, b"Y")])
+            self.store.set_next_in(seq + 1)
+        elif self.verify(fields):
+            self.reject(fields, dictionary.OTHER, text="already logged on")
+            self.store.set_next_in(seq + 1)
+
+    def refuse_logon(self, identity: tuple[str, str], text: str):
         """A Logout carrying the reason, numbered 1 (nothing of the identity
         is touched), then the connection closes."""
-        if reply and identity[0]:
-            raw = encode(b"5", identity[1], identity[0], 1, utc_timestamp(), [(58, text)])
-            self.transport.write(raw)
+        raw = encode(b"5", identity[1], identity[0], 1, utc_timestamp(), [(58, text)])
+        self.transport.write(raw)
         log.info("fix logon refused", extra={"sender": identity[0], "why": text})
         self.close()
-
-    def admin(self, msg_type: bytes, fields: dict):
-        if msg_type == b"1":
-            self.send(b"0", [(112, fields.get(112, b"TEST"))])
-        elif msg_type == b"2":
-            self.resend(fields)
-        elif msg_type == b"4":
-            self.sequence_reset(fields)
-        elif msg_type == b"5":
-            self.send(b"5", [])
-            self.close()
-        elif msg_type == b"A":
-            self.reject(fields, 99, "already logged on")
 
     def resend(self, fields: dict):
         """Stored application messages again (PossDupFlag, OrigSendingTime);
@@ -475,42 +549,61 @@ class FixSession(asyncio.Protocol):
             if gap_from is not None:
                 self.gap_fill(gap_from, seq)
                 gap_from = None
-            body = [(43, b"Y"), (122, original[52])]
-            body += [(tag, value) for tag, value in original.items()
-                     if tag not in (35, 49, 56, 34, 52, 43, 122)]  # fmt: skip
+            body = [(tag, value) for tag, value in original.items()
+                    if tag not in (35, 49, 56, 34, 52, 43, 122)]  # fmt: skip
+            header = ((43, b"Y"), (122, original[52]))
             self.write(encode(original[35], self.identity[1], self.identity[0], seq,
-                              utc_timestamp(), body))  # fmt: skip
+                              utc_timestamp(), body, header))  # fmt: skip
         if gap_from is not None:
             self.gap_fill(gap_from, last + 1)
 
     def gap_fill(self, seq: int, new_seq: int):
-        self.write(encode(b"4", self.identity[1], self.identity[0], seq, utc_timestamp(),
-                          [(43, b"Y"), (123, b"Y"), (36, new_seq)]))  # fmt: skip
+        now = utc_timestamp()
+        self.write(encode(b"4", self.identity[1], self.identity[0], seq, now,
+                          [(36, new_seq), (123, b"Y")], ((43, b"Y"), (122, now))))  # fmt: skip
 
     def sequence_reset(self, fields: dict):
         new_seq = fields.get(36, b"")
         if not new_seq.isdigit():
-            self.reject(fields, 1, "NewSeqNo(36) is required")
-            return
-        if int(new_seq) < self.store.next_in:
-            self.reject(fields, 5, f"NewSeqNo(36) {int(new_seq)} is below the expected "
-                                   f"{self.store.next_in}")  # fmt: skip
-            return
-        self.store.set_next_in(int(new_seq))
+            self.reject(fields, dictionary.REQUIRED_TAG_MISSING, 36)
+        elif int(new_seq) > self.store.next_in:
+            self.store.set_next_in(int(new_seq))
+        elif int(new_seq) < self.store.next_in:
+            self.reject(fields, dictionary.VALUE_INCORRECT)
 
-    def reject(self, fields: dict, reason: int, text: str):
-        self.send(b"3", [(45, fields.get(34, b"0")), (372, fields.get(35, b"?")),
-                         (373, reason), (58, text)])  # fmt: skip
+    def reject(self, fields: dict, reason: int, tag: int = 0, text: str | None = None):
+        """Reject(3) in QuickFIX's form; it counts the message it refers to
+        when that was the one expected (a Logon or SequenceReset aside)."""
+        text = dictionary.REJECT_TEXT.get(reason, text)
+        body = [(45, fields[34])] if fields.get(34) else []
+        body.append((58, text))
+        if tag or reason == dictionary.INVALID_TAG_NUMBER:
+            body.append((371, tag))
+        if fields.get(35):
+            body.append((372, fields[35]))
+        body.append((373, reason))
+        seq = fields.get(34, b"")
+        if (fields.get(35) not in (b"A", b"4") and seq.isdigit()
+                and int(seq) == self.store.next_in):  # fmt: skip
+            self.store.set_next_in(int(seq) + 1)
+        self.send(b"3", body, tuple((ROUTES[tag], fields[tag]) for tag in ROUTES
+                                    if fields.get(tag)))  # fmt: skip
 
-    def logout(self, text: str):
-        if self.store is not None and not self.closing:
-            self.send(b"5", [(58, text)])
-        self.close()
+    def logout(self, text: str | None = None, wait: bool = False):
+        """Logout(5), then the connection closes: at once, or with `wait`
+        when the peer answers with its Logout (LOGOUT_TIMEOUT_S at most)."""
+        if self.store is not None and not self.closing and not self.logout_sent:
+            self.send(b"5", [(58, text)] if text else [])
+        if wait:
+            self.logout_sent = True
+            asyncio.get_running_loop().call_later(LOGOUT_TIMEOUT_S, self.close)
+        else:
+            self.close()
 
     # -- writing --
 
-    def send(self, msg_type: bytes, fields: list):
-        self.write(send_stored(self.store, msg_type, fields))
+    def send(self, msg_type: bytes, fields: list, header: tuple = ()):
+        self.write(send_stored(self.store, msg_type, fields, header))
 
     def write(self, raw: bytes):
         self.sent_at = time.monotonic()
@@ -519,10 +612,26 @@ class FixSession(asyncio.Protocol):
 
     # -- application --
 
+    def echo(self, msg_type: bytes, fields: dict):
+        """The session-test profile's application, as QuickFIX's acceptance
+        tests expect: NewOrderSingle and SecurityDefinition come back as they
+        came (a PossResend order only if its ClOrdID is new); any other type
+        is unsupported."""
+        if msg_type not in (b"D", b"d"):
+            self.send(b"j", [(45, fields[34]), (58, "Unsupported Message Type"),
+                             (372, msg_type), (380, 3)])  # fmt: skip
+            return
+        if msg_type == b"D":
+            if fields.get(97) == b"Y" and fields.get(11) in self.echoed_orders:
+                return
+            self.echoed_orders.add(fields.get(11))
+        body, header = fields[ECHO]  # the header kept but for what the venue fills in
+        kept = tuple(field for field in header if field[0] not in ECHO_REFILLED)
+        self.send(msg_type, body, kept)
+
     def application(self, msg_type: bytes, fields: dict):
-        if self.identity == self.gateway.test_identity:  # the test profile echoes
-            self.send(msg_type, [(tag, value) for tag, value in fields.items()
-                                 if tag not in (35, 49, 56, 34, 52, 43, 122)])  # fmt: skip
+        if self.testing:
+            self.echo(msg_type, fields)
             return
         recv_ns = time.time_ns()
         try:

@@ -20,8 +20,8 @@ bodies = st.dictionaries(st.integers(1, 9999).filter(lambda t: t not in HEADER |
 
 def reference(msg_type, sender, target, seq, sending_time, body) -> bytes:
     message = simplefix.FixMessage()
-    for tag, value in ((8, "FIX.4.4"), (35, msg_type), (49, sender), (56, target), (34, seq),
-                       (52, sending_time)):  # fmt: skip
+    for tag, value in ((8, "FIX.4.4"), (35, msg_type), (34, seq), (49, sender), (52, sending_time),
+                       (56, target)):  # fmt: skip
         message.append_pair(tag, value, header=True)
     for tag, value in body.items():
         message.append_pair(tag, value)
@@ -68,7 +68,6 @@ def test_faulty_fields_come_back_with_their_reject_reason_and_seq():
     cases = [
         (b"35=D\x0134=7\x0155=\x01", 4, 55),  # a tag without a value
         (b"35=D\x0134=7\x0155=X\x0155=Y\x01", 13, 55),  # repeated
-        (b"34=7\x0135=D\x01", 14, 34),  # MsgType not third
         (b"35=D\x0134=7\x01x5=1\x01", 0, None),  # tag not a number
     ]
     for body, reason, tag in cases:
@@ -76,6 +75,42 @@ def test_faulty_fields_come_back_with_their_reject_reason_and_seq():
         assert isinstance(error, FixError) and not error.garbled
         assert (error.reason, error.tag) == (reason, tag)
         assert error.fields.get(34) in (b"7", None)
+
+
+def test_msgtype_not_third_is_garbled():
+    good = encode("0", "A", "B", 2, "20261124-00:00:00", [])
+    out = FixReader().feed(frame(b"34=7\x0135=D\x01") + good)
+    assert isinstance(out[0], FixError) and out[0].garbled
+    assert out[1][34] == b"2"
+
+
+def test_a_bodylength_too_long_swallows_up_to_the_next_checksum_as_quickfix_reads():
+    first, second, third = (encode("0", "A", "B", seq, "20261124-00:00:00", [])
+                            for seq in (1, 2, 3))  # fmt: skip
+    length = first.split(b"\x01")[1]
+    too_long = first.replace(length, b"9=%d" % (int(length[2:]) + 20), 1)
+    reader = FixReader()
+    assert reader.feed(too_long) == []  # CheckSum not reached yet: wait for more
+    out = reader.feed(second + third)
+    assert [type(m) for m in out] == [FixError, dict]
+    assert out[0].garbled and out[1][34] == b"3"
+
+
+def test_another_fix_version_is_garbled_and_says_so():
+    good = encode("0", "A", "B", 2, "20261124-00:00:00", [])
+    other = good.replace(b"FIX.4.4", b"FIX.4.1", 1)
+    out = FixReader().feed(other + good)
+    assert out[0].garbled and out[0].other_version
+    assert out[1][34] == b"2"
+
+
+def test_keep_raw_gives_each_message_its_bytes():
+    good = encode("0", "A", "B", 2, "20261124-00:00:00", [])
+    reader = FixReader(keep_raw=True)
+    out = reader.feed(b"junk" + good + frame(b"35=D\x0134=7\x0155=\x01"))
+    assert len(out) == len(reader.raw) == 3
+    assert reader.raw[0] is None and reader.raw[1] == good
+    assert reader.raw[2] == frame(b"35=D\x0134=7\x0155=\x01")
 
 
 def test_values_must_be_writable():
