@@ -44,6 +44,8 @@ class RecordPort:
 
     def on_events(self, batch: bytes):
         """Event ring subscriber: each event goes to the session that sent its command."""
+        if not self.sessions:  # the usual case: nobody to route to, nothing to pay
+            return
         events = np.frombuffer(batch, EVENT_DTYPE)
         owners = events["tag"] >> 32
         for session_id in np.unique(owners[owners > 0]).tolist():
