@@ -33,22 +33,16 @@ class TimeoutBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def dispatch(gateway, connection, request):
-    segments, query = split(request)
-    routes = ROUTES_BY_SHAPE.get((len(segments), segments[0] if segments else "",
-                                  segments[1] if len(segments) > 1 else ""), ())  # fmt: skip
-    route = None
-    allowed = []
-    for method, pattern, handler, permission, body_type in routes:
-        if all(p is None or p == s for p, s in zip(pattern, segments, strict=True)):
-            allowed.append(method)
-            if method == request.method:
-                route = (handler, permission, body_type)
-    if route is None:
-        if allowed:
-            raise wire.RequestError("METHOD_NOT_ALLOWED", f"{request.method} is not allowed here",
-                                    allow=", ".join(allowed))  # fmt: skip
-        raise wire.RequestError("NOT_FOUND", "no such endpoint")
-    handler, permission, body_type = route
+    path, _, query_text = request.target.decode("latin-1").partition("?")
+    known = STATIC_ROUTES.get((request.method, path))  # the common case, at once
+    if known is not None:
+        segments, (handler, permission, body_type) = known
+    else:
+        segments = [part for part in path.split("/") if part]
+        if "%" in path:
+            segments = [unquote(part) for part in segments]
+        handler, permission, body_type = route_of(request.method, segments)
+    query = parse_query(query_text) if query_text else {}
     principal = None
     if permission is None:
         refused = gateway.limiter.spend_ip(connection.ip)
@@ -71,13 +65,28 @@ def dispatch(gateway, connection, request):
     handler(gateway, connection, request, principal, segments, query, body)
 
 
-def split(request) -> tuple[list[str], dict[str, str]]:
-    """Path segments (percent-decoded) and query parameters (the last of each name)."""
-    path, _, query = request.target.decode("latin-1").partition("?")
-    segments = [part for part in path.split("/") if part]
-    if "%" in path:
-        segments = [unquote(part) for part in segments]
-    return segments, dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+def route_of(method: str, segments: list[str]) -> tuple:
+    """(handler, permission, body type) of a path's segments (percent-decoded)."""
+    routes = ROUTES_BY_SHAPE.get((len(segments), segments[0] if segments else "",
+                                  segments[1] if len(segments) > 1 else ""), ())  # fmt: skip
+    allowed = []
+    for route_method, pattern, handler, permission, body_type in routes:
+        if all(p is None or p == s for p, s in zip(pattern, segments, strict=True)):
+            if route_method == method:
+                return handler, permission, body_type
+            allowed.append(route_method)
+    if allowed:
+        raise wire.RequestError("METHOD_NOT_ALLOWED", f"{method} is not allowed here",
+                                allow=", ".join(allowed))  # fmt: skip
+    raise wire.RequestError("NOT_FOUND", "no such endpoint")
+
+
+def parse_query(text: str) -> dict[str, str]:
+    """Query parameters, the last of each name."""
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    return {name: value for name, _, value in (part.partition("=") for part in text.split("&")
+                                               if part)}  # fmt: skip
 
 
 STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
@@ -356,3 +365,7 @@ for _route in ROUTES:
     _pattern = _route[1]
     _shape = (len(_pattern), _pattern[0], _pattern[1] if len(_pattern) > 1 else "")
     ROUTES_BY_SHAPE.setdefault(_shape, []).append(_route)
+# paths without a parameter, as written: (method, path) -> (segments, route)
+STATIC_ROUTES = {(method, "/" + "/".join(pattern)): (list(pattern), (handler, permission, body))
+                 for method, pattern, handler, permission, body in ROUTES
+                 if None not in pattern}  # fmt: skip
