@@ -574,6 +574,9 @@ class FixSession(asyncio.Protocol):
     def reject(self, fields: dict, reason: int, tag: int = 0, text: str | None = None):
         """Reject(3) in QuickFIX's form; it counts the message it refers to
         when that was the one expected (a Logon or SequenceReset aside)."""
+        if self.store is None:  # nothing to number a Reject with before the Logon
+            self.close()
+            return
         text = dictionary.REJECT_TEXT.get(reason, text)
         body = [(45, fields[34])] if fields.get(34) else []
         body.append((58, text))
