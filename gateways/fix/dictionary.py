@@ -9,6 +9,7 @@ and group count). `Invalid` carries the SessionRejectReason and the field.
 The order path never comes here: it reads the dialect it knows (docs/fix.md).
 """
 
+import functools
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -79,8 +80,8 @@ class Layout:
         self.required: set[int] = set()
         self.groups: dict[int, Layout] = {}
 
-    @property
-    def fields(self) -> set[int]:
+    @functools.cached_property
+    def fields(self) -> set[int]:  # (asked once the dictionary is read)
         return set(self.order)
 
 
