@@ -82,7 +82,7 @@ bench-rest: build tools
 	$(PY) -m bench.rest
 
 bench-fix: build
-	$(PY) -m bench.fix
+	$(PY) -m bench fix
 
 bench-fix-codec: build
 	taskset -c $$(( $$(nproc) - 1 )) $(PY) -m bench.fix_codec

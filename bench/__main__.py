@@ -3,7 +3,8 @@
     python -m bench {core,engine,ws,rest,fix,floor,all} [options]
 
 `ws`, `rest` and `fix` run their protocol through the real server open loop
-(`bench.load`) beside both transport floors of the same run; `floor` runs the
+(`bench.load`) beside both transport floors of the same run (and REST and FIX
+beside WebSocket, the figure they are judged against); `floor` runs the
 floors alone; `core` and `engine` are `bench.core` and `bench.engine` sized by
 --duration; `all` runs everything, then a rate sweep of every protocol and
 floor. The report goes to bench/results/<UTC timestamp>/: results.json (all
@@ -236,7 +237,7 @@ def protocols_of(subcommand: str) -> list[str]:
     if subcommand == "floor":
         return list(load.FLOORS)
     if subcommand in load.VENUE:
-        return [*load.FLOORS, subcommand]
+        return [*load.FLOORS, *dict.fromkeys(("ws", subcommand))]
     return []
 
 

@@ -53,6 +53,8 @@ def test_a_protocol_runs_beside_the_floors(tmp_path, capsys, subcommand):
     check_latency(printed, result, directory, protocols)
     if subcommand != "floor":
         assert result["ratios"][f"{subcommand}_p50_over_{harness.FLOOR_OF[subcommand]}"] > 0
+    if subcommand in ("rest", "fix"):  # judged against WebSocket, measured beside it
+        assert result["ratios"][f"{subcommand}_p50_over_ws"] > 0
         assert png(directory / "stages.png")
     assert "sweep" not in result
 
