@@ -19,6 +19,8 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcpy
 
+from operator import itemgetter
+
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object text, Py_ssize_t *size) except NULL
@@ -297,10 +299,6 @@ cdef class _Writer:
         self.size += n + 2
 
 
-def _tag_of(pair):
-    return pair[0]
-
-
 cdef _Writer _body = _Writer()  # the loop's thread is the only writer
 cdef _Writer _message = _Writer()
 
@@ -322,7 +320,7 @@ def encode(msg_type, sender, target, int64_t seq, sending_time, list fields,
         body.field(56, target)
     else:
         for pair in sorted(((34, seq), (49, sender), (52, sending_time), (56, target))
-                           + header, key=_tag_of):
+                           + header, key=itemgetter(0)):
             body.field(pair[0], pair[1])
     for pair in fields:
         body.field(pair[0], pair[1])

@@ -179,8 +179,8 @@ class Venue:
                         self.remember(snapshot)
                 trades.setdefault(e[E_INSTRUMENT], []).append(e)
                 self.recent_trades[e[E_INSTRUMENT]].append((trade_id, price, qty, e[E_SIDE], ts))
-            elif kind == ACCEPTED:
-                order = view.accepted(e)
+            elif kind == ACCEPTED or kind == AMENDED:  # the order lives on: a copy for streams
+                order = view.accepted(e) if kind == ACCEPTED else view.amended(e)
                 outcome.order = order
                 if streams:
                     private(order.account, "orders", msgspec.structs.replace(order))
@@ -196,11 +196,6 @@ class Venue:
                 outcome.order = order
                 self.remember(order)
                 private(order.account, "orders", order)
-            elif kind == AMENDED:
-                order = view.amended(e)
-                outcome.order = order
-                if streams:
-                    private(order.account, "orders", msgspec.structs.replace(order))
             elif kind == REJECTED:
                 outcome.code = wire.result_name(e[E_RESULT])
                 if e[E_CMD_TYPE] == wire.CMD_PLACE and 0 < e[E_ACCOUNT] <= view.n_accounts:

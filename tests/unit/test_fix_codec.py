@@ -77,6 +77,13 @@ def test_faulty_fields_come_back_with_their_reject_reason_and_seq():
         assert error.fields.get(34) in (b"7", None)
 
 
+def test_extra_header_fields_take_their_place_in_tag_order():
+    raw = encode("D", "A", "B", 3, "t1", [(11, "x")], ((122, "t0"), (43, "Y")))
+    (message,) = FixReader().feed(raw)
+    assert list(message) == [35, 34, 43, 49, 52, 56, 122, 11]
+    assert (message[43], message[122]) == (b"Y", b"t0")
+
+
 def test_msgtype_not_third_is_garbled():
     good = encode("0", "A", "B", 2, "20261124-00:00:00", [])
     out = FixReader().feed(frame(b"34=7\x0135=D\x01") + good)
