@@ -235,7 +235,7 @@ class FixSession(asyncio.Protocol):
         self.cancel_on_disconnect = False
         self.received_at = self.sent_at = time.monotonic()
         self.test_request_at = 0.0
-        self.resend_from = self.resend_until = 0  # a ResendRequest of ours not yet answered
+        self.resend_until = 0  # the last number our ResendRequest still waits for
         self.queued: dict[int, dict] = {}  # messages numbered too high, waiting for the gap
         self.echoed_orders: set = set()  # the session-test profile's ClOrdIDs
         self.closing = False
@@ -405,9 +405,8 @@ class FixSession(asyncio.Protocol):
         expected = self.store.next_in
         if too_high and seq > expected:
             self.queued[seq] = fields
-            if not (self.resend_until and seq > self.resend_from):
+            if not self.resend_until:  # one ResendRequest (to infinity) covers every gap
                 self.send(b"2", [(7, expected), (16, 0)])
-                self.resend_from = expected
             self.resend_until = max(self.resend_until, seq - 1)
             return False
         if too_low and seq < expected:
@@ -422,7 +421,7 @@ class FixSession(asyncio.Protocol):
                     self.logout(wait=True)
             return False  # a possible duplicate already seen
         if (too_high or too_low) and self.resend_until and seq >= self.resend_until:
-            self.resend_from = self.resend_until = 0  # our ResendRequest is satisfied
+            self.resend_until = 0  # our ResendRequest is satisfied
         return True
 
     def next_queued(self):
@@ -517,7 +516,7 @@ class FixSession(asyncio.Protocol):
         if fields.get(141) == b"Y":
             self.store.reset()
             self.queued.clear()
-            self.resend_from = self.resend_until = 0
+            self.resend_until = 0
             self.send(b"A", [(98, 0), (108, self.heartbeat_s), (141, b"Y")])
             self.store.set_next_in(seq + 1)
         elif self.verify(fields):
