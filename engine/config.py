@@ -126,6 +126,10 @@ class InstrumentSpec(msgspec.Struct, frozen=True):
     def quote_to_text(self, amount: int) -> str:
         return decimal.format(amount, self.quote_scale)
 
+    def notional_to_text(self, ticks_lots: int) -> str:
+        """A price x quantity product (ticks x lots) in the quote asset."""
+        return decimal.format(ticks_lots * self.quote_per_tick_lot, self.quote_scale)
+
 
 def load(path) -> VenueConfig:
     with open(path, "rb") as f:

@@ -4,12 +4,14 @@ the one walk over each event batch that answers commands and feeds streams.
 A gateway's session registers in `sessions` under its id (the high half of
 its commands' tags), keeps `requests` (its command count) and `pending`
 (number -> (Pending, index)), and implements `answer(pending, out_ns)`.
-Gateways with streams (`streams`) implement `private(account, channel,
-item)`, `command_end()`, `market_data(trades, books)` and `flush()`: the
-walk hands them every private update of a command after the command's
-answer, and market data once per batch: the trades, and the books the batch
-moved (`BookView.take_changes` gives what moved; the walk forgets it after
-the batch).
+A gateway that wants private updates (orders, fills, balances, positions)
+registers a `hook(account, channel, item)` for the channels it needs with
+`add_private`. Gateways with streams (`streams`) implement `command_end()`,
+`market_data(trades, books)` and `flush()`: the walk hands them every
+private update of a command after the command's answer, and market data
+once per batch: the trades, and the books the batch moved
+(`BookView.take_changes` gives what moved; the walk forgets it after the
+batch).
 """
 
 import collections
@@ -58,6 +60,7 @@ from engine.views import (
 )  # fmt: skip
 from gateways import wire
 
+PRIVATE_CHANNELS = ("orders", "fills", "balances", "positions")
 CLOSED_ORDERS = 100_000  # recently closed orders a status query still finds in memory
 RECENT_TRADES = 1_000  # public trades kept per instrument for queries
 
@@ -103,10 +106,18 @@ class Venue:
         self.history = history
         self.sessions: dict[int, object] = {}
         self.streams: list = []
+        self.private_to = dict.fromkeys(PRIVATE_CHANNELS, _ignore)  # channel -> hook
         self.closed: collections.OrderedDict[int, OrderView] = collections.OrderedDict()
         # per instrument, newest last: (trade_id, price, qty, taker side, ts_ns)
         self.recent_trades = [collections.deque(maxlen=RECENT_TRADES) for _ in instruments.specs]
         self.seq = view.seq  # of the last event walked: the state the view shows
+
+    def add_private(self, channels, hook):
+        """Private updates of these channels go to `hook(account, channel, item)`
+        too, in event order."""
+        for channel in channels:
+            before = self.private_to[channel]
+            self.private_to[channel] = hook if before is _ignore else _both(before, hook)
 
     def close(self):
         if self.history is not None:
@@ -155,8 +166,9 @@ class Venue:
         out_ns = time.time_ns()
         view = self.view
         streams = self.streams
-        private = _ignore if not streams else streams[0].private if len(streams) == 1 else (
-            self._private)  # fmt: skip
+        to = self.private_to
+        to_orders, to_fills, to_balances, to_positions = (
+            to["orders"], to["fills"], to["balances"], to["positions"])  # fmt: skip
         outcome = Outcome()
         trades: dict[int, list] = {}
         for e in events_of(batch):
@@ -171,8 +183,8 @@ class Venue:
                         continue
                     snapshot = msgspec.structs.replace(order)
                     fill = (snapshot, trade_id, price, qty, fee, is_maker, ts)
-                    private(order.account, "orders", snapshot)
-                    private(order.account, "fills", fill)
+                    to_orders(order.account, "orders", snapshot)
+                    to_fills(order.account, "fills", fill)
                     if not is_maker and tag:
                         outcome.fills.append(fill)
                     if order.leaves == 0:
@@ -182,24 +194,24 @@ class Venue:
             elif kind == ACCEPTED or kind == AMENDED:  # the order lives on: a copy for streams
                 order = view.accepted(e) if kind == ACCEPTED else view.amended(e)
                 outcome.order = order
-                if streams:
-                    private(order.account, "orders", msgspec.structs.replace(order))
+                if to_orders is not _ignore:
+                    to_orders(order.account, "orders", msgspec.structs.replace(order))
             elif kind == BALANCE:
                 view.balance(e)
-                private(e[E_ACCOUNT], "balances", (e[E_INSTRUMENT], e[E_TOTAL], e[E_LOCKED]))
+                to_balances(e[E_ACCOUNT], "balances", (e[E_INSTRUMENT], e[E_TOTAL], e[E_LOCKED]))
             elif kind == POSITION:
                 view.position(e)
                 held = (e[E_INSTRUMENT], e[E_NET_QTY], e[E_COST], e[E_REALIZED_PNL])
-                private(e[E_ACCOUNT], "positions", held)
+                to_positions(e[E_ACCOUNT], "positions", held)
             elif kind == CANCELED or kind == EXPIRED:
                 order = view.ended(e)
                 outcome.order = order
                 self.remember(order)
-                private(order.account, "orders", order)
+                to_orders(order.account, "orders", order)
             elif kind == REJECTED:
                 outcome.code = wire.result_name(e[E_RESULT])
                 if e[E_CMD_TYPE] == wire.CMD_PLACE and 0 < e[E_ACCOUNT] <= view.n_accounts:
-                    private(e[E_ACCOUNT], "orders", order_of(e))
+                    to_orders(e[E_ACCOUNT], "orders", order_of(e))
             elif kind == ORDER_STATE:
                 outcome.order = order_of(e)
                 outcome.retry = True
@@ -238,10 +250,6 @@ class Venue:
         pending.waiting -= 1
         if pending.waiting == 0:
             session.answer(pending, out_ns)
-
-    def _private(self, account: int, channel: str, item):
-        for gateway in self.streams:
-            gateway.private(account, channel, item)
 
     def remember(self, order: OrderView):
         """Closed orders a status query still finds (the newest CLOSED_ORDERS)."""
@@ -293,3 +301,11 @@ class Venue:
 
 def _ignore(account: int, channel: str, item):
     pass
+
+
+def _both(first, second):
+    def both(account: int, channel: str, item):
+        first(account, channel, item)
+        second(account, channel, item)
+
+    return both

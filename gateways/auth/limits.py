@@ -77,12 +77,12 @@ class RateLimiter:
         now = self.clock()
         return self._bucket(key, rate, burst, now).take(now)
 
-    def spend_order(self, account: int) -> Decision | None:
+    def spend_order(self, account: int, orders: int = 1) -> Decision | None:
         """The hot path of `order` for answers without rate-limit headers:
-        None when allowed, else the refusal."""
+        None when allowed (all the orders), else the refusal (of all)."""
         c, now = self.config, self.clock()
         bucket = self._bucket(("orders", account), c.order_rate, c.order_burst, now)
-        return None if bucket.spend(now) else bucket.take(now)
+        return None if bucket.spend(now, orders) else bucket.take(now, orders)
 
     def spend_ip(self, ip: str) -> Decision | None:
         """The hot path of an unsigned `request`: None when allowed, else the refusal."""

@@ -111,7 +111,7 @@ class FixGateway:
         self.connections: set[FixSession] = set()
         self.sweeper: asyncio.TimerHandle | None = None
         authenticator.on_revoked.append(self.key_revoked)
-        venue.streams.append(self)
+        venue.add_private(("fills",), self.fill)
 
     def connection(self) -> "FixSession":
         return FixSession(self)
@@ -147,13 +147,10 @@ class FixGateway:
         for store in self.stores.values():
             store.close()
 
-    # -- the venue walk's streaming gateway --
-
-    def private(self, account: int, channel: str, item):
-        """Fills of orders a FIX identity placed reach it even when they come
-        later (a resting order taken): stored under its numbers if it is away."""
-        if channel != "fills":
-            return
+    def fill(self, account: int, channel: str, item):
+        """The venue walk's fills: those of orders a FIX identity placed reach
+        it even when they come later (a resting order taken), stored under its
+        numbers if it is away."""
         order, trade_id, price, qty, fee, is_maker, ts = item
         identity = self.owners.get(order.order_id)
         if identity is None or not is_maker:
@@ -166,15 +163,6 @@ class FixGateway:
             send_stored(self.store(identity), b"8", fields)
         if order.leaves == 0:
             self.owners.pop(order.order_id, None)
-
-    def command_end(self):
-        pass
-
-    def market_data(self, trades, books):
-        pass
-
-    def flush(self):
-        pass
 
 
 def send_stored(store: MessageStore, msg_type: bytes, fields: list, header: tuple = ()) -> bytes:

@@ -28,7 +28,7 @@ from gateways import wire
 from gateways.auth.errors import AuthError
 from gateways.auth.verify import Authenticator, canonical
 from gateways.sessions import next_session_id
-from gateways.venue import Pending, Venue
+from gateways.venue import PRIVATE_CHANNELS, Pending, Venue
 
 log = logging.getLogger("flowgate.ws")
 
@@ -42,7 +42,6 @@ KERNEL_SEND_BUFFER = 256 << 10
 MAX_UNSENT_BYTES = 32 << 20  # a client this far behind is disconnected
 PRIVATE_HISTORY = 10_000  # private updates kept per account for from_seq replay
 IDLE_PING_S, PONG_TIMEOUT_S = 20.0, 10.0
-PRIVATE_CHANNELS = ("orders", "fills", "balances", "positions")
 PUBLIC_CHANNELS = ("book", "trades", "bbo")
 
 
@@ -161,6 +160,7 @@ class WsGateway:
         self.dirty: list[WsSession] = []  # sessions with messages queued
         authenticator.on_revoked.append(self.key_revoked)
         venue.streams.append(self)
+        venue.add_private(PRIVATE_CHANNELS, self.private)
 
     # -- connections --
 
@@ -608,9 +608,12 @@ def _batch(gateway: WsGateway, session: WsSession, request, p: BatchParams, recv
     if not 1 <= len(p.orders) <= wire.MAX_BATCH:
         raise wire.RequestError("INVALID_PARAMS", f"a batch holds 1 to {wire.MAX_BATCH} orders")
     items = []
+    # the whole batch on the budget at once when it holds them all; else order by order
+    budgeted = gateway.limiter.spend_order(session.account, len(p.orders)) is None
     for order in p.orders:
         try:
-            gateway.spend(session, orders=True)
+            if not budgeted:
+                gateway.spend(session, orders=True)
             items.append(bytearray(wire.place_record(gateway.instruments, order,
                                                      session.account, recv_ns)))  # fmt: skip
         except wire.RequestError as e:
