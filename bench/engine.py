@@ -1,4 +1,4 @@
-"""Engine-stage benchmark: command ring → sequencer → journal → core → event ring.
+"""Engine-stage benchmark: command ring → sequencer → journal → core → subscribers.
 
 The mixed flow of the core benchmark goes through `EngineRuntime` as the
 server runs it, for each journal durability mode:

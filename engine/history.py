@@ -187,6 +187,11 @@ class HistoryProcess:
     def on_events(self, batch: bytes):
         if self.abandoned:
             return
+        if not self.backlog:  # the common case: the writer keeps up
+            written = self.ring.write(batch) * EVENT_SIZE
+            if written == len(batch):
+                return
+            batch = memoryview(batch)[written:]
         self.backlog.append(memoryview(batch))
         self.backlog_events += len(batch) // EVENT_SIZE
         while self.backlog:

@@ -80,7 +80,6 @@ def render(runtime) -> str:
         ("flowgate_command_ring_depth", "Commands waiting for the engine.", len(runtime.commands)),
         ("flowgate_command_ring_capacity", "Slots of the command ring.",
          runtime.commands.capacity),
-        ("flowgate_event_ring_depth", "Events waiting for the gateways.", len(runtime.events)),
         ("flowgate_snapshot_sequence", "Sequence number of the last snapshot taken.",
          runtime.snapshot_seq),
         ("flowgate_history_backlog_events", "Events waiting to enter the history's ring.",

@@ -1,5 +1,5 @@
 """The engine stage of the venue: command ring → sequencer → journal → core →
-event ring.
+subscribers (the gateways, the history).
 
 `EngineRuntime.step` takes one batch through every stage; the server runs it
 once per loop iteration while commands wait. A command is acknowledged only
@@ -25,7 +25,7 @@ from engine.engine import Engine, state_hash
 from engine.history import HistoryProcess, catch_up
 from engine.metrics import StageTimer
 from engine.records import COMMAND_DTYPE, EVENT_DTYPE, FRAME_DTYPE
-from ext.core import COMMAND_SIZE, EVENT_SIZE, FRAME_SIZE, CommandType, Ring, sequence
+from ext.core import COMMAND_SIZE, FRAME_SIZE, CommandType, Ring, sequence
 
 log = logging.getLogger("flowgate.engine")
 
@@ -142,7 +142,6 @@ class EngineRuntime:
         data_dir: Path,
         durability: journal.Durability = journal.Durability.WRITE,
         command_slots: int = 1 << 16,
-        event_slots: int = 1 << 16,
         batch: int = 1024,
         snapshot_every: int = 1_000_000,
         snapshot_seconds: float = 300.0,
@@ -179,7 +178,6 @@ class EngineRuntime:
             command_ring = Ring(command_slots, COMMAND_SIZE)
         self.commands = command_ring
         self.timers = Ring(16, COMMAND_SIZE)  # ticks, written by the engine's own side
-        self.events = Ring(event_slots, EVENT_SIZE)
         self.snapshot_every = snapshot_every
         self.snapshot_seconds = snapshot_seconds
         self.snapshot_seq = self.engine.seq
@@ -230,7 +228,7 @@ class EngineRuntime:
         self.engine.seq += n
         if marks:
             marks.append(time.perf_counter_ns())
-        # 4. publish: the batch's events to the event ring, drained by the gateways
+        # 4. publish: the batch's events to the gateways and the history
         self.publish(self.engine.core.take_events())
         if marks:
             marks.append(time.perf_counter_ns())
@@ -238,23 +236,17 @@ class EngineRuntime:
         return n
 
     def publish(self, events: bytes):
-        """A batch's events through the event ring to the gateways
-        (`deliver`), then to the history (the answers go out first)."""
+        """A batch's events to the gateways (`deliver`), then to the history
+        (the answers go out first)."""
         self.deliver(events)
         if self.history is not None:
             self.history.on_events(events)
 
     def deliver_here(self, events: bytes):
-        """The gateways on this thread subscribe to the event ring; one thread
-        runs both ends, so the ring is emptied as it fills. (With the engine in
-        its own process, `deliver` writes the shared ring instead.)"""
-        view = memoryview(events)
-        while view:
-            written = self.events.write(view)
-            view = view[written * EVENT_SIZE :]
-            batch = self.events.read(written)
-            for subscriber in self.subscribers:
-                subscriber(batch)
+        """The gateways on this thread take the batch as it is. (With the
+        engine in its own process, `deliver` writes the shared event ring.)"""
+        for subscriber in self.subscribers:
+            subscriber(events)
 
     def run_pending(self) -> int:
         """Step until the command ring is empty; return the commands applied."""

@@ -1,8 +1,12 @@
 """History in SQLite: complete, consistent with the core, paginated, and caught
 up after a crash from the journal."""
 
+import os
+import signal
+import sqlite3
+
 from engine import config as venue_config
-from engine.history import HistoryReader
+from engine.history import FILE, HistoryReader
 from engine.runtime import EngineRuntime
 from tests.unit.test_runtime import feed, order
 
@@ -78,3 +82,33 @@ def test_a_damaged_history_is_rebuilt_from_the_journal(tmp_path, caplog):
     assert "history database damaged" in caplog.text
     assert list(tmp_path.glob("history.sqlite.damaged-*"))
     agrees_with_core(HistoryReader(tmp_path), again)
+
+
+def history_rows(data_dir) -> list[int]:
+    db = sqlite3.connect(data_dir / FILE)
+    try:
+        return [db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in ("orders", "fills", "balance_changes")]  # fmt: skip
+    finally:
+        db.close()
+
+
+def test_events_wait_in_the_backlog_while_the_writer_is_stopped(tmp_path):
+    commands = [order(i) for i in range(30_000)]
+    batches = [commands[i : i + 1000] for i in range(0, len(commands), 1000)]
+    runtime = EngineRuntime(venue_config.demo(), tmp_path / "stopped")
+    writer = runtime.history.process.pid
+    os.kill(writer, signal.SIGSTOP)  # the ring fills and stays full
+    try:
+        for batch in batches:
+            feed(runtime, batch)
+        assert runtime.history.backlog_events > 0  # more than the ring holds
+    finally:
+        os.kill(writer, signal.SIGCONT)
+    runtime.close()  # passes the backlog on, then lets the writer drain
+    control = EngineRuntime(venue_config.demo(), tmp_path / "control")
+    for batch in batches:
+        feed(control, batch)
+    control.close()
+    assert HistoryReader(tmp_path / "stopped").last_seq() == len(commands)
+    assert history_rows(tmp_path / "stopped") == history_rows(tmp_path / "control")

@@ -1,4 +1,4 @@
-"""The engine runtime: ring → sequencer → journal → core → event ring, and
+"""The engine runtime: ring → sequencer → journal → core → subscribers, and
 recovery from snapshot and journal."""
 
 import shutil
@@ -70,10 +70,16 @@ def test_a_full_command_ring_takes_only_what_fits(runtime, tmp_path):
     assert rt.submit(records[4 * COMMAND_SIZE :]) == 2
 
 
-def test_a_large_batch_passes_through_a_small_event_ring(runtime, tmp_path):
-    rt = runtime(tmp_path, event_slots=4)
-    events = feed(rt, [order(i) for i in range(30)])
-    assert len(events) > 30 and events["seq"].max() == 30
+def test_a_batch_reaches_every_subscriber_whole_and_in_order(runtime, tmp_path):
+    rt = runtime(tmp_path)
+    first, second = [], []
+    rt.subscribers += [first.append, second.append]
+    for i in range(30):
+        rt.submit(command_record(order(i)))
+    assert rt.run_pending() == 30
+    assert len(first) == 1 and first == second  # one step, one delivery
+    events = np.frombuffer(first[0], EVENT_DTYPE)
+    assert len(events) > 30 and (np.diff(events["seq"]) >= 0).all() and events["seq"][-1] == 30
 
 
 def test_restart_after_a_crash_recovers_the_same_state(runtime, tmp_path):
