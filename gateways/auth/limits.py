@@ -28,22 +28,23 @@ class Decision(msgspec.Struct, frozen=True):
 
 
 class TokenBucket:
-    __slots__ = ("rate", "burst", "level", "at_ns")
+    __slots__ = ("rate", "burst", "capacity", "level", "at_ns")
 
     def __init__(self, rate: int, burst: int, now_ns: int):
         self.rate, self.burst = rate, burst
-        self.level = burst * UNIT
+        self.capacity = self.level = burst * UNIT
         self.at_ns = now_ns
 
     def spend(self, now_ns: int, cost: int = 1) -> bool:
         """Take cost tokens if they are there."""
-        elapsed = now_ns - self.at_ns
-        if elapsed > 0:
-            self.level = min(self.burst * UNIT, self.level + elapsed * self.rate)
+        level = self.level
+        if now_ns > self.at_ns:
+            level = min(self.capacity, level + (now_ns - self.at_ns) * self.rate)
             self.at_ns = now_ns
-        if self.level >= cost * UNIT:
-            self.level -= cost * UNIT
+        if level >= cost * UNIT:
+            self.level = level - cost * UNIT
             return True
+        self.level = level
         return False
 
     def take(self, now_ns: int, cost: int = 1) -> Decision:
@@ -51,12 +52,12 @@ class TokenBucket:
         missing = 0 if allowed else cost * UNIT - self.level
         return Decision(
             allowed=allowed, limit=self.burst, remaining=self.level // UNIT,
-            reset_ms=-(-(self.burst * UNIT - self.level) // (self.rate * 1_000_000)),
+            reset_ms=-(-(self.capacity - self.level) // (self.rate * 1_000_000)),
             retry_after_ms=-(-missing // (self.rate * 1_000_000)),
         )  # fmt: skip
 
     def full(self, now_ns: int) -> bool:
-        return self.level + max(0, now_ns - self.at_ns) * self.rate >= self.burst * UNIT
+        return self.level + max(0, now_ns - self.at_ns) * self.rate >= self.capacity
 
 
 class RateLimiter:

@@ -499,7 +499,10 @@ class WsSession(WSListener):
             self.transport.disconnect(graceful=False)
             return
         opcode = self.codec.opcode
-        tcp.write(b"".join([frame_header(opcode, len(p)) + p for p in out]))
+        parts = []  # header, payload, header... joined once: one copy of each payload
+        for payload in out:
+            parts += (frame_header(opcode, len(payload)), payload)
+        tcp.write(b"".join(parts))
 
     def send_encoded(self, encoded: Encoded, market_data: bool):
         if market_data:
