@@ -7,6 +7,7 @@ checks everything else and answers with its own codes. Outgoing values are
 decimal strings, symbols and lower-case enum names, as API.md specifies.
 """
 
+import functools
 import re
 import struct
 import zlib
@@ -118,28 +119,29 @@ class Instruments:
         self.asset_names = [a.name for a in config.assets]
         self.asset_decimals = [a.decimals for a in config.assets]
         self.by_asset = {a.name: i for i, a in enumerate(config.assets)}
-        self.price_texts: list[dict[int, str]] = [{} for _ in specs]
-        self.qty_texts: list[dict[int, str]] = [{} for _ in specs]
-        self.notional_texts: list[dict[int, str]] = [{} for _ in specs]  # of ticks x lots
-        self.ticks_of: list[dict[str, int]] = [{} for _ in specs]  # price texts read
-        self.lots_of: list[dict[str, int]] = [{} for _ in specs]  # quantity texts read
+        # per instrument, indexed like `specs`
+        self.price_texts = [Remembered(spec.ticks_to_price) for spec in specs]
+        self.qty_texts = [Remembered(spec.lots_to_qty) for spec in specs]
+        self.notional_texts = [Remembered(spec.notional_to_text) for spec in specs]
+        self.ticks_of = [Remembered(functools.partial(price_ticks, spec)) for spec in specs]
+        self.lots_of = [Remembered(functools.partial(qty_lots, spec)) for spec in specs]
 
     def price(self, spec: InstrumentSpec, ticks: int) -> str:
-        return _remembered(self.price_texts[spec.index], ticks, spec.ticks_to_price)
+        return self.price_texts[spec.index][ticks]
 
     def qty(self, spec: InstrumentSpec, lots: int) -> str:
-        return _remembered(self.qty_texts[spec.index], lots, spec.lots_to_qty)
+        return self.qty_texts[spec.index][lots]
 
     def notional(self, spec: InstrumentSpec, ticks_lots: int) -> str:
-        return _remembered(self.notional_texts[spec.index], ticks_lots, spec.notional_to_text)
+        return self.notional_texts[spec.index][ticks_lots]
 
     def ticks(self, spec: InstrumentSpec, text: str) -> int:
-        """price_ticks, remembered (only texts that are valid prices)."""
-        return _read(self.ticks_of[spec.index], text, spec, price_ticks)
+        """price_ticks, remembered."""
+        return self.ticks_of[spec.index][text]
 
     def lots(self, spec: InstrumentSpec, text: str) -> int:
-        """qty_lots, remembered (only texts that are valid quantities)."""
-        return _read(self.lots_of[spec.index], text, spec, qty_lots)
+        """qty_lots, remembered."""
+        return self.lots_of[spec.index][text]
 
     def spec(self, symbol: str) -> InstrumentSpec:
         spec = self.by_symbol.get(symbol)
@@ -151,23 +153,23 @@ class Instruments:
         return decimal.format(units, self.asset_decimals[asset])
 
 
-def _remembered(texts: dict[int, str], value: int, format_text) -> str:
-    text = texts.get(value)
-    if text is None:
-        if len(texts) >= TEXT_CACHE:
-            texts.clear()
-        text = texts[value] = format_text(value)
-    return text
+class Remembered(dict):
+    """Each key's conversion, made once: a hit is one dict lookup, without a
+    Python call. A key that does not convert raises and is not kept; past
+    TEXT_CACHE keys it starts afresh."""
 
+    __slots__ = ("convert",)
 
-def _read(values: dict[str, int], text: str, spec: InstrumentSpec, parse) -> int:
-    value = values.get(text)
-    if value is None:
-        value = parse(spec, text)  # raises for a text that is not a valid value
-        if len(values) >= TEXT_CACHE:
-            values.clear()
-        values[text] = value
-    return value
+    def __init__(self, convert):
+        super().__init__()
+        self.convert = convert
+
+    def __missing__(self, key):
+        value = self.convert(key)
+        if len(self) >= TEXT_CACHE:
+            self.clear()
+        self[key] = value
+        return value
 
 
 def _steps(text: str, scale: int, step: int, code: str, what: str) -> int:
@@ -231,10 +233,10 @@ def place_record(instruments: Instruments, p: PlaceParams, account: int, recv_ns
         price = instruments.ticks(spec, p.price)
         tif = p.tif or m.TimeInForce.GTC
     expire_ns = 0 if p.expire_ts is None else p.expire_ts * 1_000_000
-    return _pack(
-        recv_ns, account, CMD_PLACE, spec.index, price=price, qty=qty, expire_ns=expire_ns,
-        side=m.SIDE_CODE[p.side], order_type=m.TYPE_CODE[p.type], tif=m.TIF_CODE[tif],
-        post_only=p.post_only, stp=m.STP_CODE[p.stp], coid=coid_bytes(p.client_order_id),
+    return _pack(  # positional: recv_ns, account, type_, instrument, order_id, price... coid
+        recv_ns, account, CMD_PLACE, spec.index, 0, price, qty, expire_ns, 0,
+        m.SIDE_CODE[p.side], m.TYPE_CODE[p.type], m.TIF_CODE[tif], p.post_only,
+        m.STP_CODE[p.stp], coid_bytes(p.client_order_id),
     )  # fmt: skip
 
 
@@ -321,14 +323,15 @@ class Position(msgspec.Struct):
 
 
 def order_out(instruments: Instruments, o: OrderView) -> Order:
-    spec = instruments.specs[o.instrument]
-    qty = instruments.qty
+    i = o.instrument
+    qty = instruments.qty_texts[i]
     return Order(  # positional, in the field order (several times cheaper than by name)
-        str(o.order_id), spec.symbol, m.SIDE_OF[o.side], m.TYPE_OF[o.type], m.TIF_OF[o.tif],
-        qty(spec, o.qty), qty(spec, o.filled), qty(spec, o.leaves),
-        instruments.notional(spec, o.filled_quote), m.STATUS_OF[o.status], o.post_only, o.ts_ns,
-        instruments.price(spec, o.price) if o.price else None, o.client_order_id or None,
-        o.expire_ns // 1_000_000 if o.expire_ns else None, m.REASON_OF.get(o.reason),
+        str(o.order_id), instruments.specs[i].symbol, m.SIDE_OF[o.side], m.TYPE_OF[o.type],
+        m.TIF_OF[o.tif], qty[o.qty], qty[o.filled], qty[o.leaves],
+        instruments.notional_texts[i][o.filled_quote], m.STATUS_OF[o.status], o.post_only,
+        o.ts_ns, instruments.price_texts[i][o.price] if o.price else None,
+        o.client_order_id or None, o.expire_ns // 1_000_000 if o.expire_ns else None,
+        m.REASON_OF.get(o.reason),
     )  # fmt: skip
 
 
