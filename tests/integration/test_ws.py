@@ -446,6 +446,26 @@ def test_orders_over_budget_are_refused_but_cancels_still_pass(server):
     run(scenario())
 
 
+def test_a_batch_over_the_budget_places_what_the_budget_holds_in_order(start):
+    venue = start(sections={"limits": {"order_rate": 1, "order_burst": 20}})  # no refill here
+
+    async def scenario():
+        client = await connect(venue, 2)
+
+        async def batch(n: int) -> list:
+            orders = [limit("buy", "46000", "0.001") for _ in range(n)]
+            answer = await client.request("order.batch", {"orders": orders})
+            return [r.get("error", {}).get("code") for r in answer["results"]]
+
+        assert await batch(15) == [None] * 15  # within the budget: spent at once
+        assert await batch(10) == [None] * 5 + ["RATE_LIMITED"] * 5  # order by order
+        assert await batch(3) == ["RATE_LIMITED"] * 3
+        assert (await client.request("order.cancel_all", {}))["canceled"] == 20
+
+    run(scenario())
+    assert venue.stop() == 0
+
+
 def test_a_revoked_key_closes_its_live_session(server):
     async def scenario():
         client = await connect(server, 4)
