@@ -240,6 +240,29 @@ def place_record(instruments: Instruments, p: PlaceParams, account: int, recv_ns
     )  # fmt: skip
 
 
+def batch_records(instruments: Instruments, limiter, account: int, orders: list[PlaceParams],
+                  recv_ns: int) -> list:  # fmt: skip
+    """The records of up to MAX_BATCH placements, in order. An order refused
+    here (rate limit, bad value) is a RequestError in its place and does not
+    stop the others. The batch spends the account's order budget (`limiter`,
+    a RateLimiter) at once when the budget holds all of it, else order by
+    order."""
+    if not 1 <= len(orders) <= MAX_BATCH:
+        raise RequestError("INVALID_PARAMS", f"a batch holds 1 to {MAX_BATCH} orders")
+    budgeted = limiter.spend_order(account, len(orders)) is None
+    items = []
+    for order in orders:
+        try:
+            refused = None if budgeted else limiter.spend_order(account)
+            if refused is not None:
+                raise RequestError("RATE_LIMITED", "this account is over its order rate limit",
+                                   retry_after_ms=refused.retry_after_ms)  # fmt: skip
+            items.append(bytearray(place_record(instruments, order, account, recv_ns)))
+        except RequestError as e:
+            items.append(e)
+    return items
+
+
 def cancel_record(ref: OrderRef, account: int, recv_ns: int) -> bytes:
     order_id, coid = order_id_of(ref)
     return _pack(recv_ns, account, CMD_CANCEL, order_id=order_id, coid=coid)

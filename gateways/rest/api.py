@@ -282,17 +282,8 @@ def post_order(gateway, connection, request, principal, segments, query, body):
 
 
 def post_batch(gateway, connection, request, principal, segments, query, body):
-    if not 1 <= len(body.orders) <= wire.MAX_BATCH:
-        raise wire.RequestError("INVALID_PARAMS", f"a batch holds 1 to {wire.MAX_BATCH} orders")
-    items = []
-    for order in body.orders:
-        try:
-            spend_order(gateway, principal)
-            record = wire.place_record(gateway.instruments, order, principal.account,
-                                       request.recv_ns)  # fmt: skip
-            items.append(bytearray(record))
-        except wire.RequestError as e:
-            items.append(e)
+    items = wire.batch_records(gateway.instruments, gateway.limiter, principal.account,
+                               body.orders, request.recv_ns)  # fmt: skip
     connection.enter(request, principal, "batch", items)
 
 

@@ -606,21 +606,9 @@ def _place(gateway: WsGateway, session: WsSession, request, p: wire.PlaceParams,
 
 
 def _batch(gateway: WsGateway, session: WsSession, request, p: BatchParams, recv_ns):
-    """Up to MAX_BATCH placements, one answer each, in order; an order refused
-    here (rate limit, bad value) does not stop the others."""
-    if not 1 <= len(p.orders) <= wire.MAX_BATCH:
-        raise wire.RequestError("INVALID_PARAMS", f"a batch holds 1 to {wire.MAX_BATCH} orders")
-    items = []
-    # the whole batch on the budget at once when it holds them all; else order by order
-    budgeted = gateway.limiter.spend_order(session.account, len(p.orders)) is None
-    for order in p.orders:
-        try:
-            if not budgeted:
-                gateway.spend(session, orders=True)
-            items.append(bytearray(wire.place_record(gateway.instruments, order,
-                                                     session.account, recv_ns)))  # fmt: skip
-        except wire.RequestError as e:
-            items.append(e)
+    """Up to MAX_BATCH placements, one answer each, in order."""
+    items = wire.batch_records(gateway.instruments, gateway.limiter, session.account, p.orders,
+                               recv_ns)  # fmt: skip
     gateway.venue.enter(session, pending_for(request, len(items), recv_ns), items)
 
 
