@@ -49,11 +49,10 @@ class TokenBucket:
 
     def take(self, now_ns: int, cost: int = 1) -> Decision:
         allowed = self.spend(now_ns, cost)
-        missing = 0 if allowed else cost * UNIT - self.level
-        return Decision(
-            allowed=allowed, limit=self.burst, remaining=self.level // UNIT,
-            reset_ms=-(-(self.capacity - self.level) // (self.rate * 1_000_000)),
-            retry_after_ms=-(-missing // (self.rate * 1_000_000)),
+        per_ms = self.rate * 1_000_000
+        return Decision(  # positional: allowed, limit, remaining, reset_ms, retry_after_ms
+            allowed, self.burst, self.level // UNIT, -(-(self.capacity - self.level) // per_ms),
+            0 if allowed else -(-(cost * UNIT - self.level) // per_ms),
         )  # fmt: skip
 
     def full(self, now_ns: int) -> bool:

@@ -272,7 +272,11 @@ class HttpConnection(asyncio.Protocol):
             if not isinstance(item, wire.RequestError):
                 wire.TAG.pack_into(item, DEADLINE_OFFSET, principal.deadline_ns)
         pending = Pending(request, kind, len(items), request.recv_ns)
-        self.gateway.venue.enter(self, pending, items)
+        if kind == "batch":
+            self.gateway.venue.enter(self, pending, items)
+        else:
+            (record,) = items
+            self.gateway.venue.enter_one(self, pending, record)
 
     def answer(self, pending: Pending, out_ns: int):
         request: Request = pending.context
