@@ -132,9 +132,6 @@ class Instruments:
     def qty(self, spec: InstrumentSpec, lots: int) -> str:
         return self.qty_texts[spec.index][lots]
 
-    def notional(self, spec: InstrumentSpec, ticks_lots: int) -> str:
-        return self.notional_texts[spec.index][ticks_lots]
-
     def ticks(self, spec: InstrumentSpec, text: str) -> int:
         """price_ticks, remembered."""
         return self.ticks_of[spec.index][text]
@@ -240,6 +237,15 @@ def place_record(instruments: Instruments, p: PlaceParams, account: int, recv_ns
     )  # fmt: skip
 
 
+def spend_order(limiter, account: int):
+    """A new order on the account's order budget (`limiter`, a RateLimiter),
+    or RATE_LIMITED."""
+    refused = limiter.spend_order(account)
+    if refused is not None:
+        raise RequestError("RATE_LIMITED", "this account is over its order rate limit",
+                           retry_after_ms=refused.retry_after_ms)  # fmt: skip
+
+
 def batch_records(instruments: Instruments, limiter, account: int, orders: list[PlaceParams],
                   recv_ns: int) -> list:  # fmt: skip
     """The records of up to MAX_BATCH placements, in order. An order refused
@@ -253,10 +259,8 @@ def batch_records(instruments: Instruments, limiter, account: int, orders: list[
     items = []
     for order in orders:
         try:
-            refused = None if budgeted else limiter.spend_order(account)
-            if refused is not None:
-                raise RequestError("RATE_LIMITED", "this account is over its order rate limit",
-                                   retry_after_ms=refused.retry_after_ms)  # fmt: skip
+            if not budgeted:
+                spend_order(limiter, account)
             items.append(bytearray(place_record(instruments, order, account, recv_ns)))
         except RequestError as e:
             items.append(e)

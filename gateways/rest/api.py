@@ -122,13 +122,6 @@ def authenticate(gateway, connection, request, permission: str) -> Principal:
     return principal
 
 
-def spend_order(gateway, principal: Principal):
-    refused = gateway.limiter.spend_order(principal.account)
-    if refused is not None:
-        raise wire.RequestError("RATE_LIMITED", "this account is over its order rate limit",
-                                retry_after_ms=refused.retry_after_ms)  # fmt: skip
-
-
 def int_param(query: dict, name: str, default: int, low: int, high: int) -> int:
     text = query.get(name)
     if text is None:
@@ -276,7 +269,7 @@ def get_positions(gateway, connection, request, principal, segments, query, body
 
 
 def post_order(gateway, connection, request, principal, segments, query, body):
-    spend_order(gateway, principal)
+    wire.spend_order(gateway.limiter, principal.account)
     record = wire.place_record(gateway.instruments, body, principal.account, request.recv_ns)
     connection.enter(request, principal, "place", [bytearray(record)])
 
@@ -288,7 +281,7 @@ def post_batch(gateway, connection, request, principal, segments, query, body):
 
 
 def patch_order(gateway, connection, request, principal, segments, query, body):
-    spend_order(gateway, principal)
+    wire.spend_order(gateway.limiter, principal.account)
     params = wire.AmendParams(order_id=segments[2], price=body.price, qty=body.qty)
     order_id, _ = wire.order_id_of(params)
     order = gateway.venue.view.find(principal.account, order_id, "")

@@ -234,10 +234,10 @@ class WsGateway:
         requests the key's, or the address's before logon (cancels spend
         nothing)."""
         if orders:
-            decision = self.limiter.spend_order(session.account)
-        else:
-            decision = self.limiter.request(session.key_id, session.ip)
-        if decision is not None and not decision.allowed:
+            wire.spend_order(self.limiter, session.account)
+            return
+        decision = self.limiter.request(session.key_id, session.ip)
+        if not decision.allowed:
             raise wire.RequestError("RATE_LIMITED", "over the rate limit",
                                     retry_after_ms=decision.retry_after_ms)  # fmt: skip
 

@@ -20,7 +20,7 @@ def test_texts_read_and_written_are_remembered_and_exact(instruments):
     assert "49000.01" in instruments.ticks_of[spec.index]
     assert instruments.price(spec, 4_900_001) == "49000.01"
     assert instruments.qty(spec, 1) == "0.0001" and instruments.lots(spec, "0.0001") == 1
-    assert instruments.notional(spec, 4_900_001 * 3) == spec.quote_to_text(
+    assert instruments.notional_texts[spec.index][4_900_001 * 3] == spec.quote_to_text(
         4_900_001 * 3 * spec.quote_per_tick_lot)  # fmt: skip
 
 
