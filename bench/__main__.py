@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import core, engine, load, plots, ws
-from bench.placement import PR_SET_TIMERSLACK
+from bench.placement import PR_SET_TIMERSLACK, stop_echo
 from bench.report import RESULTS, UNLIMITED, machine
 from tests.server import ServerProcess, configured_venue
 
@@ -42,6 +42,13 @@ def parse_mix(text: str) -> dict[str, int]:
     if set(mix) - {"place", "cancel"} or not mix.get("place"):
         raise argparse.ArgumentTypeError("place=N[,cancel=M]: placements and cancels")
     return mix
+
+
+def sweep_factor(text: str) -> float:
+    factor = float(text)
+    if factor < 1.1:  # below it, rounding a step's rate to 2 digits can give it back unchanged
+        raise argparse.ArgumentTypeError("at least 1.1")
+    return factor
 
 
 def arguments(argv) -> argparse.Namespace:
@@ -98,7 +105,10 @@ def arguments(argv) -> argparse.Namespace:
     parser.add_argument("--sweep-from", type=float, default=1_000, help="first rate of the sweep")
     parser.add_argument("--sweep-to", type=float, default=300_000, help="highest rate it tries")
     parser.add_argument(
-        "--sweep-factor", type=float, default=1.5, help="each step's rate over the last's"
+        "--sweep-factor",
+        type=sweep_factor,
+        default=1.5,
+        help="each step's rate over the last's (at least 1.1: rates are rounded to 2 digits)",
     )
     parser.add_argument("--sweep-duration", type=float, default=2.0, help="seconds per step")
     parser.add_argument(
@@ -112,6 +122,7 @@ def arguments(argv) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     args = parser.parse_args(argv)
+    args.command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
     if args.sweep is None:
         args.sweep = args.subcommand == "all"
     return args
@@ -208,10 +219,11 @@ class Bench:
                 step = self.run(protocol, rate, args.sweep_duration, min(args.warmup, 0.5))
                 step.pop("curve")
                 step["attempt"] = attempt + 1
-                if self.sustained(step):
+                held = self.sustained(step)
+                if held:
                     break
             steps.append(step)
-            if not self.sustained(step):
+            if not held:
                 break
             sustained = step["offered_rate"]
             rate = float(f"{rate * args.sweep_factor:.2g}")  # round numbers: 1,500, 2,200...
@@ -227,7 +239,7 @@ class Bench:
 
     def close(self):
         for process, _ in self.floors.values():
-            load.stop_floor(process)
+            stop_echo(process)
         self.server.stop()
 
 
@@ -261,7 +273,7 @@ def run(args) -> dict:
     affinity = os.sched_getaffinity(0)
     result = {
         "conditions": {
-            **machine(), "command": " ".join(["python -m bench", *sys.argv[1:]]),
+            **machine(), "command": args.command,
             "subcommand": args.subcommand, "server_cpu": args.server_cpu,
             "client_cpu": args.client_cpu, "durability": args.durability, "rate": args.rate,
             "duration_s": args.duration, "warmup_s": args.warmup, "clients": args.clients,

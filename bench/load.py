@@ -21,7 +21,6 @@ import multiprocessing
 import os
 import random
 import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter, deque
@@ -36,7 +35,16 @@ from hdrh.histogram import HdrHistogram
 
 from bench import rest, ws
 from bench.placement import ECHO_SERVER as TCP_ECHO_SERVER
-from bench.placement import echo_complete, histogram_of, send_receive, summary, tcp_connect
+from bench.placement import (
+    at,
+    echo_complete,
+    histogram_of,
+    new_histogram,
+    send_receive,
+    start_echo,
+    summary,
+    tcp_connect,
+)
 from engine import config as venue_config
 from ext.core import COMMAND_SIZE
 from ext.fix import FixReader
@@ -171,7 +179,7 @@ def ws_requests(ops: list[Op], link: Link, start_ns: int, rate: float) -> list[b
 
 def rest_requests(ops: list[Op], link: Link, start_ns: int, rate: float) -> list[bytes]:
     """Each request signed for its planned send time."""
-    from flowgate_client import Credentials, rest_headers
+    from flowgate_client import Credentials
 
     credentials = Credentials.from_entry(link.entry)
     start_ms = start_ns // 1_000_000
@@ -184,11 +192,7 @@ def rest_requests(ops: list[Op], link: Link, start_ns: int, rate: float) -> list
         else:
             method, target, body = "DELETE", f"/v1/orders?client_order_id={op.ref}", b""
         ts = start_ms + int(k * 1000 / rate)
-        headers = rest_headers(credentials, method, target, body, ts=ts, nonce=f"{op.ref}{k}")
-        if body:
-            headers |= {"Content-Type": "application/json", "Content-Length": str(len(body))}
-        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        out.append(f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode() + body)
+        out.append(rest.signed_request(credentials, method, target, body, ts, f"{op.ref}{k}"))
     return out
 
 
@@ -465,7 +469,7 @@ def run(protocol: str, port: int, rest_port: int | None, entries: list[dict], ra
 
 
 def _decoded(encoded: list[bytes]) -> HdrHistogram:
-    total = HdrHistogram(1, 60 * 10**9, 3)
+    total = new_histogram()
     for e in encoded:
         total.add(HdrHistogram.decode(e))
     return total
@@ -491,8 +495,8 @@ def merge(results: list[dict], rate: float) -> dict:
             total_ns = sum(r["stage_sums_ns"][name] for r in results)
             out["stages"][name] = {
                 "mean_us": round(total_ns / stamped / 1000, 1),
-                "p50_us": round(histogram.get_value_at_percentile(50) / 1000, 1),
-                "p99_us": round(histogram.get_value_at_percentile(99) / 1000, 1),
+                "p50_us": at(histogram, 50),
+                "p99_us": at(histogram, 99),
             }
     return out
 
@@ -503,17 +507,8 @@ def merge(results: list[dict], rate: float) -> dict:
 def start_floor(name: str, cpu: int, reply_size: int) -> tuple[subprocess.Popen, int]:
     """An echo server pinned to `cpu`, and its port."""
     if name == "tcp_echo":
-        command = [sys.executable, "-c", TCP_ECHO_SERVER, str(cpu)]
-    else:
-        command = [sys.executable, "-c", ws.ECHO_SERVER, str(cpu), str(reply_size)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    return process, int(process.stdout.readline())
-
-
-def stop_floor(process: subprocess.Popen):
-    process.terminate()
-    process.wait()
-    process.stdout.close()
+        return start_echo(TCP_ECHO_SERVER, cpu)
+    return start_echo(ws.ECHO_SERVER, cpu, reply_size)
 
 
 # -- the engine's own stage histograms --

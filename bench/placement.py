@@ -55,7 +55,7 @@ def tcp_connect(port: int) -> socket.socket:
 
 
 def send_receive(sock: socket.socket, requests: list[bytes], rate: float, complete,
-                 start_ns: int | None = None, timeout_s: float = 10.0) -> tuple:  # fmt: skip
+                 timeout_s: float = 10.0) -> tuple:  # fmt: skip
     """Open loop over a connected socket: request i is due at start + i / rate
     (perf_counter_ns), sent then even if the client fell behind, so a late send
     counts in its round trip. `complete(buffer)` returns (answers, rest); answers
@@ -65,16 +65,16 @@ def send_receive(sock: socket.socket, requests: list[bytes], rate: float, comple
     server's."""
     gc.disable()
     try:
-        return _send_receive(sock, requests, rate, complete, start_ns, timeout_s)
+        return _send_receive(sock, requests, rate, complete, timeout_s)
     finally:
         gc.enable()
 
 
-def _send_receive(sock, requests, rate, complete, start_ns, timeout_s) -> tuple:
+def _send_receive(sock, requests, rate, complete, timeout_s) -> tuple:
     sock.setblocking(False)
     n = len(requests)
     interval = 1e9 / rate
-    start = time.perf_counter_ns() + 1_000_000 if start_ns is None else start_ns
+    start = time.perf_counter_ns() + 1_000_000
     planned = start + (np.arange(n) * interval).astype(np.int64)
     arrived = np.zeros(n, dtype=np.int64)
     answers: list = []
@@ -111,29 +111,35 @@ def _send_receive(sock, requests, rate, complete, start_ns, timeout_s) -> tuple:
 CURVE = (0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100)  # percentiles
 
 
+def new_histogram() -> HdrHistogram:
+    """Latencies in ns, 1 ns to a minute, 3 significant digits."""
+    return HdrHistogram(1, 60 * 10**9, 3)
+
+
 def histogram_of(latencies_ns) -> HdrHistogram:
-    histogram = HdrHistogram(1, 60 * 10**9, 3)
+    histogram = new_histogram()
     for value in latencies_ns.tolist():
         histogram.record_value(max(value, 1))
     return histogram
 
 
+def at(histogram: HdrHistogram, p: float) -> float:
+    """The p-th percentile of a histogram of ns, in µs."""
+    return round(histogram.get_value_at_percentile(p) / 1000, 1)
+
+
 def summary(histogram: HdrHistogram, offered: float, seconds: float) -> dict:
     """Percentiles (µs), rates and the percentile curve of a latency histogram."""
     count = histogram.get_total_count()
-
-    def at(p: float) -> float:
-        return round(histogram.get_value_at_percentile(p) / 1000, 1)
-
     return {
         "count": count,
         "offered_rate": round(offered),
         "achieved_rate": round(count / seconds) if seconds > 0 else 0,
         "mean_us": round(histogram.get_mean_value() / 1000, 1),
-        "p50_us": at(50), "p90_us": at(90), "p99_us": at(99), "p999_us": at(99.9),
-        "p9999_us": at(99.99),
+        "p50_us": at(histogram, 50), "p90_us": at(histogram, 90), "p99_us": at(histogram, 99),
+        "p999_us": at(histogram, 99.9), "p9999_us": at(histogram, 99.99),
         "max_us": round(histogram.get_max_value() / 1000, 1),
-        "curve": [[p, at(p)] for p in CURVE],
+        "curve": [[p, at(histogram, p)] for p in CURVE],
     }  # fmt: skip
 
 
@@ -176,16 +182,25 @@ uvloop.run(main())
 """
 
 
+def start_echo(source: str, *args) -> tuple[subprocess.Popen, int]:
+    """An echo server (`source`, run with `args`, prints its port), and its port."""
+    process = subprocess.Popen([sys.executable, "-c", source, *map(str, args)],
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    return process, int(process.stdout.readline())
+
+
+def stop_echo(process: subprocess.Popen):
+    process.terminate()
+    process.wait()
+    process.stdout.close()
+
+
 def floor_run(records, rate: int, cpu: int) -> dict:
-    echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(cpu)],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    echo, port = start_echo(ECHO_SERVER, cpu)
     try:
-        port = int(echo.stdout.readline())
         return drive(tcp_connect(port), records, rate, echo_complete)
     finally:
-        echo.terminate()
-        echo.wait()
-        echo.stdout.close()
+        stop_echo(echo)
 
 
 def server_run(records, rate: int, work: Path, placement: tuple, cpu: int) -> dict:

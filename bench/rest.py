@@ -52,21 +52,27 @@ def http_complete(buffer: bytes) -> tuple[list[bytes], bytes]:
     return bodies, buffer[at:]
 
 
+def signed_request(credentials, method: str, target: str, body: bytes, ts: int,
+                   nonce: str) -> bytes:  # fmt: skip
+    """One raw HTTP/1.1 request, signed for its planned send time `ts` (ms)."""
+    from flowgate_client import rest_headers
+
+    headers = rest_headers(credentials, method, target, body, ts=ts, nonce=nonce)
+    if body:
+        headers |= {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode() + body
+
+
 def signed_orders(entry: dict, n: int, rate: int, start_ms: int) -> list[bytes]:
     """n order requests, each signed for its planned send time."""
-    from flowgate_client import Credentials, rest_headers
+    from flowgate_client import Credentials
 
     credentials = Credentials.from_entry(entry)
-    out = []
-    for i in range(n):
-        body = json.dumps(ws.order_params(i), separators=(",", ":")).encode()
-        ts = start_ms + i * 1000 // rate
-        headers = rest_headers(credentials, "POST", "/v1/orders", body, ts=ts, nonce=f"b{i}")
-        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        out.append((f"POST /v1/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-                    f"application/json\r\nContent-Length: {len(body)}\r\n{lines}\r\n"
-                    ).encode() + body)  # fmt: skip
-    return out
+    return [signed_request(credentials, "POST", "/v1/orders",
+                           json.dumps(ws.order_params(i), separators=(",", ":")).encode(),
+                           start_ms + i * 1000 // rate, f"b{i}")
+            for i in range(n)]  # fmt: skip
 
 
 def rest_latency(server: ServerProcess, entry: dict, args) -> dict:
@@ -127,9 +133,9 @@ def throughput(server: ServerProcess, work: Path, server_cpu: int, client_cpu: i
     with tcp(server.rest_port) as sock:
         sock.sendall(f"GET {BOOK_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         answer = b""
-        while not http_complete(answer)[0]:
+        while not (bodies := http_complete(answer)[0]):
             answer += sock.recv(65536)
-    body = answer.split(b"\r\n\r\n", 1)[1]
+    body = bodies[0]
     (work / "book.json").write_bytes(body)
     venue = wrk(server.rest_port, client_cpu, seconds)
     port = free_port()

@@ -23,13 +23,11 @@ import os
 import shutil
 import socket
 import struct
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.placement import PR_SET_TIMERSLACK, drive
+from bench.placement import PR_SET_TIMERSLACK, drive, start_echo, stop_echo
 from bench.report import UNLIMITED, emit, latency_arguments, machine, output_arguments
 from tests.server import ServerProcess, configured_venue
 
@@ -153,16 +151,12 @@ uvloop.run(main())
 
 def floor_run(frames: list[bytes], warmup: int, rate: int, server_cpu: int,
               reply_size: int) -> dict:  # fmt: skip
-    echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(server_cpu), str(reply_size)],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    echo, port = start_echo(ECHO_SERVER, server_cpu, reply_size)
     try:
-        port = int(echo.stdout.readline())
         drive(handshake(port), frames[:warmup], rate, split_frames)
         return drive(handshake(port), frames[warmup:], rate, split_frames)
     finally:
-        echo.terminate()
-        echo.wait()
-        echo.stdout.close()
+        stop_echo(echo)
 
 
 def answer_size(port: int, entry: dict, frame: bytes | None = None) -> int:

@@ -46,11 +46,20 @@ def check_latency(printed: dict, result: dict, directory, protocols):
     assert all(load.PROTOCOLS[name].title in report for name in protocols)
 
 
-@pytest.mark.parametrize("subcommand", ["floor", "ws", "rest", "fix"])
-def test_a_protocol_runs_beside_the_floors(tmp_path, capsys, subcommand):
+FLOORS = {"tcp_echo", "ws_echo"}
+
+
+@pytest.mark.parametrize("subcommand, protocols", [
+    ("floor", FLOORS), ("ws", {*FLOORS, "ws"}), ("rest", {*FLOORS, "ws", "rest"}),
+    ("fix", {*FLOORS, "ws", "fix"}),
+])  # fmt: skip
+def test_a_protocol_runs_beside_the_floors(tmp_path, capsys, subcommand, protocols):
     printed, result, directory = run_harness(tmp_path, capsys, subcommand, *SHORT)
-    protocols = harness.protocols_of(subcommand)
     check_latency(printed, result, directory, protocols)
+    assert result["conditions"]["command"] == " ".join(["python -m bench", subcommand, *SHORT,
+                                                        "--json", "--results",
+                                                        str(tmp_path / "results"),
+                                                        "--data-root", str(tmp_path)])  # fmt: skip
     if subcommand != "floor":
         assert result["ratios"][f"{subcommand}_p50_over_{harness.FLOOR_OF[subcommand]}"] > 0
     if subcommand in ("rest", "fix"):  # judged against WebSocket, measured beside it
@@ -64,7 +73,9 @@ def test_core_and_engine_run_sized_by_the_duration(tmp_path, capsys, subcommand)
     printed, result, directory = run_harness(tmp_path, capsys, subcommand, "--duration", "0.5")
     assert result[subcommand]["conditions"]["commands"] == 50_000
     assert printed[subcommand]
-    assert "| batch" in (directory / "report.md").read_text() or subcommand == "engine"
+    report = (directory / "report.md").read_text()
+    assert f"## {subcommand.title()}" in report
+    assert ("| batch" in report) == (subcommand == "core")
 
 
 def test_all_runs_everything_and_sweeps(tmp_path, capsys):
@@ -72,7 +83,7 @@ def test_all_runs_everything_and_sweeps(tmp_path, capsys):
         tmp_path, capsys, "all", "--duration", "0.5", "--warmup", "0.2", "--rate", "1000",
         "--sweep-from", "500", "--sweep-to", "1000", "--sweep-duration", "0.3",
     )  # fmt: skip
-    check_latency(printed, result, directory, harness.protocols_of("all"))
+    check_latency(printed, result, directory, {*FLOORS, "ws", "rest", "fix"})
     assert "core" in result and "engine" in result
     for name, sweep in result["sweep"].items():
         assert 1 <= len(sweep["steps"]) <= 2
