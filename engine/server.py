@@ -195,7 +195,7 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
         if options.fix_port is not None:
             fix_gateway = fix.FixGateway(venue, authenticator, options.data_dir,
                                          options.fix_test_session,
-                                         options.fix_test_dictionary or fix.DIALECT)  # fmt: skip
+                                         options.fix_test_dictionary)  # fmt: skip
             served = await fix.serve(fix_gateway, options.host, options.fix_port)
             gateways.append(("fix_port", fix_gateway, served))
         gateways.append(("venue", venue, None))

@@ -30,7 +30,7 @@ cdef Py_ssize_t BEGIN_LEN = 10
 cdef unsigned char SOH = 1
 
 # SessionRejectReason(373) values the reader reports
-INVALID_TAG = 0  # tag not a number
+INVALID_TAG_NUMBER = 0  # tag not a number
 TAG_WITHOUT_VALUE = 4
 INCORRECT_DATA_FORMAT = 6
 TAG_REPEATED = 13
@@ -200,7 +200,8 @@ cdef object _fields(const unsigned char[::1] view, Py_ssize_t at, Py_ssize_t end
             tag = tag * 10 + (view[i] - 48)
             i += 1
         if i == at or i >= end or view[i] != b"=":
-            return FixError("a field without a numeric tag", reason=INVALID_TAG, fields=fields)
+            return FixError("a field without a numeric tag", reason=INVALID_TAG_NUMBER,
+                            fields=fields)
         value_start = i + 1
         i = value_start
         while i < end and view[i] != SOH:

@@ -14,17 +14,15 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-# SessionRejectReason(373)
-INVALID_TAG_NUMBER = 0
+# SessionRejectReason(373): the codec's own (a message it cannot read), then the rest
+from ext.fix import INCORRECT_DATA_FORMAT, INVALID_TAG_NUMBER, TAG_REPEATED, TAG_WITHOUT_VALUE
+
 REQUIRED_TAG_MISSING = 1
 TAG_NOT_DEFINED_FOR_MESSAGE = 2
-TAG_WITHOUT_VALUE = 4
 VALUE_INCORRECT = 5
-INCORRECT_DATA_FORMAT = 6
 COMPID_PROBLEM = 9
 SENDING_TIME_PROBLEM = 10
 INVALID_MSG_TYPE = 11
-TAG_REPEATED = 13
 TAG_OUT_OF_ORDER = 14
 GROUP_COUNT_MISMATCH = 16
 OTHER = 99

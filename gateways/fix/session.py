@@ -36,8 +36,9 @@ DIALECT = Path(__file__).parents[2] / "docs" / "FIX44-flowgate.xml"  # our data 
 SENDING_TIME_TOLERANCE_MS = 120_000  # SendingTime accuracy (as QuickFIX checks it)
 LOGOUT_TIMEOUT_S = 2.0  # how long a Logout of ours waits for the peer's
 ADMIN = {b"0", b"1", b"2", b"3", b"4", b"5", b"A"}
-ECHO = "echo"  # the session-test profile's key for a message's fields in QuickFIX's order
-ECHO_REFILLED = (8, 9, 35, 34, 49, 52, 56, 43, 122)
+ECHO = "echo"  # the session-test profile's key for the message as its dictionary read it
+# header fields the venue fills in anew when it sends a message again (echo, resend)
+REFILLED = (8, 9, 35, 34, 49, 52, 56, 43, 122)
 ROUTES = {115: 128, 128: 115, 116: 129, 129: 116, 144: 145, 145: 144}  # a reply's reverse route
 CANCEL_ON_DISCONNECT = 8013  # custom Logon tag: Y cancels the account's orders on disconnect
 STP_TAG = 7928  # custom: self-trade prevention on NewOrderSingle
@@ -93,14 +94,14 @@ def parse_timestamp_ms(text: bytes) -> int | None:
 class FixGateway:
     def __init__(self, venue: Venue, authenticator: Authenticator, data_dir: Path,
                  test_identity: tuple[str, str] | None = None,
-                 test_dictionary: Path = DIALECT):  # fmt: skip
+                 test_dictionary: Path | None = None):  # fmt: skip
         """`test_identity`: (SenderCompID, TargetCompID) of the session-test
         profile: no signature, reset on every Logon, messages validated with
-        `test_dictionary` (a QuickFIX data dictionary) and application
+        `test_dictionary` (a QuickFIX data dictionary; default DIALECT) and application
         messages echoed back (for conformance harnesses; loopback only)."""
         self.test_identity = test_identity
         self.dictionary = None if test_identity is None else (
-            dictionary.DataDictionary(test_dictionary))  # fmt: skip
+            dictionary.DataDictionary(test_dictionary or DIALECT))  # fmt: skip
         self.venue = venue
         self.instruments = venue.instruments
         self.authenticator = authenticator
@@ -289,9 +290,10 @@ class FixSession(asyncio.Protocol):
         self.received_at = time.monotonic()
         self.test_request_at = 0.0
         messages = self.reader.feed(data)
-        raws = self.reader.raw if self.testing else None
+        raws = self.reader.raw
         for i, message in enumerate(messages):
-            if raws is not None and raws[i] is not None:
+            # (the identity, and with it the profile, can come with a Logon of this read)
+            if self.testing and raws[i] is not None:
                 message = self.checked(raws[i])
                 if message is None:
                     continue
@@ -327,7 +329,7 @@ class FixSession(asyncio.Protocol):
         except dictionary.Invalid as e:
             self.reject(fields, e.reason, e.tag)
             return None
-        fields[ECHO] = schema.body_fields(message), message.header.fields
+        fields[ECHO] = message
         return fields
 
     def faulty(self, error: FixError):
@@ -339,7 +341,7 @@ class FixSession(asyncio.Protocol):
         elif error.other_version:
             self.logout("Incorrect BeginString", wait=True)
         elif not error.garbled and error.fields.get(34, b"").isdigit():
-            self.reject(error.fields, error.reason, error.tag or 0, text=str(error))
+            self.reject(error.fields, error.reason, error.tag or 0)
 
     def handle(self, fields: dict, queued: bool = False):
         """One message, with the checks and numbering QuickFIX's session
@@ -492,11 +494,14 @@ class FixSession(asyncio.Protocol):
         self.identity, self.store = identity, store
         self.heartbeat_s = int(fields[108])
         self.gateway.live[identity] = self
-        self.send(b"A", [(98, 0), (108, self.heartbeat_s), *([(141, b"Y")] if reset else []),
-                         *extra])  # fmt: skip
+        self.logon_reply(reset, extra)
         seq = int(fields[34])
         if reset or seq <= store.next_in or self.verify(fields):
             store.set_next_in(seq + 1)
+
+    def logon_reply(self, reset: bool, extra=()):
+        self.send(b"A", [(98, 0), (108, self.heartbeat_s), *([(141, b"Y")] if reset else []),
+                         *extra])  # fmt: skip
 
     def logon_again(self, fields: dict, seq: int):
         """A Logon with ResetSeqNumFlag(141)=Y starts both numbers again at 1;
@@ -505,7 +510,7 @@ class FixSession(asyncio.Protocol):
             self.store.reset()
             self.queued.clear()
             self.resend_until = 0
-            self.send(b"A", [(98, 0), (108, self.heartbeat_s), (141, b"Y")])
+            self.logon_reply(reset=True)
             self.store.set_next_in(seq + 1)
         elif self.verify(fields):
             self.reject(fields, dictionary.OTHER, text="already logged on")
@@ -536,8 +541,7 @@ class FixSession(asyncio.Protocol):
             if gap_from is not None:
                 self.gap_fill(gap_from, seq)
                 gap_from = None
-            body = [(tag, value) for tag, value in original.items()
-                    if tag not in (35, 49, 56, 34, 52, 43, 122)]  # fmt: skip
+            body = [(tag, value) for tag, value in original.items() if tag not in REFILLED]
             header = ((43, b"Y"), (122, original[52]))
             self.write(encode(original[35], self.identity[1], self.identity[0], seq,
                               utc_timestamp(), body, header))  # fmt: skip
@@ -615,8 +619,10 @@ class FixSession(asyncio.Protocol):
             if fields.get(97) == b"Y" and fields.get(11) in self.echoed_orders:
                 return
             self.echoed_orders.add(fields.get(11))
-        body, header = fields[ECHO]  # the header kept but for what the venue fills in
-        kept = tuple(field for field in header if field[0] not in ECHO_REFILLED)
+        message = fields[ECHO]
+        body = self.gateway.dictionary.body_fields(message)
+        # the header kept but for what the venue fills in
+        kept = tuple(field for field in message.header.fields if field[0] not in REFILLED)
         self.send(msg_type, body, kept)
 
     def application(self, msg_type: bytes, fields: dict):
@@ -639,11 +645,14 @@ class FixSession(asyncio.Protocol):
                 self.send(b"j", [(45, fields[34]), (372, msg_type), (380, 3),
                                  (58, "unsupported message type")])  # fmt: skip
         except wire.RequestError as e:
-            self.refused(msg_type, fields, e.code, e.message)
+            self.refused(msg_type, fields, e.code, e.message, e.details)
 
-    def refused(self, msg_type: bytes, fields: dict, code: str, message: str):
+    def refused(self, msg_type: bytes, fields: dict, code: str, message: str,
+                details: dict | None = None):  # fmt: skip
         """An order message refused at the gateway: the answer its type calls for."""
         text = f"{code}: {message}"
+        if details and "retry_after_ms" in details:
+            text += f"; retry after {details['retry_after_ms']} ms"
         if msg_type == b"q":
             self.send(b"r", [(11, fields.get(11, b"NONE")), (37, b"NONE"),
                              (530, fields.get(530, b"7")), (531, b"0"), (58, text)])  # fmt: skip
@@ -661,11 +670,6 @@ class FixSession(asyncio.Protocol):
                              (39, b"8"), (55, fields.get(55, b"NONE")),
                              (54, fields.get(54, b"1")), (14, 0), (151, 0), (6, 0),
                              (103, 99), (58, text)])  # fmt: skip
-
-    def spend(self):
-        refused = self.gateway.authenticator.limiter.spend_order(self.account)
-        if refused is not None:
-            raise wire.RequestError("RATE_LIMITED", f"retry after {refused.retry_after_ms} ms")
 
     def new_order(self, fields: dict, recv_ns: int):
         side = SIDES.get(fields.get(54))
@@ -693,7 +697,7 @@ class FixSession(asyncio.Protocol):
         )  # fmt: skip
         if not params.client_order_id:
             raise wire.RequestError("INVALID_CLIENT_ORDER_ID", "ClOrdID(11) is required")
-        self.spend()
+        wire.spend_order(self.gateway.authenticator.limiter, self.account)
         record = wire.place_record(self.gateway.instruments, params, self.account, recv_ns)
         self.enter(fields, "place", record, recv_ns)
 
@@ -709,7 +713,7 @@ class FixSession(asyncio.Protocol):
         self.enter(fields, "cancel", record, recv_ns)
 
     def replace(self, fields: dict, recv_ns: int):
-        self.spend()
+        wire.spend_order(self.gateway.authenticator.limiter, self.account)
         ref = self.order_ref(fields)
         params = wire.AmendParams(order_id=ref.order_id, client_order_id=ref.client_order_id,
                                   price=fields[44].decode() if 44 in fields else None,

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from ext.fix import encode
 from tests.fix_client import FixClient, now_timestamp
 from tests.server import ServerProcess, credentials
 
@@ -226,6 +227,15 @@ def test_the_session_test_profile_echoes_and_resets_on_loopback_only(start, tmp_
             expect 5
         """)
         c.close()
+    # a Logon and the message after it in one read: that message is validated too
+    c = FixClient(server.fix_port, "TW", target="ISLD")
+    now = now_timestamp()
+    c.sock.sendall(encode("A", "TW", "ISLD", 1, now, [(98, 0), (108, 30)])
+                   + encode("D", "TW", "ISLD", 2, now, [(11, "bad"), (55, "IBM"), (54, 7),
+                                                        (38, 100), (40, 1)]))  # fmt: skip
+    c.seq = 3
+    c.run("expect A 108=30\nexpect 3 45=2 371=54 372=D 373=5")
+    c.close()
     signed = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
     signed.run("send A 98=0 108=30 141=Y\nexpect A")  # other identities sign as usual
     signed.close()
@@ -275,5 +285,21 @@ def test_fix_order_entry_in_both_placements(start, placement):
         send q 11=all 530=7
         expect r 531=7 533=1
     """)
+    c.close()
+    assert server.stop() == 0
+
+
+def test_an_order_over_the_budget_is_refused_with_when_to_retry(start):
+    server = start(sections={"limits": {"order_rate": 1, "order_burst": 1}})
+    c = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
+    c.run("""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=b1 55=BTC-USDT 54=1 38=0.001 40=2 44=46000 59=1
+        expect 8 150=0 39=0
+        send D 11=b2 55=BTC-USDT 54=1 38=0.001 40=2 44=46000 59=1
+    """)
+    refusal = c.expect("j", t380="99", t372="D")
+    assert refusal[58].startswith(b"RATE_LIMITED: ") and b"; retry after " in refusal[58]
     c.close()
     assert server.stop() == 0
