@@ -161,7 +161,6 @@ class Link:
 
     sock: object
     entry: dict | None = None
-    seq: int = 1  # FIX: the next MsgSeqNum
     session: FixClient | None = None
 
 
@@ -213,6 +212,7 @@ def fix_answers_complete():
 def fix_requests(ops: list[Op], link: Link, start_ns: int, rate: float) -> list[bytes]:
     """NewOrderSingle and OrderCancelRequest (by OrigClOrdID), SendingTime to the second."""
     out, second, sending_time = [], None, ""
+    sender, first_seq = link.session.sender, link.session.seq
     for k, op in enumerate(ops):
         planned_ms = start_ns // 1_000_000 + int(k * 1000 / rate)
         if planned_ms // 1000 != second:
@@ -222,10 +222,9 @@ def fix_requests(ops: list[Op], link: Link, start_ns: int, rate: float) -> list[
             p = ws.order_params(op.index)
             fields = [(11, op.ref), (55, p["symbol"]), (54, 1 if p["side"] == "buy" else 2),
                       (38, p["qty"]), (40, 2), (44, p["price"]), (59, 1), (18, "6")]  # fmt: skip
-            out.append(fix_encode("D", link.session.sender, TARGET, link.seq + k, sending_time,
-                                  fields))  # fmt: skip
+            out.append(fix_encode("D", sender, TARGET, first_seq + k, sending_time, fields))
         else:
-            out.append(fix_encode("F", link.session.sender, TARGET, link.seq + k, sending_time,
+            out.append(fix_encode("F", sender, TARGET, first_seq + k, sending_time,
                                   [(41, op.ref), (11, f"{op.ref}x")]))  # fmt: skip
     return out
 
@@ -245,14 +244,14 @@ def fix_connect(port: int, entry: dict) -> Link:
                         timeout=30)  # fmt: skip
     session.send("A", [(98, 0), (108, 30), (141, "Y")])
     session.expect("A")
-    return Link(session.sock, entry, session.seq, session)
+    return Link(session.sock, entry, session)
 
 
 def fix_close(link: Link, sent: int):
     """A Logout answered before the socket closes, so the next logon of the
     same identity finds no session alive."""
     session = link.session
-    session.seq = link.seq + sent
+    session.seq += sent
     session.send("5")
     while (message := session.receive(timeout=10)) is not None and message[35] != b"5":
         pass
@@ -281,6 +280,7 @@ class Protocol:
     outcome: Callable | None = None  # answer -> Outcome; None: a floor
     key_type: str = "ed25519"
     close: Callable = field(default=lambda link, sent: link.sock.close())
+    encode_s: float = 8e-6  # a request's encoding before the run (REST signs each: more)
 
 
 PROTOCOLS = {
@@ -293,7 +293,8 @@ PROTOCOLS = {
         Protocol("ws", "WebSocket", ws_connect, ws_requests, lambda: ws.split_frames,
                  ws_outcome),
         Protocol("rest", "REST (HMAC key)", rest_connect, rest_requests,
-                 lambda: rest.http_complete, rest_outcome, key_type="hmac-sha256"),
+                 lambda: rest.http_complete, rest_outcome, key_type="hmac-sha256",
+                 encode_s=20e-6),
         Protocol("fix", "FIX 4.4", fix_connect, fix_requests, fix_answers_complete, fix_outcome,
                  close=fix_close),
     )
@@ -451,7 +452,7 @@ def run(protocol: str, port: int, rest_port: int | None, entries: list[dict], ra
     per_client = rate / clients
     count, warmup = max(1, round(per_client * seconds)), round(per_client * warmup_s)
     # time to connect and encode (REST signs each request) before the first send
-    lead_s = 0.5 + (count + warmup) * (20e-6 if protocol == "rest" else 8e-6)
+    lead_s = 0.5 + (count + warmup) * PROTOCOLS[protocol].encode_s
     start = time.time_ns() + int(lead_s * 1e9)
     jobs = [Job(protocol, port, entry, rest_port, warmup, count, per_client,
                 start + int(i * 1e9 / rate), cpu, mix, f"{tag}c{i}")

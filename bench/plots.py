@@ -7,7 +7,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FixedLocator,
+    FuncFormatter,
+    LogLocator,
+    NullFormatter,
+)
 
 STAGE_COLOURS = ("#8da0cb", "#fc8d62", "#66c2a5", "#e78ac3", "#a6d854")
 
@@ -24,10 +29,11 @@ def _log_log():
     return figure, axes
 
 
-def _save(figure, axes, path: Path, title: str):
+def _save(figure, axes, path: Path, title: str, grid: bool = True, **legend):
     axes.set_title(title, fontsize=10)
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8)
+    if grid:
+        axes.grid(True, which="both", alpha=0.3)
+    axes.legend(**{"fontsize": 8, **legend})
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -60,7 +66,7 @@ def rate_sweep(sweep: dict[str, dict], titles: dict[str, str], bound_us: float, 
     axes.axhline(bound_us, color="grey", linewidth=0.8)
     axes.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
     axes.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
-    axes.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+    axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel("offered rate (requests/s)")
     axes.set_ylabel("round trip (µs): p99 solid, p50 dotted")
     _save(figure, axes, path, f"Latency against offered rate (grey: the p99 bound)\n{note}")
@@ -77,8 +83,5 @@ def stages(rows: dict[str, dict], titles: dict[str, str], labels: dict[str, str]
         left = [a + b for a, b in zip(left, widths, strict=True)]
     axes.invert_yaxis()
     axes.set_xlabel("mean µs per order")
-    axes.set_title(f"Where the time of an order goes\n{note}", fontsize=10)
-    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, axes, path, f"Where the time of an order goes\n{note}", grid=False,
+          fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3)  # fmt: skip
