@@ -21,6 +21,8 @@ from gateways.auth.errors import AuthError
 from gateways.auth.keys import ApiKey, KeyStore
 from gateways.auth.limits import Decision, Guard, RateLimiter, refuse
 
+REPLAY_SLICE_BITS = 26  # signatures are forgotten a slice (67 ms) at a time
+
 
 def canonical(ts: int | str, nonce: str, method: str, target: str, body: bytes) -> bytes:
     """What REST requests and the WebSocket logon sign."""
@@ -96,9 +98,11 @@ class Authenticator:
         self.on_revoked: list = []
         self.verifiers: dict[str, _Verifier] = {}
         self.revision = -1
-        # (key, ts, nonce) seen within their window; a heap of when each may go
+        # (key, ts, nonce) seen within their window, filed by the slice of time
+        # in which the window ends; a heap of those slices, oldest first
         self.seen: set[tuple] = set()
-        self.seen_expiry: list[tuple] = []
+        self.seen_until: dict[int, list[tuple]] = {}
+        self.seen_slices: list[int] = []
         self.refresh()
 
     def refresh(self) -> list[str]:
@@ -157,22 +161,33 @@ class Authenticator:
             self.guard.failed(ip)
             raise AuthError("UNAUTHENTICATED", "the signature does not match")
         replay_key = (key_id, ts_ms, nonce)
-        self._forget_expired(received_ns)
+        if self.seen_slices and self.seen_slices[0] < received_ns >> REPLAY_SLICE_BITS:
+            self._forget_expired(received_ns)
         if replay_key in self.seen:
             self.guard.failed(ip)
             raise AuthError("REPLAYED", "this signed request was seen before")
         rate = self.limiter.request(key_id, ip)  # a replay spends no budget
         if throttle:  # cancels pass even over the budget: nobody is kept from reducing risk
             refuse(rate, "this key")
-        self.seen.add(replay_key)
-        heapq.heappush(self.seen_expiry, ((ts_ms + window) * 1_000_000 + 1, replay_key))
+        self._remember(replay_key, (ts_ms + window + 1) * 1_000_000)
         if permission is not None and permission not in key.permissions:
             raise AuthError("FORBIDDEN", f"this key lacks the {permission} permission")
         return Principal(key_id, key.account, key.permissions, (ts_ms + window) * 1_000_000, rate)
 
+    def _remember(self, replay_key: tuple, until_ns: int):
+        """A signature is good once: it is remembered until its timestamp fails
+        the window check (from `until_ns` on), and up to one slice of time
+        longer, so memory is bounded by window x the keys' rate limits."""
+        self.seen.add(replay_key)
+        slice_ = until_ns >> REPLAY_SLICE_BITS
+        keys = self.seen_until.get(slice_)
+        if keys is None:
+            self.seen_until[slice_] = keys = []
+            heapq.heappush(self.seen_slices, slice_)
+        keys.append(replay_key)
+
     def _forget_expired(self, now_ns: int):
-        """A signature is good once: it is remembered until its window has
-        passed (after which its timestamp fails the window check anyway), so
-        memory is bounded by window x the keys' rate limits."""
-        while self.seen_expiry and self.seen_expiry[0][0] <= now_ns:
-            self.seen.discard(heapq.heappop(self.seen_expiry)[1])
+        """Forget the signatures of every slice of time wholly past."""
+        now_slice = now_ns >> REPLAY_SLICE_BITS
+        while self.seen_slices and self.seen_slices[0] < now_slice:
+            self.seen.difference_update(self.seen_until.pop(heapq.heappop(self.seen_slices)))

@@ -101,6 +101,20 @@ def test_every_refusal_has_its_code(venue):
     request(auth, reader, reader_secret, permission="read", nonce="read")
 
 
+def test_a_signature_is_a_replay_to_the_end_of_its_window_then_forgotten(venue):
+    store, auth, clock = venue
+    (key, secret), _ = keys(store, auth)
+    request(auth, key, secret, nonce="edge")
+    clock.ns = (NOW_MS + 5000) * 1_000_000 + 999_999  # the timestamp's last moment in the window
+    assert code_of(lambda: request(auth, key, secret, nonce="edge")) == "REPLAYED"
+    clock.advance_ms(1)
+    assert code_of(lambda: request(auth, key, secret, nonce="edge")) == "TIMESTAMP_OUT_OF_WINDOW"
+    clock.advance_ms(100)
+    later = clock.ns // 1_000_000
+    request(auth, key, secret, ts=later, nonce="later")
+    assert auth.seen == {(key.key_id, later, "later")}  # what is past its window is let go
+
+
 def test_the_timestamp_error_carries_both_clocks(venue):
     store, auth, _ = venue
     (key, secret), _ = keys(store, auth)
