@@ -69,6 +69,9 @@ class Journal:
     ):
         self.directory = Path(directory)
         self.durability = Durability(durability)
+        # per batch: flags, not enum comparisons (each ~80 ns)
+        self.writes = self.durability is not Durability.NONE
+        self.syncs = self.durability is Durability.FSYNC
         self.batch_bytes = batch_frames * FRAME_SIZE
         self.segment_bytes = max(segment_bytes // FRAME_SIZE * FRAME_SIZE, self.batch_bytes)
         self.next_seq = next_seq
@@ -82,7 +85,7 @@ class Journal:
             1, "flowgate-journal", initializer=placement.background_thread
         )
         self._spare: concurrent.futures.Future | None = None
-        if self.durability != Durability.NONE:
+        if self.writes:
             self.directory.mkdir(parents=True, exist_ok=True)
             # each start opens a segment of its own, so no segment ever holds a
             # jump in sequence numbers, whatever the previous run left behind
@@ -96,7 +99,7 @@ class Journal:
         self.used = 0
         self.map = mmap.mmap(self.fd, self.segment_bytes, mmap.MAP_SHARED)
         self.view = memoryview(self.map)
-        if self.durability == Durability.FSYNC:
+        if self.syncs:
             _fsync_directory(self.directory)
         self._spare = self._preparer.submit(self._prepare_spare)
 
@@ -122,7 +125,7 @@ class Journal:
         seq `next_seq`. The view must be dropped before the next reserve or
         close: either may unmap the segment."""
         size = min(n_frames * FRAME_SIZE, self.batch_bytes)
-        if self.durability == Durability.NONE:
+        if not self.writes:
             return self.scratch[:size]
         if self.used + size > self.segment_bytes:
             self._close_segment()
@@ -133,11 +136,11 @@ class Journal:
         """The first n_frames of the reserved room now hold sequenced frames;
         returns once the durability mode is satisfied."""
         self.next_seq += n_frames
-        if self.durability == Durability.NONE or n_frames == 0:
+        if not self.writes or n_frames == 0:
             return
         self.used += n_frames * FRAME_SIZE
         self.bytes_written += n_frames * FRAME_SIZE
-        if self.durability == Durability.FSYNC:
+        if self.syncs:
             started = time.perf_counter_ns()
             os.fdatasync(self.fd)
             self.fsync_ns += time.perf_counter_ns() - started
