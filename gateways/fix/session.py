@@ -473,6 +473,9 @@ class FixSession(asyncio.Protocol):
             self.refuse_logon(identity, f"{e.code}: {e.message}")
             return
         store = gateway.store(identity)
+        if not store.claim(principal.account):  # its messages and fills are another account's
+            self.refuse_logon(identity, "FORBIDDEN: this SenderCompID belongs to another account")
+            return
         reset = fields.get(141) == b"Y"
         if reset:
             store.reset()

@@ -2,7 +2,8 @@
 TargetCompID), in the data directory, so sequence numbers and the messages
 sent survive reconnects and restarts and a ResendRequest can be answered.
 
-`fix/<sender>-<target>/seqnums` holds the next incoming and outgoing
+`fix/<sender>-<target>/account` names the account the identity belongs to
+(the account of the first key that logged on with it); `seqnums` holds the next incoming and outgoing
 MsgSeqNum (two little-endian int64, rewritten in place); `messages` appends
 each sent message as a record `seq (int64), length (int32), bytes`. Writes
 go to the file at once (they survive a crash of the process, like the
@@ -32,6 +33,17 @@ class MessageStore:
         self.messages_fd = os.open(self.directory / "messages", os.O_RDWR | os.O_CREAT, 0o600)
         self.index: dict[int, tuple[int, int]] = {}  # seq -> (offset of the bytes, length)
         self.size = self._load()
+        owner = self.directory / "account"
+        self.account = int(owner.read_text()) if owner.exists() else 0  # 0: nobody's yet
+
+    def claim(self, account: int) -> bool:
+        """Whether the identity is `account`'s: it is if it was nobody's yet."""
+        if not self.account:
+            partial = self.directory / "account.partial"
+            partial.write_text(str(account))
+            os.replace(partial, self.directory / "account")
+            self.account = account
+        return self.account == account
 
     def _load(self) -> int:
         """Index the records; cut a torn last one."""

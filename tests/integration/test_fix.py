@@ -52,6 +52,12 @@ def test_logons_refused(server, clients):
     stale.send("A", [(98, 0), (108, 30)], sending_time=now_timestamp(-60_000))
     assert stale.expect("5")[58].startswith(b"TIMESTAMP_OUT_OF_WINDOW") and stale.closed()
 
+    owner = clients(3)  # ACCOUNT3 is account 3's once its key logged on with it...
+    owner.run("send A 98=0 108=30 141=Y\nexpect A\nsend 5\nexpect 5")
+    impostor = clients(2, sender="ACCOUNT3")  # ...so account 2's key cannot have its messages
+    impostor.send("A", [(98, 0), (108, 30), (141, "Y")])
+    assert impostor.expect("5")[58].startswith(b"FORBIDDEN") and impostor.closed()
+
     live = clients(2)
     live.run("send A 98=0 108=30 141=Y\nexpect A")
     twin = clients(2)
