@@ -169,15 +169,18 @@ class Authenticator:
         rate = self.limiter.request(key_id, ip)  # a replay spends no budget
         if throttle:  # cancels pass even over the budget: nobody is kept from reducing risk
             refuse(rate, "this key")
-        self._remember(replay_key, (ts_ms + window + 1) * 1_000_000)
+        # FG-WINDOW is not signed: the signature is remembered as long as any
+        # window could admit its timestamp, so a wider window replays nothing
+        self._remember(replay_key, (ts_ms + self.limits.window_max_ms + 1) * 1_000_000)
         if permission is not None and permission not in key.permissions:
             raise AuthError("FORBIDDEN", f"this key lacks the {permission} permission")
         return Principal(key_id, key.account, key.permissions, (ts_ms + window) * 1_000_000, rate)
 
     def _remember(self, replay_key: tuple, until_ns: int):
         """A signature is good once: it is remembered until its timestamp fails
-        the window check (from `until_ns` on), and up to one slice of time
-        longer, so memory is bounded by window x the keys' rate limits."""
+        every window check (from `until_ns` on), and up to one slice of time
+        longer, so memory is bounded by the widest window x the keys' rate
+        limits."""
         self.seen.add(replay_key)
         slice_ = until_ns >> REPLAY_SLICE_BITS
         keys = self.seen_until.get(slice_)
