@@ -205,7 +205,9 @@ class Venue:
                 to_positions(e[E_ACCOUNT], "positions", held)
             elif kind == CANCELED or kind == EXPIRED:
                 order = view.ended(e)
-                outcome.order = order
+                # the command's own order, not a resting one self-trade prevention canceled
+                if outcome.order is None or outcome.order.order_id == order.order_id:
+                    outcome.order = order
                 self.remember(order)
                 to_orders(order.account, "orders", order)
             elif kind == REJECTED:
@@ -220,14 +222,16 @@ class Venue:
             elif kind == CANCEL_ALL_AFTER:
                 outcome.deadline_ns = e[E_EXPIRE]
             if e[E_FLAGS] & FLAG_LAST:
+                waiting = False  # its request waits for more of its commands (a batch)
                 if tag:
                     outcome.ts_ns = e[E_TS]
                     session = self.sessions.get(tag >> 32)
                     if session is not None:
-                        self.command_done(session, tag & 0xFFFFFFFF, outcome, out_ns)
+                        waiting = self.command_done(session, tag & 0xFFFFFFFF, outcome, out_ns)
                 outcome = Outcome()
-                for gateway in streams:
-                    gateway.command_end()
+                if not waiting:  # a batch's private updates wait for its answer
+                    for gateway in streams:
+                        gateway.command_end()
                 self.seq = e[E_SEQ]
         for gateway in streams:  # answers and private updates first, market data after
             gateway.flush()
@@ -238,18 +242,19 @@ class Venue:
         for book in books:
             book.touched.clear()
 
-    def command_done(self, session, number: int, outcome: Outcome, out_ns: int):
+    def command_done(self, session, number: int, outcome: Outcome, out_ns: int) -> bool:
         """One command of a session's request is done; the session answers the
-        request once all of them are."""
+        request once all of them are. Whether the request still waits."""
         entry = session.pending.pop(number, None)
         if entry is None:
-            return
+            return False
         pending, index = entry
         pending.engine_in_ns = pending.engine_in_ns or outcome.ts_ns
         pending.results[index] = (outcome.code, self.result_of(pending.method, outcome))
         pending.waiting -= 1
         if pending.waiting == 0:
             session.answer(pending, out_ns)
+        return pending.waiting > 0
 
     def remember(self, order: OrderView):
         """Closed orders a status query still finds (the newest CLOSED_ORDERS)."""

@@ -45,6 +45,21 @@ async def connect(server: ServerProcess, account: int | None = None, key_type="e
     return client
 
 
+class Recording(WsClient):
+    """A client that also notes what arrives, in order: ("answer", id) or
+    (channel, seq)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.arrivals: list[tuple] = []
+
+    def _received(self, payload: bytes):
+        message = self.codec.decode(payload)
+        self.arrivals.append(("answer", message["id"]) if "id" in message
+                             else (message["channel"], message.get("seq")))  # fmt: skip
+        super()._received(payload)
+
+
 def limit(side: str, price: str, qty: str, **fields) -> dict:
     return dict(symbol="BTC-USDT", side=side, type="limit", price=price, qty=qty, **fields)
 
@@ -175,6 +190,41 @@ def test_after_a_restart_the_book_open_orders_and_closed_orders_are_as_they_were
         assert again.stop() == 0
 
 
+def test_a_reconnect_after_a_restart_replays_the_new_runs_private_updates(start):
+    server = start()
+
+    async def scenario():
+        client = await connect(server, 2)
+        await client.subscribe(["orders", "balances"])
+        await client.place(**limit("buy", "49000", "0.01"))
+        await client.place(**limit("buy", "49001", "0.01"))
+        await client.request("ping")
+        assert client.seqs["private"] == 4  # each placement: its order, then its balance
+        assert server.stop() == 0
+        again = ServerProcess(server.data_dir)
+        try:
+            other = await connect(again, 2)
+            await other.place(**limit("buy", "48000", "0.01", client_order_id="while-away"))
+            while not client.pushes.empty():
+                client.pushes.get_nowait()
+            client.url = again.ws_url
+            await client.reconnect()
+            await client.request("ping")
+            replayed = []
+            while not client.pushes.empty():
+                replayed.append(client.pushes.get_nowait())
+            # the new run numbers from 1: both updates of the order placed while away
+            assert [(p["channel"], p["seq"]) for p in replayed] == [("orders", 1), ("balances", 2)]
+            assert replayed[0]["data"]["client_order_id"] == "while-away"
+        finally:
+            for c in OPEN:
+                await c.aclose()
+            OPEN.clear()
+            assert again.stop() == 0
+
+    run(scenario())
+
+
 def test_a_repeated_placement_is_answered_once_and_a_changed_one_refused(server):
     async def scenario():
         client = await connect(server, 2)
@@ -300,6 +350,35 @@ def test_acks_precede_fills_on_answers_and_private_streams(server):
         for pushes in seen.values():
             seqs = [s[2] for s in pushes]
             assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+        # a batch: its answer comes after its last order, and before any push of its orders
+        batcher = Recording(server.ws_url, credentials(server, 4))
+        OPEN.append(batcher)
+        await batcher.open()
+        await batcher.subscribe(["orders", "fills"])
+        await maker.place(**limit("sell", "50000", "0.01"))
+        batcher.arrivals.clear()
+        answer = await batcher.request("order.batch", {"orders": [
+            limit("buy", "50000", "0.004"), limit("buy", "49000", "0.001")]})  # fmt: skip
+        assert [r["order"]["status"] for r in answer["results"]] == ["filled", "new"]
+        await batcher.request("ping")
+        kinds = [kind for kind, _ in batcher.arrivals]
+        assert kinds[0] == "answer" and kinds.count("orders") == 3 and "fills" in kinds
+
+    run(scenario())
+
+
+def test_an_answer_is_about_the_order_placed_not_one_self_trade_prevention_canceled(server):
+    async def scenario():
+        client = await connect(server, 2)
+        resting = await client.place(**limit("sell", "50000", "0.01", client_order_id="ask"))
+        placed = await client.place(**limit("buy", "50000", "0.02", client_order_id="bid",
+                                            stp="cancel_oldest"))  # fmt: skip
+        assert placed["order"]["client_order_id"] == "bid"
+        assert placed["order"]["status"] == "new" and placed["fills"] == []
+        gone = await client.request("order.status", {"client_order_id": "ask"})
+        assert gone["order"]["order_id"] == resting["order"]["order_id"]
+        assert gone["order"]["status"] == "canceled"
 
     run(scenario())
 

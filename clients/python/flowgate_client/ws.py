@@ -189,7 +189,10 @@ class WsClient:
         params: dict = {"channels": channels}
         private = any(c in PRIVATE for c in channels)
         if resume and private and "private" in self.seqs:
-            params["from_seq"] = self.seqs["private"]
+            # the logon tells a new run of the server (its sequences start
+            # afresh): then every update of the new run is missed
+            same_run = self.logon is None or self.logon.get("epoch") == self.epoch
+            params["from_seq"] = self.seqs["private"] if same_run else 0
         try:
             result = await self.request("subscribe", params)
         except FlowgateError as e:
