@@ -194,12 +194,21 @@ def coid_bytes(text: str) -> bytes:
     return text.encode()
 
 
+MAX_INT64 = (1 << 63) - 1
+
+
+def whole_number(text: str, high: int = MAX_INT64) -> bool:
+    """ASCII digits (str.isdigit also takes "²" and "١"), at most 19 of them,
+    of a number 0..high."""
+    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= high
+
+
 def order_id_of(ref: OrderRef) -> tuple[int, bytes]:
     """(order_id, client_order_id bytes) naming one order: exactly one of the two."""
     if (ref.order_id is None) == (ref.client_order_id is None):
         raise RequestError("INVALID_PARAMS", "name the order by order_id or client_order_id")
     if ref.order_id is not None:
-        if not ref.order_id.isdigit() or len(ref.order_id) > 18:
+        if not whole_number(ref.order_id) or int(ref.order_id) == 0:  # 0: no order
             raise RequestError("UNKNOWN_ORDER", "order_id is a decimal string")
         return int(ref.order_id), b""
     if not ref.client_order_id:
@@ -229,6 +238,8 @@ def place_record(instruments: Instruments, p: PlaceParams, account: int, recv_ns
             raise RequestError("INVALID_PRICE", "limit orders need a price")
         price = instruments.ticks(spec, p.price)
         tif = p.tif or m.TimeInForce.GTC
+    if p.expire_ts is not None and not 0 < p.expire_ts <= MAX_INT64 // 1_000_000:
+        raise RequestError("INVALID_EXPIRE_TIME", MESSAGES["INVALID_EXPIRE_TIME"])
     expire_ns = 0 if p.expire_ts is None else p.expire_ts * 1_000_000
     return _pack(  # positional: recv_ns, account, type_, instrument, order_id, price... coid
         recv_ns, account, CMD_PLACE, spec.index, 0, price, qty, expire_ns, 0,
@@ -283,6 +294,11 @@ def amend_record(instruments: Instruments, p: AmendParams, instrument: int, acco
     spec = instruments.specs[instrument]
     price = 0 if p.price is None else instruments.ticks(spec, p.price)
     qty = 0 if p.qty is None else instruments.lots(spec, p.qty)
+    # in the record 0 means "unchanged": a zero asked for is refused here
+    if price == 0 and p.price is not None:
+        raise RequestError("INVALID_PRICE", MESSAGES["INVALID_PRICE"])
+    if qty == 0 and p.qty is not None:
+        raise RequestError("INVALID_QUANTITY", MESSAGES["INVALID_QUANTITY"])
     return _pack(recv_ns, account, CMD_AMEND, order_id=order_id, price=price, qty=qty,
                  coid=coid)  # fmt: skip
 

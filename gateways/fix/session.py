@@ -464,9 +464,8 @@ class FixSession(asyncio.Protocol):
             if sent_ms is None:
                 raise AuthError("TIMESTAMP_OUT_OF_WINDOW", "SendingTime(52) is not a timestamp")
             payload = fix_logon_payload(sender, target, seq_raw.decode(), sending_time.decode())
-            principal = gateway.authenticator.verify(
-                fields.get(553, b"").decode(errors="replace"), sent_ms,
-                f"{seq_raw.decode()}/{sending_time.decode()}",
+            principal = gateway.authenticator.verify(  # the nonce: all that was signed
+                fields.get(553, b"").decode(errors="replace"), sent_ms, payload.decode("latin-1"),
                 fields.get(96, b"").decode(errors="replace"), payload, self.ip, None,
             )  # fmt: skip
         except AuthError as e:

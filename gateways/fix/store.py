@@ -3,12 +3,13 @@ TargetCompID), in the data directory, so sequence numbers and the messages
 sent survive reconnects and restarts and a ResendRequest can be answered.
 
 `fix/<sender>-<target>/account` names the account the identity belongs to
-(the account of the first key that logged on with it); `seqnums` holds the next incoming and outgoing
-MsgSeqNum (two little-endian int64, rewritten in place); `messages` appends
-each sent message as a record `seq (int64), length (int32), bytes`. Writes
-go to the file at once (they survive a crash of the process, like the
-journal's default); a record cut short by a crash is dropped when the store
-opens. Reset (ResetSeqNumFlag) starts both numbers at 1 and empties the file.
+(the account of the first key that logged on with it); `seqnums` holds the
+next incoming and outgoing MsgSeqNum (two little-endian int64, rewritten in
+place); `messages` appends each sent message as a record `seq (int64),
+length (int32), bytes`. Writes go to the file at once (they survive a crash
+of the process, like the journal's default); a record cut short by a crash
+is dropped when the store opens. Reset (ResetSeqNumFlag) starts both numbers
+at 1 and empties the file.
 """
 
 import os

@@ -108,7 +108,7 @@ def authenticate(gateway, connection, request, permission: str) -> Principal:
         raise wire.RequestError("UNAUTHENTICATED", "sign the request: FG-KEY, FG-TS, FG-NONCE "
                                 "and FG-SIGN headers")  # fmt: skip
     window = headers.get("fg-window")
-    if not ts.isdigit() or (window is not None and not window.isdigit()):
+    if not wire.whole_number(ts) or (window is not None and not wire.whole_number(window)):
         raise wire.RequestError("UNAUTHENTICATED", "FG-TS and FG-WINDOW are whole milliseconds")
     payload = canonical(ts, nonce, request.method, request.target.decode("latin-1"),
                         bytes(request.body))  # fmt: skip
@@ -126,7 +126,7 @@ def int_param(query: dict, name: str, default: int, low: int, high: int) -> int:
     text = query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not wire.whole_number(text, high) or int(text) < low:
         raise wire.RequestError("INVALID_PARAMS", f"{name} is a whole number {low}..{high}")
     return int(text)
 
@@ -232,7 +232,7 @@ def get_fills(gateway, connection, request, principal, segments, query, body):
     symbol = query.get("symbol")
     spec = None if symbol is None else gateway.instruments.spec(symbol)
     cursor = query.get("cursor")
-    if cursor is not None and not cursor.isdigit():
+    if cursor is not None and not wire.whole_number(cursor):
         raise wire.RequestError("INVALID_PARAMS", "cursor is the next_cursor of a previous page")
     limit = int_param(query, "limit", 100, 1, 1000)
     page = history.fills(principal.account, None if spec is None else spec.index,

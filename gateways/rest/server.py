@@ -213,8 +213,8 @@ class HttpConnection(asyncio.Protocol):
     def on_headers_complete(self):
         request = self.current
         request.method = self.parser.get_method().decode()
-        length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > self.gateway.max_body:
+        length = request.headers.get("content-length", "0").strip()  # trailing spaces are legal
+        if not wire.whole_number(length, self.gateway.max_body):
             self.stop("MESSAGE_TOO_LARGE", f"bodies are at most {self.gateway.max_body} bytes")
         if request.headers.get("expect", "").lower() == "100-continue" and not self.queue:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits a second otherwise

@@ -58,6 +58,12 @@ def test_logons_refused(server, clients):
     impostor.send("A", [(98, 0), (108, 30), (141, "Y")])
     assert impostor.expect("5")[58].startswith(b"FORBIDDEN") and impostor.closed()
 
+    moment = now_timestamp()  # one key, two identities, the same MsgSeqNum and SendingTime:
+    for desk in ("DESK-A", "DESK-B"):  # two Logons, each good once
+        logon = clients(2, sender=desk)
+        logon.send("A", [(98, 0), (108, 30), (141, "Y")], sending_time=moment)
+        logon.expect("A")
+
     live = clients(2)
     live.run("send A 98=0 108=30 141=Y\nexpect A")
     twin = clients(2)

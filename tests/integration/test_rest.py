@@ -5,6 +5,7 @@ raw sockets."""
 import json
 import socket
 import time
+from functools import partial
 
 import msgspec
 import pytest
@@ -202,6 +203,15 @@ def test_every_error_has_its_status_and_code(server):
         (lambda: trader.place(**limit("buy", "49000", "99")), 400, "INSUFFICIENT_BALANCE"),
         (lambda: trader.cancel(order_id="777"), 404, "UNKNOWN_ORDER"),
         (lambda: trader.order("777"), 404, "UNKNOWN_ORDER"),
+        # 0 names no order (not the newest without a client order id), nor do other digits
+        (lambda: trader.order("0"), 404, "UNKNOWN_ORDER"),
+        (lambda: trader.order("%C2%B2"), 404, "UNKNOWN_ORDER"),
+        (lambda: trader.request("GET", "/v1/fills", {"cursor": str(1 << 63)}), 400,
+         "INVALID_PARAMS"),
+        (lambda: trader.request("GET", "/v1/book/BTC-USDT", {"depth": "\u00b2"}), 400,
+         "INVALID_PARAMS"),
+        (lambda: trader.place(**limit("buy", "49000", "0.01", tif="gtd", expire_ts=10**13)), 400,
+         "INVALID_EXPIRE_TIME"),
         (lambda: trader.request("GET", "/v1/nope"), 404, "NOT_FOUND"),
         (lambda: trader.request("PUT", "/v1/orders"), 405, "METHOD_NOT_ALLOWED"),
         (lambda: trader.request("GET", "/v1/orders", {"status": "closed"}), 400,
@@ -217,6 +227,9 @@ def test_every_error_has_its_status_and_code(server):
         assert (error.status, error.code) == (status, code)
         if status == 405:
             assert trader.last_headers["allow"] == "POST, GET, DELETE"
+    resting = trader.open_orders()[0].order_id
+    for change, code in (({"price": "0"}, "INVALID_PRICE"), ({"qty": "0"}, "INVALID_QUANTITY")):
+        assert refused(partial(trader.amend, resting, **change)).code == code  # 0: not "unchanged"
     assert trader.cancel_all() == 2
 
 
@@ -349,6 +362,10 @@ def test_bad_http_gets_a_clear_status_and_a_closed_connection(start):
                                         f"{content_type}\r\nContent-Length: {len(payload)}\r\n"
                                         f"{headers}\r\n").encode() + payload, 1)  # fmt: skip
         assert body_of(answer)["error"]["code"] == code
+    # whitespace around a header's value is no part of it
+    (answer,) = raw_exchange(port, b"POST /v1/time HTTP/1.1\r\nHost: x\r\nContent-Length: 2 \r\n"
+                                   b"\r\n{}", 1)  # fmt: skip
+    assert (status_of(answer), body_of(answer)["error"]["code"]) == (405, "METHOD_NOT_ALLOWED")
 
     # a slow sender is timed out, and holds no one else up meanwhile
     slow = socket.create_connection(("127.0.0.1", port), timeout=10)
