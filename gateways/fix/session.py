@@ -11,6 +11,7 @@ them with a ResendRequest.
 """
 
 import asyncio
+import itertools
 import logging
 import time
 from datetime import UTC, datetime
@@ -174,11 +175,21 @@ def send_stored(store: MessageStore, msg_type: bytes, fields: list, header: tupl
     return raw
 
 
+# ExecIDs of reports that are not fills (a fill's is its order's and trade's ids):
+# this run's start and a count, so no two reports of any run share one
+_EXEC_IDS = itertools.count(1)
+_RUN = f"{time.time_ns() // 1_000_000:x}"
+
+
+def next_exec_id() -> str:
+    return f"{_RUN}-{next(_EXEC_IDS)}"
+
+
 def execution_fields(instruments: wire.Instruments, order: OrderView, exec_type: bytes,
                      fill: tuple | None = None, times: tuple = ()) -> list:  # fmt: skip
     spec = instruments.specs[order.instrument]
     status = m.STATUS_OF[order.status]
-    exec_id = f"{order.order_id}-{fill[0]}" if fill else f"{order.order_id}-{exec_type.decode()}"
+    exec_id = f"{order.order_id}-{fill[0]}" if fill else next_exec_id()
     fields = [(37, str(order.order_id)), (11, order.client_order_id or "NONE"),
               (17, exec_id), (150, exec_type), (39, ORD_STATUS[status]),
               (55, spec.symbol), (54, SIDE_CODES[m.SIDE_OF[order.side]]),
@@ -661,14 +672,21 @@ class FixSession(asyncio.Protocol):
         elif code == "RATE_LIMITED":
             self.send(b"j", [(45, fields[34]), (372, msg_type), (380, 99), (58, text)])
         elif msg_type in (b"F", b"G"):
+            order = self.named_order(fields)  # OrdStatus: the order's, Rejected if none
             self.send(b"9", [(11, fields.get(11, b"NONE")), (41, fields.get(41, b"NONE")),
-                             (37, fields.get(37, b"NONE")), (39, b"8"),
+                             (37, fields.get(37, b"NONE") if order is None else order.order_id),
+                             (39, b"8" if order is None else ORD_STATUS[m.STATUS_OF[order.status]]),
                              (434, b"1" if msg_type == b"F" else b"2"),
                              (102, b"1" if code == "UNKNOWN_ORDER" else b"99"),
                              (58, text)])  # fmt: skip
+        elif msg_type == b"H":
+            self.send(b"8", [(37, fields.get(37, b"NONE")), (11, fields.get(11, b"NONE")),
+                             (17, next_exec_id()), (150, b"I"), (39, b"8"),
+                             (55, fields.get(55, b"NONE")), (54, fields.get(54, b"1")),
+                             (14, 0), (151, 0), (6, 0), (58, text)])  # fmt: skip
         else:
             self.send(b"8", [(37, b"NONE"), (11, fields.get(11, b"NONE")),
-                             (17, f"R{fields.get(34, b'0').decode()}"), (150, b"8"),
+                             (17, next_exec_id()), (150, b"8"),
                              (39, b"8"), (55, fields.get(55, b"NONE")),
                              (54, fields.get(54, b"1")), (14, 0), (151, 0), (6, 0),
                              (103, 99), (58, text)])  # fmt: skip
@@ -676,8 +694,8 @@ class FixSession(asyncio.Protocol):
     def new_order(self, fields: dict, recv_ns: int):
         side = SIDES.get(fields.get(54))
         order_type = ORD_TYPES.get(fields.get(40, b"2"))
-        tif = TIFS.get(fields.get(59, b"1"))
-        if side is None or order_type is None or tif is None:
+        tif = TIFS.get(fields[59]) if 59 in fields else None  # None: GTC, market IOC
+        if side is None or order_type is None or (tif is None and 59 in fields):
             raise wire.RequestError("INVALID_PARAMS", "Side(54) 1|2, OrdType(40) 1|2, "
                                     "TimeInForce(59) 1|3|4|6")  # fmt: skip
         expire = None
@@ -702,6 +720,14 @@ class FixSession(asyncio.Protocol):
         wire.spend_order(self.gateway.authenticator.limiter, self.account)
         record = wire.place_record(self.gateway.instruments, params, self.account, recv_ns)
         self.enter(fields, "place", record, recv_ns)
+
+    def named_order(self, fields: dict) -> OrderView | None:
+        """The open order a cancel or replace names, if there is one."""
+        try:
+            order_id, coid = wire.order_id_of(self.order_ref(fields))
+        except wire.RequestError:
+            return None
+        return self.gateway.venue.view.find(self.account, order_id, coid.decode())
 
     def order_ref(self, fields: dict) -> wire.OrderRef:
         if 37 in fields:
@@ -740,6 +766,8 @@ class FixSession(asyncio.Protocol):
             raise wire.RequestError("INVALID_PARAMS", "MassCancelRequestType(530) 1 (with "
                                     "Symbol) or 7")  # fmt: skip
         side = SIDES.get(fields.get(54)) if 54 in fields else None
+        if side is None and 54 in fields:
+            raise wire.RequestError("INVALID_PARAMS", "Side(54) 1 or 2")
         params = wire.CancelAllParams(symbol=symbol, side=side)
         record = wire.mass_cancel_record(self.gateway.instruments, params, self.account, recv_ns)
         self.enter(fields, "cancel_all", record, recv_ns)
@@ -771,22 +799,24 @@ class FixSession(asyncio.Protocol):
         if result.get("retry"):
             self.send(b"8", execution_fields(instruments, state, b"I", None, times))
             return
-        if kind != "place":
-            exec_type = b"4" if kind == "cancel" else b"5"
-            self.send(b"8", execution_fields(instruments, state, exec_type, None, times))
+        if kind == "cancel":  # ClOrdID: the cancel request's; OrigClOrdID: the order's
+            report = execution_fields(instruments, state, b"4", None, times)
+            report[1:2] = [(11, fields.get(11, b"NONE")), (41, state.client_order_id or "NONE")]
+            self.send(b"8", report)
             return
-        # a placement: New, then each fill with the quantities as they stood, then the
-        # end of an IOC or market order's rest
-        self.gateway.owners[state.order_id] = self.identity
+        # a placement (New) or a replace (Replaced), with the quantities as they stood
+        # before its fills; then each fill; then the end of an IOC or market order's rest
+        if kind == "place":
+            self.gateway.owners[state.order_id] = self.identity
         spec = instruments.specs[state.instrument]
         fills = [(int(f.trade_id), wire.price_ticks(spec, f.price), wire.qty_lots(spec, f.qty))
                  for f in result.get("fills", [])]  # fmt: skip
         filled = state.filled - sum(qty for _, _, qty in fills)
         quote = state.filled_quote - sum(price * qty for _, price, qty in fills)
-        status = m.STATUS_CODE[m.OrderStatus.NEW]
+        status = m.STATUS_CODE[m.OrderStatus.PARTIALLY_FILLED if filled else m.OrderStatus.NEW]
         self.send(b"8", execution_fields(instruments, msgspec.structs.replace(
             state, filled=filled, leaves=state.qty - filled, filled_quote=quote, status=status,
-            reason=0), b"0", None, times))  # fmt: skip
+            reason=0), b"0" if kind == "place" else b"5", None, times))  # fmt: skip
         for trade in fills:
             filled += trade[2]
             quote += trade[1] * trade[2]

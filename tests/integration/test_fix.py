@@ -107,6 +107,50 @@ def test_orders_between_two_sessions(clients):
     """)
 
 
+def test_reports_name_the_request_and_the_order_as_fix_44_has_them(clients):
+    maker, taker = clients(2), clients(3)
+    for c in (maker, taker):
+        c.run("send A 98=0 108=30 141=Y\nexpect A")
+    maker.run("""
+        send D 11=ask 55=BTC-USDT 54=2 38=0.01 40=2 44=50000 59=1
+        expect 8 150=0 11=ask
+        send D 11=bid 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=1
+        expect 8 150=0 11=bid
+        # a refused replace or cancel tells the status of the order, which lives on
+        send G 41=bid 11=bid2 44=49000.001
+        expect 9 39=0 434=2 102=99
+        # a status request for no order: an order status report, Rejected
+        send H 41=nope 11=s1
+        expect 8 150=I 39=8
+        # a mass cancel's Side is checked
+        send q 11=mc 530=7 54=5
+        expect r 531=0
+    """)
+    # a replace that crosses reports its fills after the Replaced
+    taker.run("""
+        send D 11=t1 55=BTC-USDT 54=1 38=0.004 40=2 44=49999 59=1
+        expect 8 150=0 11=t1
+        send G 41=t1 11=t1b 44=50000
+        expect 8 150=5 39=0 151=0.004
+        expect 8 150=F 39=2 32=0.004 31=50000 14=0.004 151=0
+        # a market order without TimeInForce is immediate-or-cancel, as on every protocol
+        send D 11=t2 55=BTC-USDT 54=1 38=0.002 40=1
+        expect 8 150=0 11=t2 59=3
+        expect 8 150=F 32=0.002
+    """)
+    # a cancel: ClOrdID is the request's, OrigClOrdID the order's; ExecIDs never repeat
+    maker.expect("8", t150="F", t11="ask", t32="0.004")
+    maker.expect("8", t150="F", t11="ask", t32="0.002")
+    maker.send("F", [(41, "bid"), (11, "bid-cancel")])
+    canceled = maker.expect("8", t150="4")
+    assert (canceled[11], canceled[41]) == (b"bid-cancel", b"bid")
+    exec_ids = {canceled[17]}
+    for i in range(2):
+        maker.send("H", [(41, "ask"), (11, f"s{i}")])
+        exec_ids.add(maker.expect("8", t150="I")[17])
+    assert len(exec_ids) == 3
+
+
 def test_sequence_numbers_gaps_and_resends(clients):
     c = clients()
     c.run("""

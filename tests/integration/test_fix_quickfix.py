@@ -37,4 +37,6 @@ def test_a_quickfix_initiator_logs_on_places_amends_and_cancels(server, initiato
                if line.startswith("35=8")]  # fmt: skip
     assert [(r["150"], r["39"], r["151"]) for r in reports] == [
         ("0", "0", "0.01"), ("5", "0", "0.005"), ("4", "4", "0")]  # fmt: skip
-    assert all(r["11"] == "qf-1" and r["37"] == reports[0]["37"] for r in reports)
+    # a replace keeps the order's ClOrdID; a cancel's report names the cancel request
+    assert [r["11"] for r in reports] == ["qf-1", "qf-1", "qf-3"]
+    assert all(r["37"] == reports[0]["37"] for r in reports)
