@@ -53,7 +53,7 @@ def dispatch(gateway, connection, request):
         principal = authenticate(gateway, connection, request, permission)
     body = None
     if body_type is not None:
-        content_type = request.headers.get("content-type", "")
+        content_type = request.headers.get("content-type", "").lower()  # case-insensitive
         if not content_type.startswith("application/json"):
             raise wire.RequestError("UNSUPPORTED_MEDIA_TYPE", "send JSON (application/json)")
         try:
@@ -110,6 +110,7 @@ def authenticate(gateway, connection, request, permission: str) -> Principal:
     window = headers.get("fg-window")
     if not wire.whole_number(ts) or (window is not None and not wire.whole_number(window)):
         raise wire.RequestError("UNAUTHENTICATED", "FG-TS and FG-WINDOW are whole milliseconds")
+    nonce = nonce.encode("latin-1").decode("utf-8", "replace")  # signed as UTF-8, as sent
     payload = canonical(ts, nonce, request.method, request.target.decode("latin-1"),
                         bytes(request.body))  # fmt: skip
     principal = gateway.authenticator.verify(

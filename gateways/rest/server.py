@@ -225,6 +225,8 @@ class HttpConnection(asyncio.Protocol):
             self.stop("MESSAGE_TOO_LARGE", f"bodies are at most {self.gateway.max_body} bytes")
 
     def on_message_complete(self):
+        if self.parser.should_upgrade():  # refused once the parser stops (data_received)
+            return
         request, self.current = self.current, None
         request.keep_alive = self.parser.should_keep_alive()
         self.queue.append(request)

@@ -238,15 +238,18 @@ def test_signatures_are_checked_end_to_end(server):
     port = server.rest_port
     body = json.dumps(limit("buy", "49000", "0.01")).encode()
 
-    def post(headers: dict, payload: bytes = body) -> bytes:
+    def post(headers: dict, payload: bytes = body, content_type="application/json") -> bytes:
         lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        request = (f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        request = (f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
                    f"Content-Length: {len(payload)}\r\n{lines}\r\n").encode() + payload  # fmt: skip
         (answer,) = raw_exchange(port, request, 1)
         return answer
 
     good = rest_headers(creds, "POST", "/v1/orders", body)
     assert status_of(post(good)) == 200
+    # a nonce is any string, signed and sent as UTF-8; media types ignore case
+    accented = rest_headers(creds, "POST", "/v1/orders", body, nonce="café")
+    assert status_of(post(accented, content_type="Application/JSON")) == 200
     replayed = post(good)
     assert (status_of(replayed), body_of(replayed)["error"]["code"]) == (401, "REPLAYED")
     tampered = post(rest_headers(creds, "POST", "/v1/orders", body),
@@ -362,6 +365,14 @@ def test_bad_http_gets_a_clear_status_and_a_closed_connection(start):
                                         f"{content_type}\r\nContent-Length: {len(payload)}\r\n"
                                         f"{headers}\r\n").encode() + payload, 1)  # fmt: skip
         assert body_of(answer)["error"]["code"] == code
+    # an upgrade (curl --http2 asks for h2c) is refused once, and nothing is done
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /v1/time HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                     b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n")  # fmt: skip
+        everything = b""
+        while chunk := sock.recv(65536):
+            everything += chunk
+    assert everything.count(b"HTTP/1.1 ") == 1 and status_of(everything) == 400
     # whitespace around a header's value is no part of it
     (answer,) = raw_exchange(port, b"POST /v1/time HTTP/1.1\r\nHost: x\r\nContent-Length: 2 \r\n"
                                    b"\r\n{}", 1)  # fmt: skip
