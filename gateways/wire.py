@@ -11,6 +11,7 @@ import functools
 import re
 import struct
 import zlib
+from typing import Annotated
 
 import msgspec
 
@@ -257,21 +258,32 @@ def spend_order(limiter, account: int):
                            retry_after_ms=refused.retry_after_ms)  # fmt: skip
 
 
-def batch_records(instruments: Instruments, limiter, account: int, orders: list[PlaceParams],
-                  recv_ns: int) -> list:  # fmt: skip
-    """The records of up to MAX_BATCH placements, in order. An order refused
-    here (rate limit, bad value) is a RequestError in its place and does not
-    stop the others. The batch spends the account's order budget (`limiter`,
-    a RateLimiter) at once when the budget holds all of it, else order by
-    order."""
+# A batch's orders, each decoded alone (`batch_records`), so that one of the
+# wrong shape is refused in its place; documented as placements
+BatchOrders = list[Annotated[msgspec.Raw, msgspec.Meta(
+    extra_json_schema={"$ref": "#/components/schemas/PlaceParams"})]]  # fmt: skip
+
+
+def batch_records(instruments: Instruments, limiter, account: int, orders: list[msgspec.Raw],
+                  decode, recv_ns: int) -> list:  # fmt: skip
+    """The records of up to MAX_BATCH placements (each decoded with
+    `decode(raw, type=PlaceParams)`), in order. An order refused here (its
+    shape, a bad value, the rate limit) is a RequestError in its place and
+    does not stop the others. The batch spends the account's order budget
+    (`limiter`, a RateLimiter) at once when the budget holds all of it, else
+    order by order."""
     if not 1 <= len(orders) <= MAX_BATCH:
         raise RequestError("INVALID_PARAMS", f"a batch holds 1 to {MAX_BATCH} orders")
     budgeted = limiter.spend_order(account, len(orders)) is None
     items = []
-    for order in orders:
+    for raw in orders:
         try:
             if not budgeted:
                 spend_order(limiter, account)
+            try:
+                order = decode(raw, type=PlaceParams)
+            except msgspec.ValidationError as e:
+                raise RequestError("INVALID_PARAMS", str(e)) from None
             items.append(bytearray(place_record(instruments, order, account, recv_ns)))
         except RequestError as e:
             items.append(e)

@@ -20,7 +20,7 @@ PUBLIC_CACHE = 256  # public answers remembered until the venue moves
 
 
 class BatchBody(msgspec.Struct, forbid_unknown_fields=True):
-    orders: list[wire.PlaceParams]
+    orders: wire.BatchOrders
 
 
 class AmendBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -277,7 +277,7 @@ def post_order(gateway, connection, request, principal, segments, query, body):
 
 def post_batch(gateway, connection, request, principal, segments, query, body):
     items = wire.batch_records(gateway.instruments, gateway.limiter, principal.account,
-                               body.orders, request.recv_ns)  # fmt: skip
+                               body.orders, msgspec.json.decode, request.recv_ns)  # fmt: skip
     connection.enter(request, principal, "batch", items)
 
 

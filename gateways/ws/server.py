@@ -68,7 +68,7 @@ class TimeoutParams(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class BatchParams(msgspec.Struct, forbid_unknown_fields=True):
-    orders: list[wire.PlaceParams]
+    orders: wire.BatchOrders
 
 
 class OpenOrdersParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -158,6 +158,7 @@ class WsGateway:
         self.bbo_last: list = [None] * n
         self.deferred: list = []  # pushes of the command being walked, sent after its answer
         self.dirty: list[WsSession] = []  # sessions with messages queued
+        self.decode = msgspec.json.decode  # the decoder of the request being handled
         authenticator.on_revoked.append(self.key_revoked)
         venue.streams.append(self)
         venue.add_private(PRIVATE_CHANNELS, self.private)
@@ -215,6 +216,7 @@ class WsGateway:
                 raise wire.RequestError("UNAUTHENTICATED", "log on first (session.logon)")
             if permission is not None and permission not in session.permissions:
                 raise wire.RequestError("FORBIDDEN", f"this key lacks the {permission} permission")
+            self.decode = PARAMS[kind]  # the request's encoding, for what is decoded later
             if params_type is not None:
                 try:
                     params = PARAMS[kind](request.params, type=params_type)
@@ -608,7 +610,7 @@ def _place(gateway: WsGateway, session: WsSession, request, p: wire.PlaceParams,
 def _batch(gateway: WsGateway, session: WsSession, request, p: BatchParams, recv_ns):
     """Up to MAX_BATCH placements, one answer each, in order."""
     items = wire.batch_records(gateway.instruments, gateway.limiter, session.account, p.orders,
-                               recv_ns)  # fmt: skip
+                               gateway.decode, recv_ns)  # fmt: skip
     gateway.venue.enter(session, pending_for(request, len(items), recv_ns), items)
 
 

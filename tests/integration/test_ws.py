@@ -276,6 +276,28 @@ def test_bad_values_get_stable_codes_and_reach_no_engine(server):
                 await client.request(method, params)
             assert refused.value.code == code, (method, params)
         assert (await client.request("orders.open"))["orders"] == []
+        # in a batch each order stands alone, whatever is wrong with another
+        for msgpack in (False, True):
+            batcher = await connect(server, 3, msgpack=msgpack)
+            answer = await batcher.request(
+                "order.batch",
+                {
+                    "orders": [
+                        dict(limit("buy", "49000", "0.01"), side="long"),
+                        limit("buy", "49000", "0.01"),
+                        "not an order",
+                        limit("buy", "49000", "0.01", client_order_id="bad id!"),
+                    ]
+                },
+            )
+            results = answer["results"]
+            assert [r.get("error", {}).get("code") for r in results] == [
+                "INVALID_PARAMS",
+                None,
+                "INVALID_PARAMS",
+                "INVALID_CLIENT_ORDER_ID",
+            ]
+            assert results[1]["order"]["status"] == "new"
         for _ in range(2):  # 2 x 99 x 49000 of the 10M USDT held
             await client.place(**limit("buy", "49000", "99"))
         with pytest.raises(FlowgateError) as refused:
