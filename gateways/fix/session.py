@@ -110,10 +110,12 @@ class FixGateway:
         self.live: dict[tuple[str, str], FixSession] = {}  # logged-on identities
         self.stores: dict[tuple[str, str], MessageStore] = {}
         self.owners: dict[int, tuple[str, str]] = {}  # order id -> identity that placed it
+        self.canceling: dict[int, tuple[str, str]] = {}  # order id -> identity whose F asks
         self.connections: set[FixSession] = set()
         self.sweeper: asyncio.TimerHandle | None = None
         authenticator.on_revoked.append(self.key_revoked)
         venue.add_private(("fills",), self.fill)
+        venue.add_private(("orders",), self.order_ended)
 
     def connection(self) -> "FixSession":
         return FixSession(self)
@@ -165,6 +167,27 @@ class FixGateway:
             send_stored(self.store(identity), b"8", fields)
         if order.leaves == 0:
             self.owners.pop(order.order_id, None)
+            self.canceling.pop(order.order_id, None)  # filled before its cancel came
+
+    def order_ended(self, account: int, channel: str, order: OrderView):
+        """An order a FIX identity placed was canceled or expired by anything
+        but that identity's own cancel request (answered as such): an expiry,
+        a mass cancel, another protocol, cancel-on-disconnect, self-trade
+        prevention. Its owner gets the report, stored if it is away."""
+        status = m.STATUS_OF[order.status]
+        if status is not m.OrderStatus.CANCELED and status is not m.OrderStatus.EXPIRED:
+            return
+        identity = self.owners.pop(order.order_id, None)
+        canceller = self.canceling.pop(order.order_id, None)
+        if identity is None or identity == canceller:
+            return
+        exec_type = b"C" if status is m.OrderStatus.EXPIRED else b"4"
+        fields = execution_fields(self.instruments, order, exec_type)
+        session = self.live.get(identity)
+        if session is not None:
+            session.send(b"8", fields)
+        else:
+            send_stored(self.store(identity), b"8", fields)
 
 
 def send_stored(store: MessageStore, msg_type: bytes, fields: list, header: tuple = ()) -> bytes:
@@ -738,6 +761,9 @@ class FixSession(asyncio.Protocol):
 
     def cancel(self, fields: dict, recv_ns: int):
         record = wire.cancel_record(self.order_ref(fields), self.account, recv_ns)
+        order = self.named_order(fields)
+        if order is not None:  # its owner's own cancel is answered, not reported besides
+            self.gateway.canceling[order.order_id] = self.identity
         self.enter(fields, "cancel", record, recv_ns)
 
     def replace(self, fields: dict, recv_ns: int):
@@ -800,6 +826,7 @@ class FixSession(asyncio.Protocol):
             self.send(b"8", execution_fields(instruments, state, b"I", None, times))
             return
         if kind == "cancel":  # ClOrdID: the cancel request's; OrigClOrdID: the order's
+            self.gateway.canceling.pop(state.order_id, None)
             report = execution_fields(instruments, state, b"4", None, times)
             report[1:2] = [(11, fields.get(11, b"NONE")), (41, state.client_order_id or "NONE")]
             self.send(b"8", report)

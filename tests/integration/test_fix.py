@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ext.fix import encode
+from flowgate_client import RestClient
 from tests.fix_client import FixClient, now_timestamp
 from tests.server import ServerProcess, credentials
 
@@ -99,6 +100,7 @@ def test_orders_between_two_sessions(clients):
         send D 11=m2 55=BTC-USDT 54=2 38=0.01 40=2 44=50100 59=1
         expect 8 150=0
         send q 11=mc 530=7
+        expect 8 150=4 39=4 11=m2
         expect r 531=7 533=1
         send D 11=bad 55=BTC-USDT 54=2 38=0.01 40=2 44=50100.001 59=1
         expect 8 150=8 39=8
@@ -149,6 +151,29 @@ def test_reports_name_the_request_and_the_order_as_fix_44_has_them(clients):
         maker.send("H", [(41, "ask"), (11, f"s{i}")])
         exec_ids.add(maker.expect("8", t150="I")[17])
     assert len(exec_ids) == 3
+
+
+def test_orders_that_end_without_their_sessions_asking_are_reported(server, clients):
+    c = clients(2)
+    c.run(f"""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=gtd 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=6 126={now_timestamp(1500)}
+        expect 8 150=0 11=gtd
+        send D 11=other 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=1
+        expect 8 150=0 11=other
+        send D 11=mine 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=1
+        expect 8 150=0 11=mine
+        send F 41=mine 11=mine-x
+        expect 8 150=4 11=mine-x 41=mine
+    """)
+    # another protocol cancels one, the engine's clock expires the other
+    rest = RestClient(f"http://127.0.0.1:{server.rest_port}", credentials(server, 2))
+    rest.cancel(client_order_id="other")
+    rest.close()
+    c.expect("8", t150="4", t39="4", t11="other")
+    c.expect("8", t150="C", t39="C", t11="gtd")
+    c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")  # and "mine" once only
 
 
 def test_sequence_numbers_gaps_and_resends(clients):
@@ -339,6 +364,7 @@ def test_fix_order_entry_in_both_placements(start, placement):
         send D 11=p1 55=ETH-USDT 54=1 38=0.5 40=2 44=2990 59=1
         expect 8 150=0 39=0
         send q 11=all 530=7
+        expect 8 150=4 11=p1
         expect r 531=7 533=1
     """)
     c.close()
