@@ -13,6 +13,7 @@ them with a ResendRequest.
 import asyncio
 import itertools
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ ORD_STATUS = {m.OrderStatus.NEW: b"0", m.OrderStatus.PARTIALLY_FILLED: b"1",
               m.OrderStatus.REJECTED: b"8", m.OrderStatus.EXPIRED: b"C"}  # fmt: skip
 
 
+NEW_REPORT_FIELDS = re.compile(rb"\x01(37|49|56)=([^\x01]*)")  # what recover_owners reads
 _second: list = [-1, ""]  # the last second formatted, and its text
 
 
@@ -116,6 +118,22 @@ class FixGateway:
         authenticator.on_revoked.append(self.key_revoked)
         venue.add_private(("fills",), self.fill)
         venue.add_private(("orders",), self.order_ended)
+        self.recover_owners()
+
+    def recover_owners(self):
+        """Which identity placed each open order, from the New reports in the
+        stores: a restart must not cut an order's later reports off."""
+        open_orders = self.venue.view.orders
+        for directory in sorted((self.data_dir / "fix").glob("*/")):
+            if not (directory / "messages").exists():
+                continue
+            for message in MessageStore.sent_messages(directory):
+                if b"\x0135=8\x01" not in message or b"\x01150=0\x01" not in message:
+                    continue
+                fields = dict(NEW_REPORT_FIELDS.findall(message))
+                order_id = int(fields.get(b"37", b"0"))
+                if order_id in open_orders:  # (the venue's 49, the peer's 56)
+                    self.owners[order_id] = (fields[b"56"].decode(), fields[b"49"].decode())
 
     def connection(self) -> "FixSession":
         return FixSession(self)

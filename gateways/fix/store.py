@@ -46,6 +46,21 @@ class MessageStore:
             self.account = account
         return self.account == account
 
+    @staticmethod
+    def sent_messages(directory: Path):
+        """Every message a store directory holds, oldest first (for recovery,
+        before any session opens it)."""
+        with open(Path(directory) / "messages", "rb") as f:
+            data = f.read()
+        at = 0
+        while at + RECORD.size <= len(data):
+            _, length = RECORD.unpack_from(data, at)
+            message = data[at + RECORD.size : at + RECORD.size + length]
+            if len(message) < length:
+                return  # torn by a crash
+            yield message
+            at += RECORD.size + length
+
     def _load(self) -> int:
         """Index the records; cut a torn last one."""
         data = os.pread(self.messages_fd, os.fstat(self.messages_fd).st_size, 0)

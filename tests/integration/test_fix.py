@@ -263,6 +263,17 @@ def test_sequence_numbers_and_orders_survive_a_server_restart(start):
             send H 41=keep 11=s
             expect 8 150=I 39=0 11=keep
         """)
+        # the order's later fills reach the identity that placed it before the restart
+        taker = FixClient(again.fix_port, "ACCOUNT3", credentials(again, 3))
+        taker.run("""
+            send A 98=0 108=30 141=Y
+            expect A
+            send D 11=take 55=BTC-USDT 54=2 38=0.004 40=2 44=49000 59=3
+            expect 8 150=0
+            expect 8 150=F 32=0.004
+        """)
+        taker.close()
+        back.expect("8", t150="F", t11="keep", t32="0.004", t151="0.006")
         back.close()
     finally:
         assert again.stop() == 0
