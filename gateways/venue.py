@@ -90,7 +90,9 @@ class Pending:
     def __init__(self, context, method: str, size: int, recv_ns: int):
         self.context, self.method, self.recv_ns = context, method, recv_ns
         self.engine_in_ns = 0  # the sequencer's time of its (first) command
-        self.results: list = [None] * size  # (error code or "", result) per command
+        # per command: ("", result), or (error code, the RequestError of a refusal at
+        # the gateway or None)
+        self.results: list = [None] * size
         self.waiting = size
 
 
@@ -133,7 +135,7 @@ class Venue:
         numbers, records = [], bytearray()
         for i, item in enumerate(items):
             if isinstance(item, wire.RequestError):
-                pending.results[i] = (item.code, None)
+                pending.results[i] = (item.code, item)  # answered in its own words
                 pending.waiting -= 1
                 continue
             session.requests += 1

@@ -72,6 +72,14 @@ class RequestError(Exception):
         self.details = details
 
 
+def error_of(code: str, refusal: "RequestError | None" = None) -> dict:
+    """An error's body: a gateway refusal's own words and details (its
+    `retry_after_ms`...), else the code's message."""
+    if refusal is None:
+        return {"code": code, "message": MESSAGES.get(code, code)}
+    return {"code": code, "message": refusal.message, **refusal.details}
+
+
 def result_name(result: int) -> str:
     return core.Result(result).name
 

@@ -285,14 +285,14 @@ class HttpConnection(asyncio.Protocol):
         times = {"gateway_in_ns": pending.recv_ns, "engine_in_ns": pending.engine_in_ns,
                  "engine_out_ns": out_ns, "gateway_out_ns": time.time_ns()}  # fmt: skip
         if pending.method == "batch":
-            results = [{"error": error_body(code, wire.MESSAGES.get(code, code), {})}
-                       if code else result for code, result in pending.results]  # fmt: skip
+            results = [{"error": wire.error_of(code, result)} if code else result
+                       for code, result in pending.results]  # fmt: skip
             self.respond(request, 200, {"results": results, "timestamps": times})
             return
         ((code, result),) = pending.results
         if code:
-            self.respond(request, status_of(code), {"error": error_body(
-                code, wire.MESSAGES.get(code, code), {"timestamps": times})})  # fmt: skip
+            self.respond(request, status_of(code), {"error": {**wire.error_of(code),
+                                                              "timestamps": times}})  # fmt: skip
         else:
             result["timestamps"] = times
             self.respond(request, 200, result)

@@ -539,21 +539,18 @@ class WsSession(WSListener):
         times = {"gateway_in_ns": pending.recv_ns, "engine_in_ns": pending.engine_in_ns,
                  "engine_out_ns": out_ns, "gateway_out_ns": time.time_ns()}  # fmt: skip
         if pending.method == "batch":
-            results = [{"error": error_body(code)} if code else result
+            results = [{"error": wire.error_of(code, result)} if code else result
                        for code, result in pending.results]  # fmt: skip
             self.send({"id": pending.context, "result": {"results": results,
                                                          "timestamps": times}})  # fmt: skip
             return
         ((code, result),) = pending.results
         if code:
-            self.send({"id": pending.context, "error": {**error_body(code), "timestamps": times}})
+            self.send({"id": pending.context, "error": {**wire.error_of(code),
+                                                        "timestamps": times}})  # fmt: skip
         else:
             result["timestamps"] = times
             self.send({"id": pending.context, "result": result})
-
-
-def error_body(code: str) -> dict:
-    return {"code": code, "message": wire.MESSAGES.get(code, code)}
 
 
 # -- methods: (handler, params type, permission needed; None: open to all) --

@@ -556,6 +556,8 @@ def test_a_batch_over_the_budget_places_what_the_budget_holds_in_order(start):
         async def batch(n: int) -> list:
             orders = [limit("buy", "46000", "0.001") for _ in range(n)]
             answer = await client.request("order.batch", {"orders": orders})
+            refused = [r["error"] for r in answer["results"] if "error" in r]
+            assert all(e["retry_after_ms"] > 0 for e in refused)  # each says when to retry
             return [r.get("error", {}).get("code") for r in answer["results"]]
 
         assert await batch(15) == [None] * 15  # within the budget: spent at once
