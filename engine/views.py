@@ -157,8 +157,9 @@ class VenueView:
                 o = core_state.order(order_id)
                 order = OrderView(
                     o["order_id"], o["account"], o["instrument"], o["side"], o["order_type"],
-                    o["tif"], 0, False, o["price"], o["qty"], o["leaves"], o["filled"],
-                    o["filled_quote"], o["status"], o["expire_ns"], o["client_order_id"], 0,
+                    o["tif"], o["stp"], o["post_only"], o["price"], o["qty"], o["leaves"],
+                    o["filled"], o["filled_quote"], o["status"], o["expire_ns"],
+                    o["client_order_id"], 0,
                 )  # fmt: skip
                 self._open(order)
         for book in self.books:

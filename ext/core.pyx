@@ -1506,6 +1506,7 @@ cdef class MatchingCore:
             leaves=o.leaves, filled=o.filled, filled_quote=o.filled_quote,
             locked=self._hold(s, o.leaves) if is_open(o) else 0, status=o.status,
             expire_ns=detail.expire_ns, client_order_id=detail.coid[:o.coid_len].decode(),
+            post_only=is_post_only(o), stp=stp_of(o),
         )
 
     def book(self, int32_t instrument, uint8_t side):

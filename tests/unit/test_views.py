@@ -39,6 +39,7 @@ def assert_same(view: VenueView, engine: Engine):
                 o["filled_quote"],
                 o["status"],
             )
+            assert (seen.post_only, seen.stp) == (o["post_only"], o["stp"])
         for asset in range(n_assets):
             assert view.balances.get(account, {}).get(asset, (0, 0)) == core.balance(account, asset)
         for instrument in range(n_instruments):
