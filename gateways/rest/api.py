@@ -34,14 +34,15 @@ class TimeoutBody(msgspec.Struct, forbid_unknown_fields=True):
 
 def dispatch(gateway, connection, request):
     path, _, query_text = request.target.decode("latin-1").partition("?")
-    known = STATIC_ROUTES.get((request.method, path))  # the common case, at once
+    method = "GET" if request.method == "HEAD" else request.method  # HEAD: GET, no body
+    known = STATIC_ROUTES.get((method, path))  # the common case, at once
     if known is not None:
         segments, (handler, permission, body_type) = known
     else:
         segments = [part for part in path.split("/") if part]
         if "%" in path:
             segments = [unquote(part) for part in segments]
-        handler, permission, body_type = route_of(request.method, segments)
+        handler, permission, body_type = route_of(method, segments)
     query = parse_query(query_text) if query_text else {}
     principal = None
     if permission is None:

@@ -255,7 +255,10 @@ class HttpConnection(asyncio.Protocol):
         out = []
         while self.queue and self.queue[0].answer is not None:
             request = self.queue.popleft()
-            out.append(request.answer)
+            answer = request.answer
+            if request.method == "HEAD":  # the headers a GET would have, without its body
+                answer = answer[: answer.index(b"\r\n\r\n") + 4]
+            out.append(answer)
             if not request.keep_alive:
                 self.closing = True
                 self.queue.clear()

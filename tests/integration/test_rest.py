@@ -323,6 +323,19 @@ def test_keep_alive_and_pipelined_requests_are_answered_in_order(server):
         assert sock.recv(1) == b""  # and then it is closed
 
 
+def test_head_answers_a_gets_headers_without_its_body(server):
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as sock:
+        sock.sendall(b"HEAD /v1/time HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /v1/time HTTP/1.1\r\nHost: x\r\n\r\n")  # fmt: skip
+        data = b""
+        while data.count(b"HTTP/1.1 ") < 2 or not data.endswith(b"}"):
+            data += sock.recv(65536)
+    head, get = (b"HTTP/1.1 " + part for part in data.split(b"HTTP/1.1 ")[1:])
+    assert status_of(head) == 200 and head.endswith(b"\r\n\r\n")  # no body...
+    assert b"Content-Length: " in head  # ...but its length
+    assert body_of(get)["time_ms"] > 0  # and the next answer is read as it should be
+
+
 def test_a_client_that_expects_100_continue_gets_it(server):
     creds = credentials(server, 2, "hmac-sha256")
     body = json.dumps(limit("buy", "49000", "0.01")).encode()
