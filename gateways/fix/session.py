@@ -112,7 +112,7 @@ class FixGateway:
         self.live: dict[tuple[str, str], FixSession] = {}  # logged-on identities
         self.stores: dict[tuple[str, str], MessageStore] = {}
         self.owners: dict[int, tuple[str, str]] = {}  # order id -> identity that placed it
-        self.canceling: dict[int, tuple[str, str]] = {}  # order id -> identity whose F asks
+        self.canceling: dict[int, tuple[str, str]] = {}  # order id -> identity whose F/G asks
         self.connections: set[FixSession] = set()
         self.sweeper: asyncio.TimerHandle | None = None
         authenticator.on_revoked.append(self.key_revoked)
@@ -779,10 +779,14 @@ class FixSession(asyncio.Protocol):
 
     def cancel(self, fields: dict, recv_ns: int):
         record = wire.cancel_record(self.order_ref(fields), self.account, recv_ns)
-        order = self.named_order(fields)
-        if order is not None:  # its owner's own cancel is answered, not reported besides
-            self.gateway.canceling[order.order_id] = self.identity
+        self.asking(self.named_order(fields))
         self.enter(fields, "cancel", record, recv_ns)
+
+    def asking(self, order: OrderView | None):
+        """A cancel or replace of `order` goes to the engine: if it ends the
+        order, its answer reports that (not `order_ended` besides)."""
+        if order is not None:
+            self.gateway.canceling[order.order_id] = self.identity
 
     def replace(self, fields: dict, recv_ns: int):
         wire.spend_order(self.gateway.authenticator.limiter, self.account)
@@ -795,6 +799,7 @@ class FixSession(asyncio.Protocol):
         record = wire.amend_record(self.gateway.instruments, params,
                                    -1 if order is None else order.instrument, self.account,
                                    recv_ns)  # fmt: skip
+        self.asking(order)  # should it end the order (self-trade prevention), it answers
         self.enter(fields, "amend", record, recv_ns)
 
     def status(self, fields: dict):
@@ -826,6 +831,9 @@ class FixSession(asyncio.Protocol):
         ((code, result),) = pending.results
         kind = pending.method
         if code:
+            order = self.named_order(fields) if kind in ("cancel", "amend") else None
+            if order is not None:
+                self.gateway.canceling.pop(order.order_id, None)
             self.refused({"place": b"D", "cancel": b"F", "amend": b"G"}.get(kind, b"q"), fields,
                          code, wire.MESSAGES.get(code, code))  # fmt: skip
             return
@@ -843,8 +851,8 @@ class FixSession(asyncio.Protocol):
         if result.get("retry"):
             self.send(b"8", execution_fields(instruments, state, b"I", None, times))
             return
+        self.gateway.canceling.pop(state.order_id, None)
         if kind == "cancel":  # ClOrdID: the cancel request's; OrigClOrdID: the order's
-            self.gateway.canceling.pop(state.order_id, None)
             report = execution_fields(instruments, state, b"4", None, times)
             report[1:2] = [(11, fields.get(11, b"NONE")), (41, state.client_order_id or "NONE")]
             self.send(b"8", report)
@@ -872,6 +880,7 @@ class FixSession(asyncio.Protocol):
                 status=status, reason=0), b"F", trade))  # fmt: skip
         if m.STATUS_OF[state.status] in (m.OrderStatus.CANCELED, m.OrderStatus.EXPIRED):
             self.send(b"8", execution_fields(instruments, state, b"4"))
+        if state.leaves == 0:  # done: nothing more to report
             self.gateway.owners.pop(state.order_id, None)
 
     def order_from(self, order: wire.Order) -> OrderView:

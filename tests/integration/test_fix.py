@@ -173,6 +173,16 @@ def test_orders_that_end_without_their_sessions_asking_are_reported(server, clie
     rest.close()
     c.expect("8", t150="4", t39="4", t11="other")
     c.expect("8", t150="C", t39="C", t11="gtd")
+    # a replace that self-trade prevention ends (cancel_newest) is answered, once
+    c.run("""
+        send D 11=bid 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=1
+        expect 8 150=0 11=bid
+        send D 11=ask 55=BTC-USDT 54=2 38=0.01 40=2 44=50000 59=1
+        expect 8 150=0 11=ask
+        send G 41=ask 11=ask2 44=49000
+        expect 8 150=5 11=ask
+        expect 8 150=4 39=4 11=ask
+    """)
     c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")  # and "mine" once only
 
 
