@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import core, engine, load, plots, ws
-from bench.placement import PR_SET_TIMERSLACK, stop_echo
+from bench.placement import PR_SET_TIMERSLACK, cpu_seconds, stop_echo
 from bench.report import RESULTS, UNLIMITED, machine
 from tests.server import ServerProcess, configured_venue
 
@@ -34,7 +34,8 @@ FLOOR_OF = {"ws": "ws_echo", "rest": "tcp_echo", "fix": "tcp_echo"}
 TARGETS = {"ws": ("ws_echo", 1.5), "rest": ("ws", 1.3), "fix": ("ws", 1.3)}
 SUSTAINED_TARGET = 100_000
 SUMMARY = ("p50_us", "p90_us", "p99_us", "p999_us", "p9999_us", "max_us", "mean_us",
-           "offered_rate", "achieved_rate", "count", "errors", "check")  # fmt: skip
+           "offered_rate", "achieved_rate", "count", "server_cpu_us", "errors",
+           "check")  # fmt: skip
 
 
 def parse_mix(text: str) -> dict[str, int]:
@@ -199,9 +200,15 @@ class Bench:
         self.runs += 1
         venue = protocol in load.VENUE
         before = load.scrape(self.server.metrics_port) if venue else None
+        pid = self.server.process.pid if venue else self.floors[protocol][0].pid
+        cpu_before = cpu_seconds(pid)
         result = load.run(protocol, self.port(protocol), self.server.rest_port,
                           self.clients(protocol), rate, seconds, warmup, args.mix,
                           args.client_cpu, f"r{self.runs}")  # fmt: skip
+        # the server's CPU per request, warm-up included: its own work, and the
+        # cost of waking for each request
+        result["server_cpu_us"] = round(
+            (cpu_seconds(pid) - cpu_before) * 1e6 / (rate * (seconds + warmup)), 1)  # fmt: skip
         if venue:
             result["engine_stages"] = load.engine_stages(
                 before, load.scrape(self.server.metrics_port)
@@ -345,13 +352,16 @@ def latency_table(result, latency, sweep) -> list[str]:
         f"## Round trips, open loop at {c['rate']:,.0f}/s for {c['duration_s']:g} s",
         "",
         f"After {c['warmup_s']:g} s of warm-up; each request from its planned send time to "
-        "its answer. Ratios are over the floor of the same run nearest to the protocol "
-        "(WebSocket: the picows echo; REST and FIX: the raw TCP echo) and over WebSocket; "
+        "its answer. Server CPU: the CPU time the server process used (all its threads, "
+        "warm-up included) per request offered. Ratios are over the floor of the same run "
+        "nearest to the protocol (WebSocket: the picows echo; REST and FIX: the raw TCP "
+        "echo) and over WebSocket; "
         f"sustained: the highest rate of the sweep with p99 ≤ {c['p99_bound_us']:,.0f} µs.",
         "",
         "| round trip | p50 µs | p90 | p99 | p99.9 | p99.99 | max | offered/s | achieved/s "
-        "| count | p50 / floor | p99 / floor | p50 / WS | sustained/s | final state |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| count | server CPU µs | p50 / floor | p99 / floor | p50 / WS | sustained/s "
+        "| final state |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, row in latency.items():
         floor = FLOOR_OF.get(name)
@@ -364,7 +374,8 @@ def latency_table(result, latency, sweep) -> list[str]:
             f"| {load.PROTOCOLS[name].title} | {row['p50_us']} | {row['p90_us']} | "
             f"{row['p99_us']} | {row['p999_us']} | {row['p9999_us']} | {row['max_us']} | "
             f"{row['offered_rate']:,} | {row['achieved_rate']:,} | {row['count']:,} | "
-            f"{over_floor[0]} | {over_floor[1]} | {over_ws} | {sustained} | {check} |"
+            f"{row['server_cpu_us']} | {over_floor[0]} | {over_floor[1]} | {over_ws} | "
+            f"{sustained} | {check} |"
         )
     return [*lines, ""]
 

@@ -36,7 +36,7 @@ def check_latency(printed: dict, result: dict, directory, protocols):
         row = printed[name]
         assert all(field in row for field in FIELDS)
         assert 0 < row["p50_us"] <= row["p99_us"] <= row["p999_us"] <= row["max_us"]
-        assert row["count"] > 0 and row["achieved_rate"] > 0
+        assert row["count"] > 0 and row["achieved_rate"] > 0 and row["server_cpu_us"] >= 0
         if name in load.VENUE:
             assert row["errors"] == 0 and row["check"] == "ok"
             assert set(result["latency"][name]["stages"]) == set(load.STAGES)
