@@ -10,6 +10,7 @@ decimal strings, symbols and lower-case enum names, as API.md specifies.
 import functools
 import re
 import struct
+import time
 import zlib
 from typing import Annotated
 
@@ -70,6 +71,13 @@ class RequestError(Exception):
         self.code = code
         self.message = message
         self.details = details
+
+
+def refusal_times(recv_ns: int) -> dict:
+    """The timestamps of an order command refused before the engine (whose
+    two are 0: it never saw it)."""
+    return {"gateway_in_ns": recv_ns, "engine_in_ns": 0, "engine_out_ns": 0,
+            "gateway_out_ns": time.time_ns()}  # fmt: skip
 
 
 def error_of(code: str, refusal: "RequestError | None" = None) -> dict:

@@ -698,18 +698,22 @@ class FixSession(asyncio.Protocol):
             else:
                 self.send(b"j", [(45, fields[34]), (372, msg_type), (380, 3),
                                  (58, "unsupported message type")])  # fmt: skip
-        except wire.RequestError as e:
-            self.refused(msg_type, fields, e.code, e.message, e.details)
+        except wire.RequestError as e:  # never reached the engine: its clocks are 0
+            self.refused(msg_type, fields, e.code, e.message, e.details,
+                         (recv_ns, 0, 0, time.time_ns()))  # fmt: skip
 
     def refused(self, msg_type: bytes, fields: dict, code: str, message: str,
-                details: dict | None = None):  # fmt: skip
-        """An order message refused at the gateway: the answer its type calls for."""
+                details: dict | None = None, times: tuple = ()):  # fmt: skip
+        """An order message refused: the answer its type calls for, with the
+        venue's clocks (`times`) where the dictionary has them."""
         text = f"{code}: {message}"
         if details and "retry_after_ms" in details:
             text += f"; retry after {details['retry_after_ms']} ms"
+        stamps = list(zip(TIMESTAMP_TAGS, times, strict=False))
         if msg_type == b"q":
             self.send(b"r", [(11, fields.get(11, b"NONE")), (37, b"NONE"),
-                             (530, fields.get(530, b"7")), (531, b"0"), (58, text)])  # fmt: skip
+                             (530, fields.get(530, b"7")), (531, b"0"), (58, text),
+                             *stamps])  # fmt: skip
         elif code == "RATE_LIMITED":
             self.send(b"j", [(45, fields[34]), (372, msg_type), (380, 99), (58, text)])
         elif msg_type in (b"F", b"G"):
@@ -719,7 +723,7 @@ class FixSession(asyncio.Protocol):
                              (39, b"8" if order is None else ORD_STATUS[m.STATUS_OF[order.status]]),
                              (434, b"1" if msg_type == b"F" else b"2"),
                              (102, b"1" if code == "UNKNOWN_ORDER" else b"99"),
-                             (58, text)])  # fmt: skip
+                             (58, text), *stamps])  # fmt: skip
         elif msg_type == b"H":
             self.send(b"8", [(37, fields.get(37, b"NONE")), (11, fields.get(11, b"NONE")),
                              (17, next_exec_id()), (150, b"I"), (39, b"8"),
@@ -730,7 +734,7 @@ class FixSession(asyncio.Protocol):
                              (17, next_exec_id()), (150, b"8"),
                              (39, b"8"), (55, fields.get(55, b"NONE")),
                              (54, fields.get(54, b"1")), (14, 0), (151, 0), (6, 0),
-                             (103, 99), (58, text)])  # fmt: skip
+                             (103, 99), (58, text), *stamps])  # fmt: skip
 
     def new_order(self, fields: dict, recv_ns: int):
         side = SIDES.get(fields.get(54))
@@ -830,18 +834,19 @@ class FixSession(asyncio.Protocol):
         fields: dict = pending.context
         ((code, result),) = pending.results
         kind = pending.method
+        times = (pending.recv_ns, pending.engine_in_ns, out_ns, time.time_ns())
         if code:
             order = self.named_order(fields) if kind in ("cancel", "amend") else None
             if order is not None:
                 self.gateway.canceling.pop(order.order_id, None)
             self.refused({"place": b"D", "cancel": b"F", "amend": b"G"}.get(kind, b"q"), fields,
-                         code, wire.MESSAGES.get(code, code))  # fmt: skip
+                         code, wire.MESSAGES.get(code, code), None, times)  # fmt: skip
             return
-        times = (pending.recv_ns, pending.engine_in_ns, out_ns, time.time_ns())
         if kind == "cancel_all":
             self.send(b"r", [(11, fields.get(11, b"NONE")), (37, b"NONE"),
                              (530, fields.get(530, b"7")), (531, fields.get(530, b"7")),
-                             (533, result["canceled"])])  # fmt: skip
+                             (533, result["canceled"]),
+                             *zip(TIMESTAMP_TAGS, times, strict=True)])  # fmt: skip
             return
         order_id = int(result["order"].order_id)
         state = (self.gateway.venue.view.orders.get(order_id)

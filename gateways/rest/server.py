@@ -50,6 +50,9 @@ def status_of(code: str) -> int:
     return STATUS.get(code, 400)
 
 
+ORDER_COMMANDS = ("POST", "PATCH", "DELETE")  # every endpoint they reach enters the engine
+
+
 class Request:
     """One request as it arrives, then waiting for its answer."""
 
@@ -234,7 +237,10 @@ class HttpConnection(asyncio.Protocol):
         try:
             api.dispatch(self.gateway, self, request)
         except (wire.RequestError, AuthError) as e:
-            request.answer = error_response(e.code, e.message, e.details, request.keep_alive,
+            details = e.details
+            if request.method in ORDER_COMMANDS:  # a refused order command's timestamps too
+                details = {**details, "timestamps": wire.refusal_times(request.recv_ns)}
+            request.answer = error_response(e.code, e.message, details, request.keep_alive,
                                             request.rate)  # fmt: skip
             self.write_ready()
         except Exception:

@@ -226,7 +226,10 @@ class WsGateway:
                 params = None
             method(self, session, request, params, recv_ns)
         except (wire.RequestError, AuthError) as e:
-            session.error(request_id, e.code, e.message, e.details)
+            details = e.details
+            if request_id is not None and request.method in ORDER_METHODS:
+                details = {**details, "timestamps": wire.refusal_times(recv_ns)}
+            session.error(request_id, e.code, e.message, details)
         except Exception:
             log.exception("request failed", extra={"session": session.id})
             session.error(request_id, "INTERNAL", "the request failed inside the gateway")
@@ -740,6 +743,9 @@ METHODS = {
     "unsubscribe": (_unsubscribe, SubscribeParams, None),
     "ping": (_ping, None, None),
 }
+# order commands: every answer to one carries the venue's timestamps, a refusal's too
+ORDER_METHODS = frozenset(("session.cancel_all_after", "order.place", "order.batch",
+                           "order.amend", "order.cancel", "order.cancel_all"))  # fmt: skip
 
 
 async def serve(gateway: WsGateway, host: str, port: int):

@@ -128,6 +128,13 @@ def test_reports_name_the_request_and_the_order_as_fix_44_has_them(clients):
         send q 11=mc 530=7 54=5
         expect r 531=0
     """)
+    # refusals carry the venue's clocks too (the engine's 0 when it never saw the message)
+    maker.send("D", [(11, "x"), (55, "BTC-USDT"), (54, 1), (38, "0.01"), (40, 2),
+                     (44, "49000.001")])  # fmt: skip
+    refusal = maker.expect("8", t150="8")
+    assert int(refusal[7901]) > 0 and refusal[7902] == b"0" and int(refusal[7904]) > 0
+    maker.send("F", [(41, "nope"), (11, "x2")])
+    assert int(maker.expect("9", t102="1")[7903]) > 0  # the engine found no such order
     # a replace that crosses reports its fills after the Replaced
     taker.run("""
         send D 11=t1 55=BTC-USDT 54=1 38=0.004 40=2 44=49999 59=1

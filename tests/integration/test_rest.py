@@ -227,6 +227,13 @@ def test_every_error_has_its_status_and_code(server):
         assert (error.status, error.code) == (status, code)
         if status == 405:
             assert trader.last_headers["allow"] == "POST, GET, DELETE"
+    # an order command refused carries the venue's timestamps, the engine's 0 if it never
+    # saw it
+    at_gateway = refused(lambda: trader.place(**limit("buy", "50000.001", "0.01")))
+    times = at_gateway.details["timestamps"]
+    assert times["engine_in_ns"] == 0 < times["gateway_in_ns"] <= times["gateway_out_ns"]
+    by_core = refused(lambda: trader.place(**limit("buy", "49000", "99")))
+    assert by_core.code == "INSUFFICIENT_BALANCE" and by_core.details["timestamps"]["engine_in_ns"]
     resting = trader.open_orders()[0].order_id
     for change, code in (({"price": "0"}, "INVALID_PRICE"), ({"qty": "0"}, "INVALID_QUANTITY")):
         assert refused(partial(trader.amend, resting, **change)).code == code  # 0: not "unchanged"

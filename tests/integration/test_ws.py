@@ -263,6 +263,8 @@ def test_bad_values_get_stable_codes_and_reach_no_engine(server):
             with pytest.raises(FlowgateError) as refused:
                 await client.place(**params)
             assert refused.value.code == code, params
+            times = refused.value.details["timestamps"]  # refused at the gateway or by the core
+            assert times["gateway_in_ns"] <= times["gateway_out_ns"], params
         for method, params, code in [
             ("order.cancel", {"order_id": "12345"}, "UNKNOWN_ORDER"),
             ("order.cancel", {}, "INVALID_PARAMS"),
