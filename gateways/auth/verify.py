@@ -98,8 +98,8 @@ class Authenticator:
         self.on_revoked: list = []
         self.verifiers: dict[str, _Verifier] = {}
         self.revision = -1
-        # (key, ts, nonce) seen within their window, filed by the slice of time
-        # in which the window ends; a heap of those slices, oldest first
+        # (key, ts, nonce) seen, filed by the slice of time from which no window
+        # admits them; a heap of those slices, oldest first
         self.seen: set[tuple] = set()
         self.seen_until: dict[int, list[tuple]] = {}
         self.seen_slices: list[int] = []
