@@ -123,6 +123,9 @@ class HttpConnection(asyncio.Protocol):
         self.active_at = time.monotonic()  # the last request's first byte, or the start
         self.closing = False
         self.refusal: tuple[str, str] | None = None  # why a callback stopped the parser
+        # bytes fed since the parser last finished a request's headers: the parser
+        # holds a header line until it ends, so its callbacks cannot count one
+        self.unfinished = 0
 
     # -- connection --
 
@@ -164,6 +167,7 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes):
         if self.closing:
             return
+        self.unfinished += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -173,6 +177,9 @@ class HttpConnection(asyncio.Protocol):
                 self.refuse(*self.refusal)
             else:
                 self.refuse("INVALID_REQUEST", f"malformed HTTP: {e}")
+        # a body is at most max_body; more unfinished bytes are a header that never ends
+        if self.unfinished > MAX_HEADER_BYTES + self.gateway.max_body and not self.closing:
+            self.refuse("HEADERS_TOO_LARGE", f"headers over {MAX_HEADER_BYTES} bytes")
         self.gateway.venue.kick()
 
     def refuse(self, code: str, message: str):
@@ -214,6 +221,7 @@ class HttpConnection(asyncio.Protocol):
             self.stop("HEADERS_TOO_LARGE", f"headers over {MAX_HEADER_BYTES} bytes")
 
     def on_headers_complete(self):
+        self.unfinished = 0
         request = self.current
         request.method = self.parser.get_method().decode()
         length = request.headers.get("content-length", "0").strip()  # trailing spaces are legal
@@ -228,6 +236,7 @@ class HttpConnection(asyncio.Protocol):
             self.stop("MESSAGE_TOO_LARGE", f"bodies are at most {self.gateway.max_body} bytes")
 
     def on_message_complete(self):
+        self.unfinished = 0
         if self.parser.should_upgrade():  # refused once the parser stops (data_received)
             return
         request, self.current = self.current, None

@@ -368,6 +368,9 @@ def test_bad_http_gets_a_clear_status_and_a_closed_connection(start):
          "HEADERS_TOO_LARGE"),
         (b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 413,
          "MESSAGE_TOO_LARGE"),
+        # a header line that never ends is refused as it grows, not held until the timeout
+        (b"GET /v1/time HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 100_000, 431,
+         "HEADERS_TOO_LARGE"),
     ]  # fmt: skip
     for data, status, code in cases:
         (answer,) = raw_exchange(port, data, 1)
