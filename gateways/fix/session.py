@@ -56,6 +56,10 @@ ORD_STATUS = {m.OrderStatus.NEW: b"0", m.OrderStatus.PARTIALLY_FILLED: b"1",
               m.OrderStatus.REJECTED: b"8", m.OrderStatus.EXPIRED: b"C"}  # fmt: skip
 
 
+# the coded values the published dictionary allows: any other is out of range
+# (Reject 373=5), as a client validating with the dictionary would hold it
+CODED = {tag: values for tag, values in dictionary.DataDictionary(DIALECT).enums.items()
+         if tag in (40, 54, 59, 530)}  # fmt: skip
 NEW_REPORT_FIELDS = re.compile(rb"\x01(37|49|56)=([^\x01]*)")  # what recover_owners reads
 _second: list = [-1, ""]  # the last second formatted, and its text
 
@@ -684,6 +688,10 @@ class FixSession(asyncio.Protocol):
             self.echo(msg_type, fields)
             return
         recv_ns = time.time_ns()
+        for tag, allowed in CODED.items():
+            if tag in fields and fields[tag] not in allowed:
+                self.reject(fields, dictionary.VALUE_INCORRECT, tag)
+                return
         try:
             if msg_type == b"D":
                 self.new_order(fields, recv_ns)
@@ -739,10 +747,9 @@ class FixSession(asyncio.Protocol):
     def new_order(self, fields: dict, recv_ns: int):
         side = SIDES.get(fields.get(54))
         order_type = ORD_TYPES.get(fields.get(40, b"2"))
-        tif = TIFS.get(fields[59]) if 59 in fields else None  # None: GTC, market IOC
-        if side is None or order_type is None or (tif is None and 59 in fields):
-            raise wire.RequestError("INVALID_PARAMS", "Side(54) 1|2, OrdType(40) 1|2, "
-                                    "TimeInForce(59) 1|3|4|6")  # fmt: skip
+        tif = TIFS.get(fields.get(59))  # None: GTC, market IOC (a value is in CODED)
+        if side is None:
+            raise wire.RequestError("INVALID_PARAMS", "Side(54) is required")
         expire = None
         if 126 in fields:
             expire = parse_timestamp_ms(fields[126])
@@ -818,9 +825,7 @@ class FixSession(asyncio.Protocol):
         if kind not in (b"1", b"7") or (kind == b"1" and symbol is None):
             raise wire.RequestError("INVALID_PARAMS", "MassCancelRequestType(530) 1 (with "
                                     "Symbol) or 7")  # fmt: skip
-        side = SIDES.get(fields.get(54)) if 54 in fields else None
-        if side is None and 54 in fields:
-            raise wire.RequestError("INVALID_PARAMS", "Side(54) 1 or 2")
+        side = SIDES.get(fields.get(54))  # (a value is 1 or 2: CODED)
         params = wire.CancelAllParams(symbol=symbol, side=side)
         record = wire.mass_cancel_record(self.gateway.instruments, params, self.account, recv_ns)
         self.enter(fields, "cancel_all", record, recv_ns)

@@ -124,9 +124,11 @@ def test_reports_name_the_request_and_the_order_as_fix_44_has_them(clients):
         # a status request for no order: an order status report, Rejected
         send H 41=nope 11=s1
         expect 8 150=I 39=8
-        # a mass cancel's Side is checked
+        # coded values outside the published dictionary are out of range, as it has them
         send q 11=mc 530=7 54=5
-        expect r 531=0
+        expect 3 371=54 372=q 373=5
+        send D 11=x 55=BTC-USDT 54=2 38=0.01 40=2 44=50000 59=0
+        expect 3 371=59 372=D 373=5
     """)
     # refusals carry the venue's clocks too (the engine's 0 when it never saw the message)
     maker.send("D", [(11, "x"), (55, "BTC-USDT"), (54, 1), (38, "0.01"), (40, 2),
