@@ -196,12 +196,13 @@ class FixGateway:
         but that identity's own cancel request (answered as such): an expiry,
         a mass cancel, another protocol, cancel-on-disconnect, self-trade
         prevention. Its owner gets the report, stored if it is away."""
+        if order.order_id not in self.owners:  # most updates: not a FIX order's
+            return  # (a cancel asked for such an order is forgotten with its answer)
         status = m.STATUS_OF[order.status]
         if status is not m.OrderStatus.CANCELED and status is not m.OrderStatus.EXPIRED:
             return
-        identity = self.owners.pop(order.order_id, None)
-        canceller = self.canceling.pop(order.order_id, None)
-        if identity is None or identity == canceller:
+        identity = self.owners.pop(order.order_id)
+        if identity == self.canceling.pop(order.order_id, None):
             return
         exec_type = b"C" if status is m.OrderStatus.EXPIRED else b"4"
         fields = execution_fields(self.instruments, order, exec_type)
