@@ -119,9 +119,14 @@ def authenticate(gateway, connection, request, permission: str) -> Principal:
         None if window is None else int(window), throttle=request.method != "DELETE",
     )  # fmt: skip
     rate = principal.rate
-    request.rate = (f"RateLimit-Limit: {rate.limit}\r\nRateLimit-Remaining: {rate.remaining}\r\n"
-                    f"RateLimit-Reset: {-(-rate.reset_ms // 1000)}\r\n")  # fmt: skip
+    request.rate = rate_headers(rate.limit, rate.remaining, rate.reset_ms)
     return principal
+
+
+def rate_headers(limit: int, remaining: int, reset_ms: int) -> str:
+    """The RateLimit-* lines of a signed answer: the key's request budget."""
+    return (f"RateLimit-Limit: {limit}\r\nRateLimit-Remaining: {remaining}\r\n"
+            f"RateLimit-Reset: {-(-reset_ms // 1000)}\r\n")  # fmt: skip
 
 
 def int_param(query: dict, name: str, default: int, low: int, high: int) -> int:

@@ -305,6 +305,19 @@ def test_requests_over_budget_get_429_and_cancels_still_pass(start):
     assert server.stop() == 0
 
 
+def test_a_request_over_the_keys_budget_still_says_what_is_left(start):
+    server = start(sections={"limits": {"key_rate": 1, "key_burst": 3}})
+    reader = client(server, 2)
+    for _ in range(3):
+        reader.balances()
+    error = refused(reader.balances)
+    assert (error.status, error.code) == (429, "RATE_LIMITED")
+    headers = reader.last_headers  # like every signed answer, with Retry-After besides
+    assert headers["ratelimit-limit"] == "3" and headers["ratelimit-remaining"] == "0"
+    assert int(headers["ratelimit-reset"]) >= 1 and int(headers["retry-after"]) >= 1
+    assert server.stop() == 0
+
+
 # -- the protocol --
 
 
