@@ -85,10 +85,11 @@ class Pending:
     outcomes gathered so far; `context` is the gateway's (its request id,
     its connection...)."""
 
-    __slots__ = ("context", "method", "results", "waiting", "recv_ns", "engine_in_ns")
+    __slots__ = ("context", "method", "results", "waiting", "recv_ns", "engine_in_ns", "records")
 
     def __init__(self, context, method: str, size: int, recv_ns: int):
         self.context, self.method, self.recv_ns = context, method, recv_ns
+        self.records: tuple | list = ()  # what was entered, one per command
         self.engine_in_ns = 0  # the sequencer's time of its (first) command
         # per command: ("", result), or (error code, the RequestError of a refusal at
         # the gateway or None)
@@ -133,6 +134,7 @@ class Venue:
         is answered after the last event of its last command. A record the
         full command ring did not take is answered OVERLOADED at once."""
         numbers, records = [], bytearray()
+        pending.records = items
         for i, item in enumerate(items):
             if isinstance(item, wire.RequestError):
                 pending.results[i] = (item.code, item)  # answered in its own words
@@ -154,12 +156,24 @@ class Venue:
     def enter_one(self, session, pending: Pending, record: bytearray):
         """`enter` for the common request of one command, kept short."""
         session.requests = number = session.requests + 1
+        pending.records = (record,)
         wire.TAG.pack_into(record, wire.TAG_OFFSET, (session.id << 32) + number)
         if self.submit(record):
             session.pending[number] = (pending, 0)
         else:
             pending.results[0] = ("OVERLOADED", None)
             session.answer(pending, time.time_ns())
+
+    def placing(self, session, client_order_id: bytes) -> int:
+        """The instrument of the session's placement with this client order id
+        that the engine has not answered yet; -1 if there is none. (An amend
+        sent right behind its placement names an order the view has not
+        seen yet.)"""
+        for pending, index in session.pending.values():
+            record = pending.records[index]
+            if wire.placement_of(record) == client_order_id:
+                return wire.instrument_of(record)
+        return -1
 
     # -- out of the engine --
 

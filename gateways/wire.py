@@ -27,6 +27,9 @@ COMMAND_STRUCT = struct.Struct("<10q2i8B36s4x")
 assert COMMAND_STRUCT.size == core.COMMAND_SIZE
 TAG = struct.Struct("<q")
 TAG_OFFSET = COMMAND_DTYPE.fields["tag"][1]
+_TYPE, _INSTRUMENT, _COID_LEN, _COID = (COMMAND_DTYPE.fields[name][1] for name in (
+    "type", "instrument", "coid_len", "coid"))  # fmt: skip
+_INT32 = struct.Struct("<i")
 _CMD = core.CommandType
 CMD_PLACE, CMD_CANCEL, CMD_AMEND = int(_CMD.CMD_PLACE), int(_CMD.CMD_CANCEL), int(_CMD.CMD_AMEND)
 CMD_MASS_CANCEL, CMD_CANCEL_ALL_AFTER = int(_CMD.CMD_MASS_CANCEL), int(_CMD.CMD_CANCEL_ALL_AFTER)
@@ -304,6 +307,18 @@ def batch_records(instruments: Instruments, limiter, account: int, orders: list[
         except RequestError as e:
             items.append(e)
     return items
+
+
+def placement_of(record) -> bytes | None:
+    """The client order id of a placement's command record; None for any other
+    record (or a refusal in its place)."""
+    if isinstance(record, RequestError) or record[_TYPE] != CMD_PLACE:
+        return None
+    return bytes(record[_COID : _COID + record[_COID_LEN]])
+
+
+def instrument_of(record) -> int:
+    return _INT32.unpack_from(record, _INSTRUMENT)[0]
 
 
 def cancel_record(ref: OrderRef, account: int, recv_ns: int) -> bytes:

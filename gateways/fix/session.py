@@ -807,9 +807,13 @@ class FixSession(asyncio.Protocol):
                                   price=fields[44].decode() if 44 in fields else None,
                                   qty=fields[38].decode() if 38 in fields else None)  # fmt: skip
         order_id, coid = wire.order_id_of(params)
-        order = self.gateway.venue.view.find(self.account, order_id, coid.decode())
-        record = wire.amend_record(self.gateway.instruments, params,
-                                   -1 if order is None else order.instrument, self.account,
+        venue = self.gateway.venue
+        order = venue.view.find(self.account, order_id, coid.decode())
+        if order is not None:
+            instrument = order.instrument
+        else:  # perhaps placed just before, not answered yet
+            instrument = venue.placing(self, coid) if coid else -1
+        record = wire.amend_record(self.gateway.instruments, params, instrument, self.account,
                                    recv_ns)  # fmt: skip
         self.asking(order)  # should it end the order (self-trade prevention), it answers
         self.enter(fields, "amend", record, recv_ns)

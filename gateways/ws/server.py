@@ -618,7 +618,10 @@ def _amend(gateway: WsGateway, session: WsSession, request, p: wire.AmendParams,
     gateway.spend(session, orders=True)
     order_id, coid = wire.order_id_of(p)
     order = gateway.view.find(session.account, order_id, coid.decode())
-    instrument = -1 if order is None else order.instrument
+    if order is not None:
+        instrument = order.instrument
+    else:  # perhaps placed just before, not answered yet
+        instrument = gateway.venue.placing(session, coid) if coid else -1
     record = wire.amend_record(gateway.instruments, p, instrument, session.account, recv_ns)
     gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
 

@@ -137,6 +137,16 @@ def test_reports_name_the_request_and_the_order_as_fix_44_has_them(clients):
     assert int(refusal[7901]) > 0 and refusal[7902] == b"0" and int(refusal[7904]) > 0
     maker.send("F", [(41, "nope"), (11, "x2")])
     assert int(maker.expect("9", t102="1")[7903]) > 0  # the engine found no such order
+    # a replace sent with its order, in one write: before the New came back
+    now, seq = now_timestamp(), maker.seq
+    maker.sock.sendall(
+        encode("D", "ACCOUNT2", "FLOWGATE", seq, now, [(11, "quick"), (55, "BTC-USDT"), (54, 1),
+                                                      (38, "0.02"), (40, 2), (44, "48000")])
+        + encode("G", "ACCOUNT2", "FLOWGATE", seq + 1, now, [(41, "quick"), (11, "quick2"),
+                                                            (38, "0.01")]))  # fmt: skip
+    maker.seq += 2
+    maker.expect("8", t150="0", t11="quick", t151="0.02")
+    maker.expect("8", t150="5", t11="quick", t151="0.01")
     # a replace that crosses reports its fills after the Replaced
     taker.run("""
         send D 11=t1 55=BTC-USDT 54=1 38=0.004 40=2 44=49999 59=1

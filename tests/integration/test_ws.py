@@ -392,6 +392,19 @@ def test_acks_precede_fills_on_answers_and_private_streams(server):
     run(scenario())
 
 
+def test_an_amend_sent_right_behind_its_placement_amends_it(server):
+    async def scenario():
+        client = await connect(server, 2)
+        placed, amended = await asyncio.gather(  # both sent before either is answered
+            client.place(**limit("buy", "49000", "0.02", client_order_id="quick")),
+            client.amend(client_order_id="quick", qty="0.01"))  # fmt: skip
+        assert placed["order"]["qty"] == "0.02"
+        assert (amended["order"]["order_id"], amended["order"]["qty"]) == (
+            placed["order"]["order_id"], "0.01")  # fmt: skip
+
+    run(scenario())
+
+
 def test_an_answer_is_about_the_order_placed_not_one_self_trade_prevention_canceled(server):
     async def scenario():
         client = await connect(server, 2)
