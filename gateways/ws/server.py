@@ -398,6 +398,7 @@ class WsSession(WSListener):
         self.stale: set[str] = set()  # market-data channels held back while it was slow
         self.fragments: bytearray | None = None
         self.fragment_kind = WSMsgType.TEXT
+        self.discarding = False  # the rest of a fragmented message already refused
         self.out: list[bytes] = []  # messages waiting for the end of the callback
 
     def on_ws_connected(self, transport: WSTransport):
@@ -460,13 +461,16 @@ class WsSession(WSListener):
     def gather(self, kind: WSMsgType, frame):
         """A fragmented message: gather it, within the size limit."""
         if kind != WSMsgType.CONTINUATION:
-            self.fragments, self.fragment_kind = bytearray(), kind
+            self.fragments, self.fragment_kind, self.discarding = bytearray(), kind, False
+        elif self.discarding:  # answered once already (too large)
+            self.discarding = not frame.fin
+            return
         if self.fragments is None:
             self.error(None, "INVALID_REQUEST", "a continuation frame without a first frame")
             return
         self.fragments += frame.get_payload_as_memoryview()
         if len(self.fragments) > self.gateway.max_message:
-            self.fragments = None
+            self.fragments, self.discarding = None, not frame.fin
             self.error(None, "MESSAGE_TOO_LARGE",
                        f"messages are at most {self.gateway.max_message} bytes")  # fmt: skip
             return

@@ -639,6 +639,27 @@ def _send_text(sock: socket.socket, text: bytes):
     sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(text)))
 
 
+def _frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """A client frame (masked with a zero key, which leaves the payload as it is)."""
+    size = len(payload)
+    length = (bytes([0x80 | size]) if size < 126 else bytes([0xFE]) + struct.pack(">H", size)
+              if size < 1 << 16 else bytes([0xFF]) + struct.pack(">Q", size))  # fmt: skip
+    return bytes([(0x80 if fin else 0) | opcode]) + length + bytes(4) + payload
+
+
+def test_a_fragmented_message_over_the_limit_gets_one_error_and_the_session_goes_on(server):
+    sock = _handshake(server.ws_port)
+    sock.sendall(_frame(1, b'{"id":1,' + b" " * 40_000, fin=False)
+                 + _frame(0, b" " * 40_000, fin=False)  # over 64 KiB from here on
+                 + _frame(0, b" " * 40_000, fin=False) + _frame(0, b'"method":"ping"}')
+                 + _frame(1, b'{"id":2,"method":"ping"}'))  # fmt: skip
+    answers = _frames(sock, bytearray())
+    first, second = next(answers), next(answers)
+    assert first["error"]["code"] == "MESSAGE_TOO_LARGE"
+    assert second["id"] == 2 and "result" in second  # nothing between them
+    sock.close()
+
+
 def _frames(sock: socket.socket, buffer: bytearray):
     while True:
         while len(buffer) >= 2:
