@@ -164,16 +164,20 @@ class Venue:
             pending.results[0] = ("OVERLOADED", None)
             session.answer(pending, time.time_ns())
 
-    def placing(self, session, client_order_id: bytes) -> int:
-        """The instrument of the session's placement with this client order id
-        that the engine has not answered yet; -1 if there is none. (An amend
-        sent right behind its placement names an order the view has not
-        seen yet.)"""
-        for pending, index in session.pending.values():
-            record = pending.records[index]
-            if wire.placement_of(record) == client_order_id:
-                return wire.instrument_of(record)
-        return -1
+    def amend_target(self, session, account: int, order_id: int,
+                     client_order_id: bytes) -> tuple[OrderView | None, int]:  # fmt: skip
+        """The account's open order an amend names, and its instrument. One the
+        session placed that the engine has not answered yet (an amend sent
+        right behind its placement) is (None, its instrument); none: (None, -1)."""
+        order = self.view.find(account, order_id, client_order_id.decode())
+        if order is not None:
+            return order, order.instrument
+        if client_order_id:
+            for pending, index in session.pending.values():
+                record = pending.records[index]
+                if wire.placement_of(record) == client_order_id:
+                    return None, wire.instrument_of(record)
+        return None, -1
 
     # -- out of the engine --
 

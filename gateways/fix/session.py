@@ -807,12 +807,7 @@ class FixSession(asyncio.Protocol):
                                   price=fields[44].decode() if 44 in fields else None,
                                   qty=fields[38].decode() if 38 in fields else None)  # fmt: skip
         order_id, coid = wire.order_id_of(params)
-        venue = self.gateway.venue
-        order = venue.view.find(self.account, order_id, coid.decode())
-        if order is not None:
-            instrument = order.instrument
-        else:  # perhaps placed just before, not answered yet
-            instrument = venue.placing(self, coid) if coid else -1
+        order, instrument = self.gateway.venue.amend_target(self, self.account, order_id, coid)
         record = wire.amend_record(self.gateway.instruments, params, instrument, self.account,
                                    recv_ns)  # fmt: skip
         self.asking(order)  # should it end the order (self-trade prevention), it answers

@@ -22,6 +22,18 @@ RECORD = struct.Struct("<qi")
 SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+def _records(data: bytes):
+    """(seq, start, length) of each whole record in a messages file, in order
+    (a record torn by a crash ends them)."""
+    at = 0
+    while at + RECORD.size <= len(data):
+        seq, length = RECORD.unpack_from(data, at)
+        if at + RECORD.size + length > len(data):
+            return
+        yield seq, at + RECORD.size, length
+        at += RECORD.size + length
+
+
 class MessageStore:
     def __init__(self, data_dir: Path, sender: str, target: str):
         """`sender` and `target` as this side sends them (its SenderCompID first)."""
@@ -50,30 +62,20 @@ class MessageStore:
     def sent_messages(directory: Path):
         """Every message a store directory holds, oldest first (for recovery,
         before any session opens it)."""
-        with open(Path(directory) / "messages", "rb") as f:
-            data = f.read()
-        at = 0
-        while at + RECORD.size <= len(data):
-            _, length = RECORD.unpack_from(data, at)
-            message = data[at + RECORD.size : at + RECORD.size + length]
-            if len(message) < length:
-                return  # torn by a crash
-            yield message
-            at += RECORD.size + length
+        data = (Path(directory) / "messages").read_bytes()
+        for _, start, length in _records(data):
+            yield data[start : start + length]
 
     def _load(self) -> int:
         """Index the records; cut a torn last one."""
         data = os.pread(self.messages_fd, os.fstat(self.messages_fd).st_size, 0)
-        at = 0
-        while at + RECORD.size <= len(data):
-            seq, length = RECORD.unpack_from(data, at)
-            if at + RECORD.size + length > len(data):
-                break
-            self.index[seq] = (at + RECORD.size, length)
-            at += RECORD.size + length
-        if at < len(data):
-            os.ftruncate(self.messages_fd, at)
-        return at
+        end = 0
+        for seq, start, length in _records(data):
+            self.index[seq] = (start, length)
+            end = start + length
+        if end < len(data):
+            os.ftruncate(self.messages_fd, end)
+        return end
 
     def _save_seqnums(self):
         os.pwrite(self.seqnums_fd, SEQNUMS.pack(self.next_in, self.next_out), 0)

@@ -11,6 +11,7 @@ import msgspec
 
 from ext import decimal
 from gateways import wire
+from gateways.auth.errors import AuthError
 from gateways.auth.verify import Principal, canonical
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -114,10 +115,16 @@ def authenticate(gateway, connection, request, permission: str) -> Principal:
     nonce = nonce.encode("latin-1").decode("utf-8", "replace")  # signed as UTF-8, as sent
     payload = canonical(ts, nonce, request.method, request.target.decode("latin-1"),
                         bytes(request.body))  # fmt: skip
-    principal = gateway.authenticator.verify(
-        key, int(ts), nonce, sig, payload, connection.ip, permission,
-        None if window is None else int(window), throttle=request.method != "DELETE",
-    )  # fmt: skip
+    try:
+        principal = gateway.authenticator.verify(
+            key, int(ts), nonce, sig, payload, connection.ip, permission,
+            None if window is None else int(window), throttle=request.method != "DELETE",
+        )  # fmt: skip
+    except AuthError as e:
+        if "reset_ms" in e.details:  # over the key's budget: still a signed answer
+            request.rate = rate_headers(e.details["limit"], e.details["remaining"],
+                                        e.details["reset_ms"])  # fmt: skip
+        raise
     rate = principal.rate
     request.rate = rate_headers(rate.limit, rate.remaining, rate.reset_ms)
     return principal
@@ -291,8 +298,7 @@ def patch_order(gateway, connection, request, principal, segments, query, body):
     wire.spend_order(gateway.limiter, principal.account)
     params = wire.AmendParams(order_id=segments[2], price=body.price, qty=body.qty)
     order_id, _ = wire.order_id_of(params)
-    order = gateway.venue.view.find(principal.account, order_id, "")
-    instrument = -1 if order is None else order.instrument
+    _, instrument = gateway.venue.amend_target(connection, principal.account, order_id, b"")
     record = wire.amend_record(gateway.instruments, params, instrument, principal.account,
                                request.recv_ns)  # fmt: skip
     connection.enter(request, principal, "amend", [bytearray(record)])

@@ -326,8 +326,6 @@ def error_response(code: str, message: str, details: dict, keep_alive: bool,
     details = dict(details)
     if "retry_after_ms" in details:
         headers += f"Retry-After: {-(-details['retry_after_ms'] // 1000)}\r\n"
-    if "reset_ms" in details and not headers.startswith("RateLimit-"):  # the key's budget
-        headers += api.rate_headers(details["limit"], details["remaining"], details["reset_ms"])
     if "allow" in details:
         headers += f"Allow: {details.pop('allow')}\r\n"
     body = ENCODE({"error": error_body(code, message, details)})

@@ -621,11 +621,7 @@ def _batch(gateway: WsGateway, session: WsSession, request, p: BatchParams, recv
 def _amend(gateway: WsGateway, session: WsSession, request, p: wire.AmendParams, recv_ns):
     gateway.spend(session, orders=True)
     order_id, coid = wire.order_id_of(p)
-    order = gateway.view.find(session.account, order_id, coid.decode())
-    if order is not None:
-        instrument = order.instrument
-    else:  # perhaps placed just before, not answered yet
-        instrument = gateway.venue.placing(session, coid) if coid else -1
+    _, instrument = gateway.venue.amend_target(session, session.account, order_id, coid)
     record = wire.amend_record(gateway.instruments, p, instrument, session.account, recv_ns)
     gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
 
