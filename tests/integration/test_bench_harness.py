@@ -39,6 +39,7 @@ def check_latency(printed: dict, result: dict, directory, protocols):
         assert row["count"] > 0 and row["achieved_rate"] > 0 and row["server_cpu_us"] >= 0
         if name in load.VENUE:
             assert row["errors"] == 0 and row["check"] == "ok"
+            assert row["server_cpu_us"] > 0  # the venue's process, measured
             assert set(result["latency"][name]["stages"]) == set(load.STAGES)
             assert set(result["latency"][name]["engine_stages"]) >= {"apply", "publish"}
     assert png(directory / "latency.png")
