@@ -314,6 +314,16 @@ class HistoryReader:
                               (order_id, account)).fetchone()  # fmt: skip
         return None if row is None else dict(row)
 
+    def updated_ns(self, order_ids: list[int]) -> dict[int, int]:
+        """When each of these orders last changed, by order id (those it holds)."""
+        times = {}
+        for start in range(0, len(order_ids), 500):  # within SQLite's bound on parameters
+            chunk = order_ids[start : start + 500]
+            times.update(self.db.execute(
+                f"SELECT order_id, updated_ns FROM orders WHERE order_id IN "
+                f"({','.join('?' * len(chunk))})", chunk).fetchall())  # fmt: skip
+        return times
+
     def balance_changes(self, account: int, cursor=None, limit=100):
         return self._page("balance_changes", "id", account, cursor, limit)
 

@@ -278,6 +278,7 @@ class OrderState(OrderEvent, tag="order_state"):
     filled: int
     filled_quote: int  # sum of price x qty over its fills, ticks x lots
     client_order_id: str
+    reason: CancelReason | None = None  # why it was canceled, when it was
 
 
 class KillSwitchChanged(Event, tag="kill_switch"):

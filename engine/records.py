@@ -228,7 +228,7 @@ def decode_event(r) -> m.Event:
             seq, ts, int(r["order_id"]), int(r["account"]), int(r["instrument"]),
             m.SIDE_OF[r["side"]], m.TYPE_OF[r["order_type"]], m.TIF_OF[r["tif"]],
             m.STATUS_OF[r["status"]], int(r["price"]), int(r["qty"]), int(r["leaves"]),
-            int(r["filled"]), int(r["filled_quote"]), coid,
+            int(r["filled"]), int(r["filled_quote"]), coid, m.REASON_OF.get(int(r["reason"])),
         )  # fmt: skip
     if kind == _EV.EV_KILL_SWITCH:
         on = bool(r["flags"] & core.EventFlag.FLAG_KILL_SWITCH_ON)

@@ -179,9 +179,9 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
             options.fix_port is not None):  # fmt: skip
         #    the public gateways share one venue view, fed by one walk over
         #    each event batch
-        view = VenueView(specs, len(config.assets), core_at(pipeline, config, options),
-                         pipeline.seq)  # fmt: skip
         history = HistoryReader(options.data_dir) if options.history else None
+        view = VenueView(specs, len(config.assets), core_at(pipeline, config, options),
+                         pipeline.seq, history)  # fmt: skip
         venue = Venue(pipeline, view, wire.Instruments(config, specs), history)
         pipeline.subscribers.append(venue.on_events)
         if options.ws_port is not None:

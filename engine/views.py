@@ -73,6 +73,7 @@ class OrderView(msgspec.Struct, gc=False):
     client_order_id: str
     ts_ns: int  # of the last change
     reason: int = 0  # why it was canceled
+    reject_code: str = ""  # why it was refused (a placement the engine refused)
 
 
 def order_of(event: tuple) -> OrderView:
@@ -132,8 +133,11 @@ class BookView:
 class VenueView:
     """Books, open orders, balances and positions, from one consistent seq on."""
 
-    def __init__(self, specs: list[InstrumentSpec], n_assets: int, core_state, seq: int):
-        """`core_state` is a MatchingCore at `seq` (read once, here)."""
+    def __init__(self, specs: list[InstrumentSpec], n_assets: int, core_state, seq: int,
+                 history=None):  # fmt: skip
+        """`core_state` is a MatchingCore at `seq` (read once, here); `history`, a
+        HistoryReader, says when each open order last changed (the core keeps
+        no clock per order)."""
         self.specs = specs
         self.n_assets = n_assets
         self.seq = seq
@@ -153,13 +157,15 @@ class VenueView:
                 position = core_state.position(account, spec.index)
                 if any(position):
                     self.positions.setdefault(account, {})[spec.index] = position
-            for order_id in core_state.open_orders(account):
+            open_ids = core_state.open_orders(account)
+            times = history.updated_ns(open_ids) if history is not None else {}
+            for order_id in open_ids:
                 o = core_state.order(order_id)
                 order = OrderView(
                     o["order_id"], o["account"], o["instrument"], o["side"], o["order_type"],
                     o["tif"], o["stp"], o["post_only"], o["price"], o["qty"], o["leaves"],
                     o["filled"], o["filled_quote"], o["status"], o["expire_ns"],
-                    o["client_order_id"], 0,
+                    o["client_order_id"], times.get(order_id, 0),
                 )  # fmt: skip
                 self._open(order)
         for book in self.books:

@@ -206,7 +206,8 @@ cdef struct JournalFrame:
 cdef enum:
     ORDER_POST_ONLY = 1         # Order.flags
     ORDER_OPEN = 2              # in its account's open-order list
-    ORDER_STP_SHIFT = 2         # Order.flags >> 2 is its SelfTradePrevention
+    ORDER_STP_SHIFT = 2         # bits 2-3: its SelfTradePrevention
+    ORDER_REASON_SHIFT = 4      # bits 4-7: its CancelReason once canceled
 
 cdef struct Order:
     # One cache line: everything matching, cancel and the book touch. What an
@@ -226,7 +227,7 @@ cdef struct Order:
     uint8_t order_type
     uint8_t tif
     uint8_t status
-    uint8_t flags               # ORDER_POST_ONLY | ORDER_OPEN | stp << ORDER_STP_SHIFT
+    uint8_t flags               # ORDER_POST_ONLY | ORDER_OPEN | stp, reason (see the shifts)
     uint8_t coid_len
 
 cdef struct OrderDetail:

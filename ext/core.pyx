@@ -170,7 +170,11 @@ cdef inline bint is_post_only(Order *o) noexcept nogil:
 
 
 cdef inline uint8_t stp_of(Order *o) noexcept nogil:
-    return o.flags >> ORDER_STP_SHIFT
+    return (o.flags >> ORDER_STP_SHIFT) & 3
+
+
+cdef inline uint8_t reason_of(Order *o) noexcept nogil:
+    return o.flags >> ORDER_REASON_SHIFT
 
 
 cdef uint64_t table_size(int64_t entries):
@@ -1052,7 +1056,8 @@ cdef class MatchingCore:
         self.balances[o.account * self.n_assets + asset].locked -= self._hold(s, o.leaves)
         self._touch_balance(o.account, asset)
         if status == STATUS_CANCELED:
-            self._emit_order(EV_CANCELED, s).reason = reason
+            o.flags |= reason << ORDER_REASON_SHIFT  # a retried placement reports it
+            self._emit_order(EV_CANCELED, s)
         elif status == STATUS_EXPIRED:
             self._emit_order(EV_EXPIRED, s)
         self._retire(s)
@@ -1422,6 +1427,7 @@ cdef class MatchingCore:
         e.filled = o.filled
         e.filled_quote = o.filled_quote
         e.status = o.status
+        e.reason = reason_of(o)
         if is_post_only(o):
             e.flags = FLAG_POST_ONLY
         # closing events (the hot ones) leave the order's cold detail alone
@@ -1506,7 +1512,7 @@ cdef class MatchingCore:
             leaves=o.leaves, filled=o.filled, filled_quote=o.filled_quote,
             locked=self._hold(s, o.leaves) if is_open(o) else 0, status=o.status,
             expire_ns=detail.expire_ns, client_order_id=detail.coid[:o.coid_len].decode(),
-            post_only=is_post_only(o), stp=stp_of(o),
+            post_only=is_post_only(o), stp=stp_of(o), reason=reason_of(o),
         )
 
     def book(self, int32_t instrument, uint8_t side):

@@ -233,7 +233,9 @@ class Venue:
             elif kind == REJECTED:
                 outcome.code = wire.result_name(e[E_RESULT])
                 if e[E_CMD_TYPE] == wire.CMD_PLACE and 0 < e[E_ACCOUNT] <= view.n_accounts:
-                    to_orders(e[E_ACCOUNT], "orders", order_of(e))
+                    refused = order_of(e)
+                    refused.reject_code = outcome.code
+                    to_orders(e[E_ACCOUNT], "orders", refused)
             elif kind == ORDER_STATE:
                 outcome.order = order_of(e)
                 outcome.retry = True

@@ -377,6 +377,7 @@ class Order(msgspec.Struct, omit_defaults=True):
     client_order_id: str | None = None
     expire_ts: int | None = None
     cancel_reason: m.CancelReason | None = None
+    reject_code: str | None = None  # a refused placement on the `orders` stream
 
 
 class Fill(msgspec.Struct):
@@ -417,7 +418,7 @@ def order_out(instruments: Instruments, o: OrderView) -> Order:
         instruments.notional_texts[i][o.filled_quote], m.STATUS_OF[o.status], o.post_only,
         o.ts_ns, instruments.price_texts[i][o.price] if o.price else None,
         o.client_order_id or None, o.expire_ns // 1_000_000 if o.expire_ns else None,
-        m.REASON_OF.get(o.reason),
+        m.REASON_OF.get(o.reason), o.reject_code or None,
     )  # fmt: skip
 
 

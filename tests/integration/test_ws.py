@@ -168,17 +168,19 @@ def test_after_a_restart_the_book_open_orders_and_closed_orders_are_as_they_were
         for i in range(6):
             await client.place(**limit("buy", f"{49000 + i}", "0.01", client_order_id=f"r{i}"))
         closed = await client.cancel(client_order_id="r0")
-        await client.request("ping")
-        return client.books["BTC-USDT"].bids, closed["order"]["order_id"]
+        opened = (await client.request("orders.open"))["orders"]
+        return client.books["BTC-USDT"].bids, closed["order"]["order_id"], opened
 
-    bids, closed_id = run(before())
+    bids, closed_id, opened = run(before())
     assert server.stop() == 0
     again = ServerProcess(server.data_dir, *placement)
 
     async def after():
         client = await connect(again, 2)
         await client.subscribe(["book.BTC-USDT"])
-        assert len((await client.request("orders.open"))["orders"]) == 5
+        assert len(opened) == 5
+        # every field, the time of each order's last change included
+        assert (await client.request("orders.open"))["orders"] == opened
         closed = await client.request("order.status", {"order_id": closed_id})
         assert closed["order"]["status"] == "canceled"  # from the history
         await client.request("ping")
@@ -237,6 +239,39 @@ def test_a_repeated_placement_is_answered_once_and_a_changed_one_refused(server)
         assert refused.value.code == "DUPLICATE_CLIENT_ORDER_ID"
         assert "timestamps" in refused.value.details
         assert len((await client.request("orders.open"))["orders"]) == 1
+
+    run(scenario())
+
+
+def test_a_repeated_placement_of_a_canceled_order_says_why_it_was_canceled(server):
+    async def scenario():
+        client = await connect(server, 2)
+        params = limit("buy", "49000", "0.01", client_order_id="retry-canceled", tif="ioc")
+        first = await client.place(**params)  # nothing to take: the rest is canceled
+        assert first["order"]["cancel_reason"] == "unfilled"
+        again = await client.place(**params)
+        assert again["retry"] is True
+        assert again["order"]["status"] == "canceled"
+        assert again["order"]["cancel_reason"] == "unfilled"
+
+    run(scenario())
+
+
+def test_a_placement_the_engine_refuses_reaches_the_accounts_orders_stream_with_its_code(server):
+    async def scenario():
+        watcher = await connect(server, 2)
+        await watcher.subscribe(["orders"])
+        seller, buyer = await connect(server, 3), await connect(server, 2)
+        await seller.place(**limit("sell", "50100", "0.01"))
+        with pytest.raises(FlowgateError) as refused:
+            await buyer.place(**limit("buy", "50100", "0.01", post_only=True,
+                                      client_order_id="would-take"))  # fmt: skip
+        assert refused.value.code == "POST_ONLY_WOULD_TAKE"
+        push = (await watcher.next_push())["data"]
+        assert (push["status"], push["reject_code"]) == ("rejected", "POST_ONLY_WOULD_TAKE")
+        assert (push["order_id"], push["client_order_id"]) == ("0", "would-take")
+        assert "cancel_reason" not in push
+        await seller.request("order.cancel_all", {})
 
     run(scenario())
 

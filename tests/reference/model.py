@@ -148,6 +148,7 @@ class ReferenceEngine:
                 return self.emit(
                     m.OrderState, o.order_id, o.account, o.instrument, o.side, o.type, o.tif,
                     o.status, o.price, o.qty, o.leaves, o.filled, o.filled_quote, o.coid,
+                    o.reason,
                 )  # fmt: skip
             if previous.status in ALIVE:
                 return self.reject("DUPLICATE_CLIENT_ORDER_ID")
@@ -202,7 +203,7 @@ class ReferenceEngine:
             tif=c.tif, post_only=c.post_only, stp=c.stp, price=c.price, limit=limit,
             qty=c.qty, leaves=c.qty, filled=0, filled_quote=0, locked=0,
             expire_ns=c.expire_ns, orig_price=c.price, orig_qty=c.qty, coid=coid,
-            status=m.OrderStatus.NEW, resting=False, open=False,
+            status=m.OrderStatus.NEW, reason=None, resting=False, open=False,
         )  # fmt: skip
         hold = self.hold(o, o.leaves)
         if hold > self.available(c.account, self.hold_asset(o)):
@@ -512,6 +513,7 @@ class ReferenceEngine:
 
     def finish(self, o, status, reason=None):
         o.status = status
+        o.reason = reason
         if o.resting:
             self.unlink(o)
         if o.open:
