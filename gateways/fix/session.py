@@ -21,7 +21,7 @@ from pathlib import Path
 import msgspec
 
 from engine import messages as m
-from engine.views import OrderView
+from engine.views import NEW, PARTIALLY_FILLED, OrderView
 from ext.fix import FixError, FixReader, encode
 from gateways import wire
 from gateways.auth.errors import AuthError
@@ -724,14 +724,18 @@ class FixSession(asyncio.Protocol):
                              (530, fields.get(530, b"7")), (531, b"0"), (58, text),
                              *stamps])  # fmt: skip
         elif code == "RATE_LIMITED":
-            self.send(b"j", [(45, fields[34]), (372, msg_type), (380, 99), (58, text)])
+            self.send(b"j", [(45, fields[34]), (372, msg_type), (380, 99), (58, text), *stamps])
         elif msg_type in (b"F", b"G"):
-            order = self.named_order(fields)  # OrdStatus: the order's, Rejected if none
+            order = self.known_order(fields)  # OrdStatus: the order's, Rejected if none
+            if order is not None and order.status not in (NEW, PARTIALLY_FILLED):
+                reason = b"0"  # too late: it has ended
+            else:
+                reason = b"1" if code == "UNKNOWN_ORDER" else b"99"
             self.send(b"9", [(11, fields.get(11, b"NONE")), (41, fields.get(41, b"NONE")),
                              (37, fields.get(37, b"NONE") if order is None else order.order_id),
                              (39, b"8" if order is None else ORD_STATUS[m.STATUS_OF[order.status]]),
                              (434, b"1" if msg_type == b"F" else b"2"),
-                             (102, b"1" if code == "UNKNOWN_ORDER" else b"99"),
+                             (102, reason),
                              (58, text), *stamps])  # fmt: skip
         elif msg_type == b"H":
             self.send(b"8", [(37, fields.get(37, b"NONE")), (11, fields.get(11, b"NONE")),
@@ -781,6 +785,14 @@ class FixSession(asyncio.Protocol):
         except wire.RequestError:
             return None
         return self.gateway.venue.view.find(self.account, order_id, coid.decode())
+
+    def known_order(self, fields: dict) -> OrderView | None:
+        """The order a cancel or replace names, open or ended, if there is one."""
+        try:
+            order_id, coid = wire.order_id_of(self.order_ref(fields))
+            return self.gateway.venue.order_status(self.account, order_id, coid.decode())
+        except wire.RequestError:
+            return None
 
     def order_ref(self, fields: dict) -> wire.OrderRef:
         if 37 in fields:

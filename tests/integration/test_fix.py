@@ -96,7 +96,7 @@ def test_orders_between_two_sessions(clients):
         send F 41=m1 11=m1c
         expect 8 150=4 39=4
         send F 41=m1 11=m1d
-        expect 9 434=1 102=1
+        expect 9 434=1 102=0 39=4
         send D 11=m2 55=BTC-USDT 54=2 38=0.01 40=2 44=50100 59=1
         expect 8 150=0
         send q 11=mc 530=7
@@ -423,5 +423,6 @@ def test_an_order_over_the_budget_is_refused_with_when_to_retry(start):
     """)
     refusal = c.expect("j", t380="99", t372="D")
     assert refusal[58].startswith(b"RATE_LIMITED: ") and b"; retry after " in refusal[58]
+    assert int(refusal[7901]) > 0 and refusal[7902] == b"0" and int(refusal[7904]) > 0
     c.close()
     assert server.stop() == 0
