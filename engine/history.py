@@ -18,17 +18,21 @@ from collections import deque
 from collections.abc import Callable
 from multiprocessing import shared_memory
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 import numpy as np
 
 from engine import placement
+from engine.locks import exclusive_lock
 from engine.records import EVENT_DTYPE
-from ext.core import EVENT_SIZE, EventType, OrderStatus, Ring
+from ext.core import EVENT_SIZE, EventFlag, EventType, OrderStatus, Ring
 
 log = logging.getLogger("flowgate.history")
 
 FILE = "history.sqlite"
+LOCK_FILE = "history.lock"
+WRITER_WAIT_S = 30.0  # for a writer that outlived its venue to finish its batch
 MAX_PAGE = 1000
 
 SCHEMA = """
@@ -55,6 +59,7 @@ CREATE TABLE IF NOT EXISTS balance_changes (
 CREATE INDEX IF NOT EXISTS balances_by_account ON balance_changes (account, id);
 """
 
+FLAG_LAST = int(EventFlag.FLAG_LAST)
 _ORDER_EVENTS = (EventType.EV_ACCEPTED, EventType.EV_CANCELED, EventType.EV_EXPIRED,
                  EventType.EV_AMENDED, EventType.EV_ORDER_STATE)  # fmt: skip
 _ORDER_AND_TRADE_EVENTS = [int(k) for k in (*_ORDER_EVENTS, EventType.EV_TRADE)]
@@ -238,29 +243,56 @@ def run_writer(shm_name: str, data_dir: str, parent_pid: int, cpus: list[int]):
     placement.idle_priority()  # it may lag; it must not delay the clients on its core
     shm = shared_memory.SharedMemory(name=shm_name)
     ring = Ring(HistoryProcess.RING_SLOTS, EVENT_SIZE, shm.buf[_CONTROL:])
+    lock = writer_lock(Path(data_dir))
     db = connect(Path(data_dir) / FILE)
-    while True:
+    # a venue killed outright leaves the rest to its next start's recovery,
+    # which waits for this writer's lock: the two never store the same events
+    carried = b""  # events of a command whose last event has not come yet
+    while os.getppid() == parent_pid:
         batch = ring.read(8192)
         if batch:
+            batch, carried = whole_commands(carried + batch)
             try:
                 store(db, batch)
             except sqlite3.Error:
                 log.exception("history write failed; the journal still has every event")
                 if db.in_transaction:
                     db.execute("ROLLBACK")
-        elif shm.buf[0] or os.getppid() != parent_pid:
+        elif shm.buf[0]:
             break
         else:
             time.sleep(0.002)  # history may lag by milliseconds; nothing waits on it
     db.close()
+    lock.close()
     ring = None
     shm.close()
+
+
+def whole_commands(events: bytes) -> tuple[bytes, bytes]:
+    """The events of whole commands, and those of the last one if it is cut
+    off. A batch is stored with its last seq, which recovery resumes after:
+    storing half a command's events would lose the other half."""
+    last = np.flatnonzero(np.frombuffer(events, EVENT_DTYPE)["flags"] & FLAG_LAST)
+    cut = (int(last[-1]) + 1) * EVENT_SIZE if len(last) else 0
+    return events[:cut], events[cut:]
+
+
+def writer_lock(data_dir: Path) -> BinaryIO:
+    """The history has one writer at a time: the writer process, or recovery
+    (`catch_up`). Rows are brought up to date from the stored ones (a fill
+    adds to an order's filled quantity), so one batch stored twice would
+    count twice."""
+    lock = exclusive_lock(data_dir / LOCK_FILE, WRITER_WAIT_S)
+    if lock is None:
+        raise RuntimeError(f"{data_dir / FILE} is still being written by another process")
+    return lock
 
 
 def catch_up(data_dir: Path) -> tuple[int, Callable[[bytes], None], Callable[[], None]]:
     """For recovery: the last seq the history holds, a function that stores the
     events of later commands, and one that closes the database."""
     path = Path(data_dir) / FILE
+    lock = writer_lock(Path(data_dir))
     try:
         db = connect(path)
         if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
@@ -276,7 +308,12 @@ def catch_up(data_dir: Path) -> tuple[int, Callable[[bytes], None], Callable[[],
                 part.rename(aside.with_name(aside.name + suffix))
         db = connect(path)
         seq = 0
-    return seq, lambda batch: store(db, batch), db.close
+
+    def close():
+        db.close()
+        lock.close()
+
+    return seq, lambda batch: store(db, batch), close
 
 
 class Page(msgspec.Struct):

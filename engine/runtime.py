@@ -8,7 +8,6 @@ journal, so an acknowledged command is never lost (durability modes aside).
 """
 
 import concurrent.futures
-import fcntl
 import hashlib
 import logging
 import time
@@ -23,6 +22,7 @@ from engine import snapshot as snapshots
 from engine.config import VenueConfig
 from engine.engine import Engine, state_hash
 from engine.history import HistoryProcess, catch_up
+from engine.locks import exclusive_lock
 from engine.metrics import StageTimer
 from engine.records import COMMAND_DTYPE, EVENT_DTYPE, FRAME_DTYPE
 from ext.core import COMMAND_SIZE, FRAME_SIZE, CommandType, Ring, sequence
@@ -65,17 +65,10 @@ def lock_data_dir(data_dir: Path, wait_s: float):
     OS drops it when the process dies). Waits up to wait_s for a previous
     process to let go."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(data_dir / LOCK_FILE, "a+b")  # noqa: SIM115 - held until close()
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return lock
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                lock.close()
-                raise DataDirError(f"{data_dir} is in use by another Flowgate process") from None
-            time.sleep(0.05)
+    lock = exclusive_lock(data_dir / LOCK_FILE, wait_s)
+    if lock is None:
+        raise DataDirError(f"{data_dir} is in use by another Flowgate process")
+    return lock
 
 
 def load_data_dir_config(data_dir: Path) -> VenueConfig:
