@@ -25,8 +25,8 @@ import numpy as np
 
 from engine import placement
 from engine.locks import exclusive_lock
-from engine.records import EVENT_DTYPE
-from ext.core import EVENT_SIZE, EventFlag, EventType, OrderStatus, Ring
+from engine.records import EVENT_DTYPE, whole_commands
+from ext.core import EVENT_SIZE, EventType, OrderStatus, Ring
 
 log = logging.getLogger("flowgate.history")
 
@@ -59,7 +59,6 @@ CREATE TABLE IF NOT EXISTS balance_changes (
 CREATE INDEX IF NOT EXISTS balances_by_account ON balance_changes (account, id);
 """
 
-FLAG_LAST = int(EventFlag.FLAG_LAST)
 _ORDER_EVENTS = (EventType.EV_ACCEPTED, EventType.EV_CANCELED, EventType.EV_EXPIRED,
                  EventType.EV_AMENDED, EventType.EV_ORDER_STATE)  # fmt: skip
 _ORDER_AND_TRADE_EVENTS = [int(k) for k in (*_ORDER_EVENTS, EventType.EV_TRADE)]
@@ -247,6 +246,8 @@ def run_writer(shm_name: str, data_dir: str, parent_pid: int, cpus: list[int]):
     db = connect(Path(data_dir) / FILE)
     # a venue killed outright leaves the rest to its next start's recovery,
     # which waits for this writer's lock: the two never store the same events
+    # a batch is stored with its last seq, which recovery resumes after: half
+    # a command stored would lose the other half
     carried = b""  # events of a command whose last event has not come yet
     while os.getppid() == parent_pid:
         batch = ring.read(8192)
@@ -266,15 +267,6 @@ def run_writer(shm_name: str, data_dir: str, parent_pid: int, cpus: list[int]):
     lock.close()
     ring = None
     shm.close()
-
-
-def whole_commands(events: bytes) -> tuple[bytes, bytes]:
-    """The events of whole commands, and those of the last one if it is cut
-    off. A batch is stored with its last seq, which recovery resumes after:
-    storing half a command's events would lose the other half."""
-    last = np.flatnonzero(np.frombuffer(events, EVENT_DTYPE)["flags"] & FLAG_LAST)
-    cut = (int(last[-1]) + 1) * EVENT_SIZE if len(last) else 0
-    return events[:cut], events[cut:]
 
 
 def writer_lock(data_dir: Path) -> BinaryIO:

@@ -83,6 +83,7 @@ FRAME_DTYPE = np.dtype([("length", "<u4"), ("crc", "<u4"), ("command", COMMAND_D
 
 _CMD = core.CommandType
 _EV = core.EventType
+_FLAG_LAST = int(core.EventFlag.FLAG_LAST)
 
 
 def encode_command(command: m.Command, out: np.ndarray, seq: int, ts_ns: int, recv_ns: int = 0):
@@ -162,6 +163,15 @@ def _coid(r, dtype) -> str:
     # from the raw bytes: numpy's fixed-width strings drop trailing NULs
     start = dtype.fields["coid"][1]
     return r.tobytes()[start : start + int(r["coid_len"])].decode(errors="replace")
+
+
+def whole_commands(events: bytes) -> tuple[bytes, bytes]:
+    """The events of whole commands, and those of the last one if it is cut
+    off: a reader of a ring the engine writes into as room frees up may take
+    a command's first events before its last."""
+    last = np.flatnonzero(np.frombuffer(events, EVENT_DTYPE)["flags"] & _FLAG_LAST)
+    cut = (int(last[-1]) + 1) * core.EVENT_SIZE if len(last) else 0
+    return events[:cut], events[cut:]
 
 
 def decode_events(raw: bytes) -> list[m.Event]:

@@ -23,7 +23,7 @@ from engine.engine import Engine
 from engine.engine_process import EngineProcess
 from engine.history import HistoryReader
 from engine.journal import Durability
-from engine.records import EVENT_DTYPE
+from engine.records import EVENT_DTYPE, whole_commands
 from engine.runtime import EngineRuntime, fingerprint
 from engine.views import VenueView
 from gateways import records, wire
@@ -131,6 +131,7 @@ class RemotePipeline:
         self.subscribers: list = []
         self.seq = engine.wait_ready()
         self.submit = engine.submit
+        self.carried = b""  # events of a command whose last event has not come yet
         loop.add_reader(engine.events_fd, self.dispatch)
 
     def kick(self):
@@ -138,6 +139,7 @@ class RemotePipeline:
 
     def dispatch(self, events: bytes | None = None):
         batch = self.engine.take_events() if events is None else events
+        batch, self.carried = whole_commands(self.carried + batch)  # gateways answer whole ones
         if batch:
             self.seq = int(np.frombuffer(batch, EVENT_DTYPE)["seq"][-1])
             for subscriber in self.subscribers:

@@ -13,7 +13,7 @@ import pytest
 
 from engine import config as venue_config
 from engine.runtime import recover
-from flowgate_client import FlowgateError, WsClient, ws_logon_params
+from flowgate_client import FlowgateError, ReplayUnavailable, WsClient, ws_logon_params
 from gateways.auth.keys import KeyStore
 from tests.server import ServerProcess, credentials
 
@@ -223,6 +223,58 @@ def test_a_reconnect_after_a_restart_replays_the_new_runs_private_updates(start)
                 await c.aclose()
             OPEN.clear()
             assert again.stop() == 0
+
+    run(scenario())
+
+
+def test_the_sdk_fails_fast_on_a_dropped_connection_and_reconnects_after_a_failed_try(start):
+    server = start()
+
+    async def scenario():
+        client = await connect(server, 2)
+        await client.subscribe(["orders"])
+        server.kill()
+        await asyncio.wait_for(client.closed.wait(), 10)
+        with pytest.raises(ConnectionError):  # not a wait for an answer that cannot come
+            await client.place(**limit("buy", "49000", "0.01"), timeout=60)
+        with pytest.raises(OSError):
+            await client.reconnect()  # nobody listening
+        again = ServerProcess(server.data_dir)
+        try:
+            client.url = again.ws_url
+            await client.reconnect()  # waited on the failed try's connection before
+            placed = await client.place(**limit("buy", "49000", "0.01"))
+            push = await client.next_push()
+            assert push["data"]["order_id"] == placed["order"]["order_id"]
+        finally:
+            await client.aclose()
+            assert again.stop() == 0
+
+    run(scenario())
+
+
+def test_a_reconnect_too_late_to_replay_tells_the_caller_and_streams_from_now_on(start):
+    server = start(sections={"limits": {"order_rate": 10**6, "order_burst": 10**6}})
+
+    async def scenario():
+        client = await connect(server, 4)
+        await client.subscribe(["orders", "balances"])
+        await client.aclose()
+        other = await connect(server, 4)
+        orders = [limit("buy", f"{49000 + i}", "0.0001") for i in range(20)]
+        for _ in range(200):  # 20 orders placed and canceled: over 60 updates
+            await other.request("order.batch", {"orders": orders})
+            await other.request("order.cancel_all", {})
+        seen = client.seqs["private"]
+        with pytest.raises(ReplayUnavailable) as lost:
+            await client.reconnect()
+        assert lost.value.code == "REPLAY_UNAVAILABLE"
+        assert lost.value.details["oldest_seq"] > seen + 1  # updates were lost between
+        placed = await client.place(**limit("buy", "49000", "0.0001"))
+        push = await client.next_push()
+        while push["channel"] != "orders":
+            push = await client.next_push()
+        assert push["data"]["order_id"] == placed["order"]["order_id"]
 
     run(scenario())
 

@@ -78,3 +78,25 @@ def test_a_command_sequenced_after_its_deadline_is_not_applied():
     assert late["result"] == core.Result.DEADLINE_EXCEEDED
     assert (late["recv_ns"], late["expire_ns"], late["ts_ns"]) == (900, 1_000, 1_001)
     assert len(engine.core.book(0, 1)[0][2]) == 1
+
+
+def test_a_cut_off_command_waits_for_its_last_event():
+    from engine import config
+    from engine import messages as m
+    from engine.engine import Engine
+    from engine.records import command_record, whole_commands
+
+    engine = Engine(config.demo())
+    commands = [m.PlaceOrder(account=a, instrument=0, side=side, type=m.OrderType.LIMIT,
+                             price=5_000_000, qty=1)
+                for a, side in ((1, m.Side.SELL), (2, m.Side.BUY))]  # fmt: skip
+    records = np.frombuffer(b"".join(map(command_record, commands)), COMMAND_DTYPE).copy()
+    records["seq"] = [1, 2]
+    events = engine.apply_batch(records).tobytes()  # the second one trades: many events
+    first = np.flatnonzero(np.frombuffer(events, EVENT_DTYPE)["seq"] == 2)[0]
+    cut = (first + 2) * core.EVENT_SIZE  # two events into the second command
+    whole, rest = whole_commands(events[:cut])
+    assert (len(whole), len(rest)) == (first * core.EVENT_SIZE, 2 * core.EVENT_SIZE)
+    whole, rest = whole_commands(rest + events[cut:])
+    assert whole == events[first * core.EVENT_SIZE :] and rest == b""
+    assert whole_commands(b"") == (b"", b"")

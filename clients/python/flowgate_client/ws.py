@@ -23,6 +23,7 @@ from flowgate_client.signing import Credentials, ws_logon_params
 
 PRIVATE = ("orders", "fills", "balances", "positions")
 CHECKSUM_LEVELS = 10
+MAX_FRAME_BYTES = 1 << 30  # an answer holds every fill of its order: a sweep can be megabytes
 
 
 class FlowgateError(Exception):
@@ -35,6 +36,13 @@ class FlowgateError(Exception):
         self.message = error.get("message")
         self.details = error
         self.status = status
+
+
+class ReplayUnavailable(FlowgateError):
+    """`reconnect()` (or `subscribe(resume=True)`) could not replay the private
+    updates missed: the server no longer keeps them. The channels are
+    subscribed again from now on; rebuild the account's state from
+    `orders.open`, `account.balances` and `account.positions`."""
 
 
 class Book:
@@ -128,14 +136,20 @@ class WsClient:
     async def open(self):
         url = self.url + ("?encoding=msgpack" if self.msgpack else "")
         self.closed.clear()
-        self.transport, _ = await ws_connect(lambda: _Listener(self), url,
-                                             enable_auto_ping=False)  # fmt: skip
+        try:
+            self.transport, _ = await ws_connect(lambda: _Listener(self), url,
+                                                 enable_auto_ping=False,
+                                                 max_frame_size=MAX_FRAME_BYTES)  # fmt: skip
+        except BaseException:
+            self.closed.set()  # no connection to wait for: reconnect() may try again
+            raise
         if self.credentials is not None:
             self.logon = await self.request("session.logon", ws_logon_params(self.credentials))
 
     async def reconnect(self):
         """A new connection after a drop: log on again, resubscribe, and replay
-        the private updates missed since the last one received."""
+        the private updates missed since the last one received (ReplayUnavailable
+        when the server no longer has them)."""
         self.close()
         await self.closed.wait()
         await self.open()
@@ -172,6 +186,8 @@ class WsClient:
 
     def send_raw(self, payload: bytes):
         """Any bytes as one frame (tests of malformed input use it)."""
+        if self.transport is None or self.transport.is_disconnected:
+            raise ConnectionError("not connected: reconnect() first")
         kind = WSMsgType.BINARY if self.msgpack else WSMsgType.TEXT
         self.transport.send(kind, payload)
 
@@ -193,12 +209,14 @@ class WsClient:
             # afresh): then every update of the new run is missed
             same_run = self.logon is None or self.logon.get("epoch") == self.epoch
             params["from_seq"] = self.seqs["private"] if same_run else 0
+        lost = None
         try:
             result = await self.request("subscribe", params)
         except FlowgateError as e:
             if e.code != "REPLAY_UNAVAILABLE":
                 raise
-            self.seqs.pop("private", None)  # a new epoch or too far behind: start afresh
+            lost = e.details  # too far behind: from now on, and the caller told
+            self.seqs.pop("private", None)
             result = await self.request("subscribe", {"channels": channels})
         if private:
             if result.get("epoch") != self.epoch:
@@ -206,6 +224,8 @@ class WsClient:
             self.epoch = result.get("epoch")
             self.seqs.setdefault("private", result["seq"])
         self.channels += [c for c in channels if c not in self.channels]
+        if lost is not None:
+            raise ReplayUnavailable(lost)
         return result
 
     async def next_push(self, timeout: float = 10.0) -> dict:
