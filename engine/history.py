@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS orders (
     client_order_id TEXT NOT NULL, created_seq INTEGER NOT NULL, created_ns INTEGER NOT NULL,
     updated_seq INTEGER NOT NULL, updated_ns INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS orders_by_account ON orders (account, order_id);
+CREATE INDEX IF NOT EXISTS orders_by_client_order_id ON orders (account, client_order_id);
 CREATE TABLE IF NOT EXISTS fills (
     id INTEGER PRIMARY KEY, trade_id INTEGER NOT NULL, account INTEGER NOT NULL,
     order_id INTEGER NOT NULL, instrument INTEGER NOT NULL, side INTEGER NOT NULL,
@@ -342,6 +343,13 @@ class HistoryReader:
         row = self.db.execute("SELECT * FROM orders WHERE order_id = ? AND account = ?",
                               (order_id, account)).fetchone()  # fmt: skip
         return None if row is None else dict(row)
+
+    def order_id(self, account: int, client_order_id: str) -> int:
+        """The newest order of the account with this client order id; 0 if none."""
+        row = self.db.execute(
+            "SELECT max(order_id) FROM orders WHERE account = ? AND client_order_id = ?",
+            (account, client_order_id)).fetchone()  # fmt: skip
+        return row[0] or 0
 
     def updated_ns(self, order_ids: list[int]) -> dict[int, int]:
         """When each of these orders last changed, by order id (those it holds)."""

@@ -111,6 +111,7 @@ class Venue:
         self.streams: list = []
         self.private_to = dict.fromkeys(PRIVATE_CHANNELS, _ignore)  # channel -> hook
         self.closed: collections.OrderedDict[int, OrderView] = collections.OrderedDict()
+        self.closed_coids: dict[tuple[int, str], int] = {}  # -> the newest such closed order
         # per instrument, newest last: (trade_id, price, qty, taker side, ts_ns)
         self.recent_trades = [collections.deque(maxlen=RECENT_TRADES) for _ in instruments.specs]
         self.seq = view.seq  # of the last event walked: the state the view shows
@@ -281,15 +282,24 @@ class Venue:
     def remember(self, order: OrderView):
         """Closed orders a status query still finds (the newest CLOSED_ORDERS)."""
         self.closed[order.order_id] = order
+        if order.client_order_id:
+            self.closed_coids[order.account, order.client_order_id] = order.order_id
         if len(self.closed) > CLOSED_ORDERS:
-            self.closed.popitem(last=False)
+            _, gone = self.closed.popitem(last=False)
+            if self.closed_coids.get((gone.account, gone.client_order_id)) == gone.order_id:
+                del self.closed_coids[gone.account, gone.client_order_id]
 
     # -- queries every protocol answers alike --
 
     def order_status(self, account: int, order_id: int, client_order_id: str) -> OrderView:
-        """An order of the account: open and recently closed ones by either id,
-        older ones by order_id from the history; UNKNOWN_ORDER otherwise."""
+        """An order of the account: open ones by either id, closed ones too (a
+        client order id names the newest with it), recent ones from memory and
+        older ones from the history; UNKNOWN_ORDER otherwise."""
         order = self.view.find(account, order_id, client_order_id)
+        if order is None and not order_id:
+            order_id = self.closed_coids.get((account, client_order_id), 0)
+            if not order_id and self.history is not None:
+                order_id = self.history.order_id(account, client_order_id)
         if order is None and order_id:
             order = self.closed.get(order_id)
             if order is None and self.history is not None:
@@ -301,10 +311,6 @@ class Venue:
                         row["leaves"], row["filled"], row["filled_quote"], row["status"], 0,
                         row["client_order_id"], row["updated_ns"],
                     )  # fmt: skip
-        elif order is None:
-            order = next((o for o in reversed(self.closed.values())
-                          if o.account == account and o.client_order_id == client_order_id),
-                         None)  # fmt: skip
         if order is None or order.account != account:
             raise wire.RequestError("UNKNOWN_ORDER", "no such order for this account")
         return order

@@ -183,6 +183,8 @@ def test_after_a_restart_the_book_open_orders_and_closed_orders_are_as_they_were
         assert (await client.request("orders.open"))["orders"] == opened
         closed = await client.request("order.status", {"order_id": closed_id})
         assert closed["order"]["status"] == "canceled"  # from the history
+        by_coid = await client.request("order.status", {"client_order_id": "r0"})
+        assert by_coid["order"]["order_id"] == str(closed_id)
         await client.request("ping")
         assert client.books["BTC-USDT"].bids == bids
 
