@@ -244,8 +244,8 @@ class EngineRuntime:
     def run_pending(self) -> int:
         """Step until the command ring is empty; return the commands applied."""
         total = 0
-        while n := self.step(self.timers) + self.step():
-            total += n
+        while self.timers or self.commands:  # (not a step more than needed)
+            total += self.step(self.timers) + self.step()
         if total:
             self.maybe_snapshot()
         return total

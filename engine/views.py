@@ -47,10 +47,6 @@ def events_of(batch) -> Iterator[tuple]:
     return EVENT_STRUCT.iter_unpack(batch)
 
 
-def coid_of(event: tuple) -> str:
-    return event[E_COID][: event[E_COID_LEN]].decode(errors="replace")
-
-
 class OrderView(msgspec.Struct, gc=False):
     """An order as its events left it (core codes, integer units). Holds no
     containers, so the cyclic GC need not track the many alive at once."""
@@ -82,7 +78,8 @@ def order_of(event: tuple) -> OrderView:
         event[E_ORDER_ID], event[E_ACCOUNT], event[E_INSTRUMENT], event[E_SIDE],
         event[E_ORDER_TYPE], event[E_TIF], event[E_STP], bool(event[E_FLAGS] & FLAG_POST_ONLY),
         event[E_PRICE], event[E_QTY], event[E_LEAVES], event[E_FILLED], event[E_FILLED_QUOTE],
-        event[E_STATUS], event[E_EXPIRE], coid_of(event), event[E_TS], event[E_REASON],
+        event[E_STATUS], event[E_EXPIRE],
+        event[E_COID][: event[E_COID_LEN]].decode(errors="replace"), event[E_TS], event[E_REASON],
     )  # fmt: skip
 
 

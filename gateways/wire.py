@@ -33,6 +33,8 @@ _INT32 = struct.Struct("<i")
 _CMD = core.CommandType
 CMD_PLACE, CMD_CANCEL, CMD_AMEND = int(_CMD.CMD_PLACE), int(_CMD.CMD_CANCEL), int(_CMD.CMD_AMEND)
 CMD_MASS_CANCEL, CMD_CANCEL_ALL_AFTER = int(_CMD.CMD_MASS_CANCEL), int(_CMD.CMD_CANCEL_ALL_AFTER)
+# looked up once: an enum member lookup costs several times a global's
+MARKET, IOC, GTC = m.OrderType.MARKET, m.TimeInForce.IOC, m.TimeInForce.GTC
 CHECKSUM_LEVELS = 10  # the book checksum covers this many levels a side
 MAX_BATCH = 20
 
@@ -248,16 +250,16 @@ def _pack(recv_ns, account, type_, instrument=0, order_id=0, price=0, qty=0, exp
 def place_record(instruments: Instruments, p: PlaceParams, account: int, recv_ns: int) -> bytes:
     spec = instruments.spec(p.symbol)
     qty = instruments.lots(spec, p.qty)
-    if p.type == m.OrderType.MARKET:
+    if p.type == MARKET:
         if p.price is not None:
             raise RequestError("INVALID_PRICE", "market orders take no price")
         price = 0
-        tif = p.tif or m.TimeInForce.IOC
+        tif = p.tif or IOC
     else:
         if p.price is None:
             raise RequestError("INVALID_PRICE", "limit orders need a price")
         price = instruments.ticks(spec, p.price)
-        tif = p.tif or m.TimeInForce.GTC
+        tif = p.tif or GTC
     if p.expire_ts is not None and not 0 < p.expire_ts <= MAX_INT64 // 1_000_000:
         raise RequestError("INVALID_EXPIRE_TIME", MESSAGES["INVALID_EXPIRE_TIME"])
     expire_ns = 0 if p.expire_ts is None else p.expire_ts * 1_000_000

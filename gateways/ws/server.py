@@ -17,6 +17,7 @@ its answers or private updates; past MAX_UNSENT_BYTES it is disconnected.
 import collections
 import logging
 import socket
+import struct
 import time
 from urllib.parse import parse_qs
 
@@ -43,6 +44,9 @@ MAX_UNSENT_BYTES = 32 << 20  # a client this far behind is disconnected
 PRIVATE_HISTORY = 10_000  # private updates kept per account for from_seq replay
 IDLE_PING_S, PONG_TIMEOUT_S = 20.0, 10.0
 PUBLIC_CHANNELS = ("book", "trades", "bbo")
+# frame kinds, looked up once: an enum member lookup costs several times a global's
+TEXT, BINARY, CLOSE, CONTINUATION = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CLOSE,
+                                     WSMsgType.CONTINUATION)  # fmt: skip
 
 
 class Request(msgspec.Struct):
@@ -98,18 +102,21 @@ class Codec:
 JSON, MSGPACK = Codec(False), Codec(True)
 
 
+_HEADER, _HEADER_16, _HEADER_64 = struct.Struct(">BB"), struct.Struct(">BBH"), struct.Struct(">BBQ")
+
+
 def frame_header(opcode: int, size: int) -> bytes:
     """A server frame's header (servers send unmasked frames)."""
     if size < 126:
-        return bytes((opcode, size))
+        return _HEADER.pack(opcode, size)
     if size < 1 << 16:
-        return bytes((opcode, 126)) + size.to_bytes(2, "big")
-    return bytes((opcode, 127)) + size.to_bytes(8, "big")
+        return _HEADER_16.pack(opcode, 126, size)
+    return _HEADER_64.pack(opcode, 127, size)
 
 
-DECODERS = {WSMsgType.TEXT: msgspec.json.Decoder(Request).decode,
-            WSMsgType.BINARY: msgspec.msgpack.Decoder(Request).decode}  # fmt: skip
-PARAMS = {WSMsgType.TEXT: msgspec.json.decode, WSMsgType.BINARY: msgspec.msgpack.decode}
+DECODERS = {TEXT: msgspec.json.Decoder(Request).decode,
+            BINARY: msgspec.msgpack.Decoder(Request).decode}  # fmt: skip
+PARAMS = {TEXT: msgspec.json.decode, BINARY: msgspec.msgpack.decode}
 
 
 class Encoded:
@@ -216,10 +223,10 @@ class WsGateway:
                 raise wire.RequestError("UNAUTHENTICATED", "log on first (session.logon)")
             if permission is not None and permission not in session.permissions:
                 raise wire.RequestError("FORBIDDEN", f"this key lacks the {permission} permission")
-            self.decode = PARAMS[kind]  # the request's encoding, for what is decoded later
+            decode = self.decode = PARAMS[kind]  # the request's encoding, for what is decoded later
             if params_type is not None:
                 try:
-                    params = PARAMS[kind](request.params, type=params_type)
+                    params = decode(request.params, type=params_type)
                 except msgspec.DecodeError as e:
                     raise wire.RequestError("INVALID_PARAMS", str(e)) from None
             else:
@@ -234,13 +241,10 @@ class WsGateway:
             log.exception("request failed", extra={"session": session.id})
             session.error(request_id, "INTERNAL", "the request failed inside the gateway")
 
-    def spend(self, session: "WsSession", orders: bool):
-        """Rate limits: order entry spends the account's order budget; other
-        requests the key's, or the address's before logon (cancels spend
-        nothing)."""
-        if orders:
-            wire.spend_order(self.limiter, session.account)
-            return
+    def spend(self, session: "WsSession"):
+        """Rate limits of requests other than order entry (which spends the
+        account's order budget, `wire.spend_order`; cancels spend nothing): the
+        key's, or the address's before logon."""
         decision = self.limiter.request(session.key_id, session.ip)
         if not decision.allowed:
             raise wire.RequestError("RATE_LIMITED", "over the rate limit",
@@ -397,7 +401,7 @@ class WsSession(WSListener):
         self.cancel_on_disconnect = False
         self.stale: set[str] = set()  # market-data channels held back while it was slow
         self.fragments: bytearray | None = None
-        self.fragment_kind = WSMsgType.TEXT
+        self.fragment_kind = TEXT
         self.discarding = False  # the rest of a fragmented message already refused
         self.out: list[bytes] = []  # messages waiting for the end of the callback
 
@@ -442,16 +446,16 @@ class WsSession(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame):
         kind = frame.msg_type
-        if kind == WSMsgType.CLOSE:
+        if kind == CLOSE:
             transport.send_close(frame.get_close_code())
             transport.disconnect()
             return
-        if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
+        if kind == TEXT or kind == BINARY:
             if frame.fin and self.fragments is None:
                 self.gateway.handle(self, kind, frame.get_payload_as_bytes())
             else:
                 self.gather(kind, frame)
-        elif kind == WSMsgType.CONTINUATION:
+        elif kind == CONTINUATION:
             self.gather(kind, frame)
         # (pings are answered by picows; pongs need nothing)
         if frame.last_in_buffer:  # the whole read is handled: its commands go now
@@ -460,7 +464,7 @@ class WsSession(WSListener):
 
     def gather(self, kind: WSMsgType, frame):
         """A fragmented message: gather it, within the size limit."""
-        if kind != WSMsgType.CONTINUATION:
+        if kind != CONTINUATION:
             self.fragments, self.fragment_kind, self.discarding = bytearray(), kind, False
         elif self.discarding:  # answered once already (too large)
             self.discarding = not frame.fin
@@ -565,7 +569,7 @@ class WsSession(WSListener):
 
 def pending_for(request: Request, size: int, recv_ns: int) -> Pending:
     """`order.place` waits as "place", `session.cancel_all_after` as "cancel_all_after"..."""
-    return Pending(request.id, request.method.rpartition(".")[2], size, recv_ns)
+    return Pending(request.id, WAITS_AS[request.method], size, recv_ns)
 
 
 def _logon(gateway: WsGateway, session: WsSession, request, p: LogonParams, recv_ns):
@@ -589,7 +593,7 @@ def _logout(gateway, session: WsSession, request, p, recv_ns):
 
 
 def _ping(gateway: WsGateway, session: WsSession, request, p, recv_ns):
-    gateway.spend(session, orders=False)
+    gateway.spend(session)
     session.reply(request.id, {"time_ms": recv_ns // 1_000_000})
 
 
@@ -606,7 +610,7 @@ def _cancel_all_after(gateway: WsGateway, session: WsSession, request, p: Timeou
 
 
 def _place(gateway: WsGateway, session: WsSession, request, p: wire.PlaceParams, recv_ns):
-    gateway.spend(session, orders=True)
+    wire.spend_order(gateway.limiter, session.account)
     record = wire.place_record(gateway.instruments, p, session.account, recv_ns)
     gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
 
@@ -619,7 +623,7 @@ def _batch(gateway: WsGateway, session: WsSession, request, p: BatchParams, recv
 
 
 def _amend(gateway: WsGateway, session: WsSession, request, p: wire.AmendParams, recv_ns):
-    gateway.spend(session, orders=True)
+    wire.spend_order(gateway.limiter, session.account)
     order_id, coid = wire.order_id_of(p)
     _, instrument = gateway.venue.amend_target(session, session.account, order_id, coid)
     record = wire.amend_record(gateway.instruments, p, instrument, session.account, recv_ns)
@@ -637,14 +641,14 @@ def _cancel_all(gateway: WsGateway, session: WsSession, request, p: wire.CancelA
 
 
 def _status(gateway: WsGateway, session: WsSession, request, p: wire.OrderRef, recv_ns):
-    gateway.spend(session, orders=False)
+    gateway.spend(session)
     order_id, coid = wire.order_id_of(p)
     order = gateway.venue.order_status(session.account, order_id, coid.decode())
     session.reply(request.id, {"order": wire.order_out(gateway.instruments, order)})
 
 
 def _open_orders(gateway: WsGateway, session: WsSession, request, p: OpenOrdersParams, recv_ns):
-    gateway.spend(session, orders=False)
+    gateway.spend(session)
     instrument = None if p.symbol is None else gateway.instruments.spec(p.symbol).index
     orders = [wire.order_out(gateway.instruments, o)
               for o in gateway.view.open.get(session.account, {}).values()
@@ -653,14 +657,14 @@ def _open_orders(gateway: WsGateway, session: WsSession, request, p: OpenOrdersP
 
 
 def _balances(gateway: WsGateway, session: WsSession, request, p, recv_ns):
-    gateway.spend(session, orders=False)
+    gateway.spend(session)
     held = gateway.view.balances.get(session.account, {})
     balances = [wire.balance_out(gateway.instruments, a, *held[a]) for a in sorted(held)]
     session.reply(request.id, {"balances": balances})
 
 
 def _positions(gateway: WsGateway, session: WsSession, request, p, recv_ns):
-    gateway.spend(session, orders=False)
+    gateway.spend(session)
     held = gateway.view.positions.get(session.account, {})
     positions = [wire.position_out(gateway.instruments, i, *held[i]) for i in sorted(held)]
     session.reply(request.id, {"positions": positions})
@@ -679,7 +683,7 @@ def _channel(gateway: WsGateway, session: WsSession, name: str):
 
 
 def _subscribe(gateway: WsGateway, session: WsSession, request, p: SubscribeParams, recv_ns):
-    gateway.spend(session, orders=False)
+    gateway.spend(session)
     channels = [(name, *_channel(gateway, session, name)) for name in p.channels]
     private = [name for name, kind, _ in channels if kind in PRIVATE_CHANNELS]
     stream = gateway.private_streams[session.account] if private else None
@@ -746,6 +750,7 @@ METHODS = {
     "unsubscribe": (_unsubscribe, SubscribeParams, None),
     "ping": (_ping, None, None),
 }
+WAITS_AS = {name: name.rpartition(".")[2] for name in METHODS}
 # order commands: every answer to one carries the venue's timestamps, a refusal's too
 ORDER_METHODS = frozenset(("session.cancel_all_after", "order.place", "order.batch",
                            "order.amend", "order.cancel", "order.cancel_all"))  # fmt: skip
