@@ -76,7 +76,7 @@ class Outcome:
         self.code = ""
         self.retry = False
         self.count = 0  # orders a mass cancel canceled
-        self.deadline_ns = 0  # of a dead man's switch
+        self.deadline_ns = 0  # of a dead man's switch, or of a command sequenced too late
         self.ts_ns = 0  # the sequencer's time of the command
 
 
@@ -233,6 +233,7 @@ class Venue:
                 to_orders(order.account, "orders", order)
             elif kind == REJECTED:
                 outcome.code = wire.result_name(e[E_RESULT])
+                outcome.deadline_ns = e[E_EXPIRE]  # of a command sequenced too late
                 if e[E_CMD_TYPE] == wire.CMD_PLACE and 0 < e[E_ACCOUNT] <= view.n_accounts:
                     refused = order_of(e)
                     refused.reject_code = outcome.code
@@ -316,7 +317,11 @@ class Venue:
         return order
 
     def result_of(self, method: str, outcome: Outcome):
-        """The result of a command that succeeded, in the shapes of the API."""
+        """The result of a command that succeeded, in the shapes of the API;
+        for a refusal, its details if it has any."""
+        if outcome.code == "DEADLINE_EXCEEDED":
+            return wire.RequestError(outcome.code, wire.MESSAGES[outcome.code],
+                                     deadline_ns=outcome.deadline_ns)  # fmt: skip
         if outcome.code:
             return None
         instruments = self.instruments

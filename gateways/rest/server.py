@@ -309,7 +309,7 @@ class HttpConnection(asyncio.Protocol):
             return
         ((code, result),) = pending.results
         if code:
-            self.respond(request, status_of(code), {"error": {**wire.error_of(code),
+            self.respond(request, status_of(code), {"error": {**wire.error_of(code, result),
                                                               "timestamps": times}})  # fmt: skip
         else:
             result["timestamps"] = times

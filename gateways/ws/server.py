@@ -557,7 +557,7 @@ class WsSession(WSListener):
             return
         ((code, result),) = pending.results
         if code:
-            self.send({"id": pending.context, "error": {**wire.error_of(code),
+            self.send({"id": pending.context, "error": {**wire.error_of(code, result),
                                                         "timestamps": times}})  # fmt: skip
         else:
             result["timestamps"] = times

@@ -3,9 +3,13 @@ loopback port, driven with the Python SDK (`flowgate_client.RestClient`) and
 raw sockets."""
 
 import json
+import os
+import signal
 import socket
+import threading
 import time
 from functools import partial
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -303,6 +307,39 @@ def test_requests_over_budget_get_429_and_cancels_still_pass(start):
     assert trader.cancel_all() == statuses.count(200)
     assert int(trader.last_headers["ratelimit-remaining"]) > 0  # the key's budget
     assert server.stop() == 0
+
+
+def test_an_order_the_engine_takes_after_its_signed_window_is_not_applied(start):
+    server = start("--engine-process")
+    trader = client(server, 2)
+    trader.window_ms = 300
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    (engine,) = [
+        int(child)
+        for child in children  # besides multiprocessing's resource tracker
+        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+    outcome = {}
+
+    def place():
+        try:
+            trader.place(**limit("buy", "46000", "0.001", client_order_id="late"))
+        except FlowgateError as e:
+            outcome["error"] = e
+
+    os.kill(engine, signal.SIGSTOP)  # the engine stalls: the order waits in the ring
+    try:
+        placing = threading.Thread(target=place)
+        placing.start()
+        time.sleep(0.6)  # past the window
+    finally:
+        os.kill(engine, signal.SIGCONT)
+    placing.join(30)
+    error = outcome["error"]
+    assert (error.status, error.code) == (503, "DEADLINE_EXCEEDED")
+    assert error.details["deadline_ns"] < error.details["timestamps"]["engine_in_ns"]
+    assert trader.request("GET", "/v1/orders")["orders"] == []  # nothing was placed
 
 
 def test_a_request_over_the_keys_budget_still_says_what_is_left(start):
