@@ -229,7 +229,23 @@ class WsClient:
         return result
 
     async def next_push(self, timeout: float = 10.0) -> dict:
-        return await asyncio.wait_for(self.pushes.get(), timeout)
+        """The next push; ConnectionError once the connection has dropped and
+        the pushes that came before are taken; TimeoutError after timeout s."""
+        if self.pushes.empty() and self.closed.is_set():
+            raise ConnectionError("the connection closed")
+        getting = asyncio.ensure_future(self.pushes.get())
+        closing = asyncio.ensure_future(self.closed.wait())
+        try:
+            await asyncio.wait((getting, closing), timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            closing.cancel()
+            getting.cancel()  # (no effect once it has its push)
+        if getting.done() and not getting.cancelled():
+            return getting.result()
+        if self.closed.is_set():
+            raise ConnectionError("the connection closed")
+        raise TimeoutError(f"no push within {timeout} s")
 
     # -- incoming --
 
