@@ -44,7 +44,8 @@ def decode(data: bytes) -> Snapshot:
 
 
 def write(directory: Path, data: bytes, seq: int) -> Path:
-    """Store an encoded snapshot durably, then drop all but the newest KEEP."""
+    """Store an encoded snapshot durably, then drop all but the newest KEEP
+    and what an interrupted write left."""
     final = path_of(directory, seq)
     temporary = final.with_suffix(".tmp")
     with open(temporary, "wb") as f:
@@ -59,6 +60,8 @@ def write(directory: Path, data: bytes, seq: int) -> Path:
         os.close(fd)
     for old in sorted(Path(directory).glob("snapshot-*.fgs"))[:-KEEP]:
         old.unlink()
+    for unfinished in Path(directory).glob("snapshot-*.tmp"):  # a writer killed midway
+        unfinished.unlink(missing_ok=True)
     return final
 
 

@@ -119,6 +119,16 @@ def test_a_damaged_snapshot_falls_back_to_the_journal(runtime, tmp_path, caplog)
     assert recovered.state_hash() == rt.engine.state_hash()
 
 
+def test_a_snapshot_write_clears_what_an_interrupted_one_left(runtime, tmp_path):
+    rt = runtime(tmp_path)
+    feed(rt, [order(i) for i in range(5)])
+    unfinished = snapshot.path_of(tmp_path, 3).with_suffix(".tmp")
+    unfinished.write_bytes(b"half a snapshot")  # its writer was killed midway
+    rt.take_snapshot()
+    assert not unfinished.exists()
+    assert [p.name for p in snapshot.all_snapshots(tmp_path)] == [f"snapshot-{5:020d}.fgs"]
+
+
 def test_clean_close_leaves_a_snapshot_at_the_last_command(runtime, tmp_path):
     rt = runtime(tmp_path)
     feed(rt, [order(i) for i in range(5)])
