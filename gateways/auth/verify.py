@@ -73,7 +73,7 @@ class _Verifier:
             try:
                 self.ed25519.verify(payload, signature)
                 return True
-            except BadSignatureError:
+            except (BadSignatureError, ValueError):  # (ValueError: not 64 bytes)
                 return False
         mac = self.keyed.copy()
         mac.update(payload)

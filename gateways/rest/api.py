@@ -55,14 +55,15 @@ def dispatch(gateway, connection, request):
         principal = authenticate(gateway, connection, request, permission)
     body = None
     if body_type is not None:
-        content_type = request.headers.get("content-type", "").lower()  # case-insensitive
-        if not content_type.startswith("application/json"):
+        media_type = request.headers.get("content-type", "").partition(";")[0]
+        if media_type.strip().lower() != "application/json":  # parameters (charset) aside
             raise wire.RequestError("UNSUPPORTED_MEDIA_TYPE", "send JSON (application/json)")
         try:
             body = msgspec.json.decode(request.body, type=body_type)
         except msgspec.ValidationError as e:
             raise wire.RequestError("INVALID_PARAMS", str(e)) from None
-        except msgspec.DecodeError as e:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+            # (a string that is not UTF-8; arrays nested too deep to decode)
             raise wire.RequestError("INVALID_REQUEST", f"not JSON: {e}") from None
     handler(gateway, connection, request, principal, segments, query, body)
 
@@ -78,6 +79,8 @@ def route_of(method: str, segments: list[str]) -> tuple:
                 return handler, permission, body_type
             allowed.append(route_method)
     if allowed:
+        if "GET" in allowed:
+            allowed.append("HEAD")  # answered as GET is, without the body
         raise wire.RequestError("METHOD_NOT_ALLOWED", f"{method} is not allowed here",
                                 allow=", ".join(allowed))  # fmt: skip
     raise wire.RequestError("NOT_FOUND", "no such endpoint")
@@ -110,8 +113,11 @@ def authenticate(gateway, connection, request, permission: str) -> Principal:
         raise wire.RequestError("UNAUTHENTICATED", "sign the request: FG-KEY, FG-TS, FG-NONCE "
                                 "and FG-SIGN headers")  # fmt: skip
     window = headers.get("fg-window")
-    if not wire.whole_number(ts) or (window is not None and not wire.whole_number(window)):
-        raise wire.RequestError("UNAUTHENTICATED", "FG-TS and FG-WINDOW are whole milliseconds")
+    if not wire.whole_number(ts):
+        raise wire.RequestError("UNAUTHENTICATED", "FG-TS is whole milliseconds")
+    if window is not None and not wire.whole_number(window):
+        most = gateway.authenticator.limits.window_max_ms
+        raise AuthError("INVALID_WINDOW", f"the window is 1..{most} ms, in whole milliseconds")
     nonce = nonce.encode("latin-1").decode("utf-8", "replace")  # signed as UTF-8, as sent
     payload = canonical(ts, nonce, request.method, request.target.decode("latin-1"),
                         bytes(request.body))  # fmt: skip

@@ -123,9 +123,11 @@ class HttpConnection(asyncio.Protocol):
         self.active_at = time.monotonic()  # the last request's first byte, or the start
         self.closing = False
         self.refusal: tuple[str, str] | None = None  # why a callback stopped the parser
-        # bytes fed since the parser last finished a request's headers: the parser
-        # holds a header line until it ends, so its callbacks cannot count one
+        # bytes fed since the parser last finished a request's headers or body,
+        # bodies aside: the parser holds a header line until it ends, so its
+        # callbacks cannot count one (a body is bounded in on_body)
         self.unfinished = 0
+        self.in_body = False
 
     # -- connection --
 
@@ -167,7 +169,8 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes):
         if self.closing:
             return
-        self.unfinished += len(data)
+        if not self.in_body:
+            self.unfinished += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -177,7 +180,7 @@ class HttpConnection(asyncio.Protocol):
                 self.refuse(*self.refusal)
             else:
                 self.refuse("INVALID_REQUEST", f"malformed HTTP: {e}")
-        # a body is at most max_body; more unfinished bytes are a header that never ends
+        # (one read may also hold the body that follows the headers)
         if self.unfinished > MAX_HEADER_BYTES + self.gateway.max_body and not self.closing:
             self.refuse("HEADERS_TOO_LARGE", f"headers over {MAX_HEADER_BYTES} bytes")
         self.gateway.venue.kick()
@@ -222,6 +225,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self):
         self.unfinished = 0
+        self.in_body = True
         request = self.current
         request.method = self.parser.get_method().decode()
         length = request.headers.get("content-length", "0").strip()  # trailing spaces are legal
@@ -237,6 +241,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self):
         self.unfinished = 0
+        self.in_body = False
         if self.parser.should_upgrade():  # refused once the parser stops (data_received)
             return
         request, self.current = self.current, None

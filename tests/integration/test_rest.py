@@ -230,7 +230,7 @@ def test_every_error_has_its_status_and_code(server):
         error = refused(call)
         assert (error.status, error.code) == (status, code)
         if status == 405:
-            assert trader.last_headers["allow"] == "POST, GET, DELETE"
+            assert trader.last_headers["allow"] == "POST, GET, DELETE, HEAD"
     # an order command refused carries the venue's timestamps, the engine's 0 if it never
     # saw it
     at_gateway = refused(lambda: trader.place(**limit("buy", "50000.001", "0.01")))
@@ -276,6 +276,15 @@ def test_signatures_are_checked_end_to_end(server):
     assert status_of(wide) == 200  # a wider window takes the same skew
     bad_window = post(rest_headers(creds, "POST", "/v1/orders", body, window_ms=60_001))
     assert body_of(bad_window)["error"]["code"] == "INVALID_WINDOW"
+    not_a_window = post({**rest_headers(creds, "POST", "/v1/orders", body), "FG-WINDOW": "abc"})
+    assert (status_of(not_a_window), body_of(not_a_window)["error"]["code"]) == (
+        400, "INVALID_WINDOW")  # fmt: skip
+    # an Ed25519 signature of the wrong length is a failed signature like any other
+    ed25519 = credentials(server, 2, "ed25519")
+    for garbled in ("AAAA", "!!", "A" * 88):
+        headers = {**rest_headers(ed25519, "POST", "/v1/orders", body), "FG-SIGN": garbled}
+        answer = post(headers)
+        assert (status_of(answer), body_of(answer)["error"]["code"]) == (401, "UNAUTHENTICATED")
     # the query string is signed as sent
     reader = client(server, 2)
     assert reader.request("GET", "/v1/orders", {"symbol": "BTC-USDT"})["orders"]
@@ -428,16 +437,40 @@ def test_bad_http_gets_a_clear_status_and_a_closed_connection(start):
         assert b"Connection: close" in answer
     creds = credentials(server, 2, "hmac-sha256")
     bodies = [
-        (b"{not json", "application/json", "INVALID_REQUEST"),
-        (b"{}", "text/plain", "UNSUPPORTED_MEDIA_TYPE"),
-    ]
-    for payload, content_type, code in bodies:
-        headers = "".join(f"{k}: {v}\r\n" for k, v in rest_headers(creds, "POST", "/v1/orders",
+        ("/v1/orders", b"{not json", "application/json", "INVALID_REQUEST"),
+        ("/v1/orders", b"{}", "text/plain", "UNSUPPORTED_MEDIA_TYPE"),
+        ("/v1/orders", b"{}", "application/jsonx", "UNSUPPORTED_MEDIA_TYPE"),
+        ("/v1/orders", b'{"symbol": "BTC-\xff"}', "application/json", "INVALID_REQUEST"),
+        ("/v1/orders/batch", b'{"orders": [' + b"[" * 30_000 + b"]" * 30_000 + b"]}",
+         "application/json", "INVALID_REQUEST"),  # too deep to decode
+    ]  # fmt: skip
+    for path, payload, content_type, code in bodies:
+        headers = "".join(f"{k}: {v}\r\n" for k, v in rest_headers(creds, "POST", path,
                                                                     payload).items())  # fmt: skip
-        (answer,) = raw_exchange(port, (f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        (answer,) = raw_exchange(port, (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: "
                                         f"{content_type}\r\nContent-Length: {len(payload)}\r\n"
                                         f"{headers}\r\n").encode() + payload, 1)  # fmt: skip
-        assert body_of(answer)["error"]["code"] == code
+        assert body_of(answer)["error"]["code"] == code, (path, payload[:40])
+    # a chunked body of small chunks: its framing is no header, however the reads fall
+    payload = json.dumps(limit("buy", "49000", "0.01", client_order_id="c" * 30)).encode()
+    payload += b" " * (20_000 - len(payload))
+    chunked = b"".join(b"1\r\n" + payload[i : i + 1] + b"\r\n" for i in range(len(payload)))
+    headers = "".join(f"{k}: {v}\r\n" for k, v in rest_headers(creds, "POST", "/v1/orders",
+                                                                payload).items())  # fmt: skip
+    request = (
+        (
+            f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Transfer-Encoding: chunked\r\n{headers}\r\n"
+        ).encode()
+        + chunked
+        + b"0\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for at in range(0, len(request), 8192):
+            sock.sendall(request[at : at + 8192])
+            time.sleep(0.001)
+        (answer,) = read_responses(sock, 1)
+    assert status_of(answer) == 200, answer
     # an upgrade (curl --http2 asks for h2c) is refused once, and nothing is done
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"GET /v1/time HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
