@@ -26,7 +26,7 @@ import numpy as np
 from engine import placement
 from engine.locks import exclusive_lock
 from engine.records import EVENT_DTYPE, whole_commands
-from ext.core import EVENT_SIZE, EventType, OrderStatus, Ring
+from ext.core import EVENT_SIZE, EventFlag, EventType, OrderStatus, Ring
 
 log = logging.getLogger("flowgate.history")
 
@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS orders (
     price INTEGER NOT NULL, qty INTEGER NOT NULL, leaves INTEGER NOT NULL,
     filled INTEGER NOT NULL, filled_quote INTEGER NOT NULL, status INTEGER NOT NULL,
     client_order_id TEXT NOT NULL, created_seq INTEGER NOT NULL, created_ns INTEGER NOT NULL,
-    updated_seq INTEGER NOT NULL, updated_ns INTEGER NOT NULL);
+    updated_seq INTEGER NOT NULL, updated_ns INTEGER NOT NULL, post_only INTEGER NOT NULL
+    DEFAULT 0, stp INTEGER NOT NULL DEFAULT 0, expire_ns INTEGER NOT NULL DEFAULT 0,
+    reason INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS orders_by_account ON orders (account, order_id);
 CREATE INDEX IF NOT EXISTS orders_by_client_order_id ON orders (account, client_order_id);
 CREATE TABLE IF NOT EXISTS fills (
@@ -62,12 +64,14 @@ CREATE INDEX IF NOT EXISTS balances_by_account ON balance_changes (account, id);
 
 _ORDER_EVENTS = (EventType.EV_ACCEPTED, EventType.EV_CANCELED, EventType.EV_EXPIRED,
                  EventType.EV_AMENDED, EventType.EV_ORDER_STATE)  # fmt: skip
+_FLAG_POST_ONLY = int(EventFlag.FLAG_POST_ONLY)
 _ORDER_AND_TRADE_EVENTS = [int(k) for k in (*_ORDER_EVENTS, EventType.EV_TRADE)]
 
 
 def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
+    _add_columns(db)
     # No syncs: the journal, not this file, is the record, and an fsync here
     # stalls the loop's writes into the journal's mapping (they share the file
     # system's journal). A process crash loses nothing; after a machine crash
@@ -77,15 +81,27 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _add_columns(db: sqlite3.Connection):
+    """A database written before `orders` had its last columns gets them
+    (their defaults for the orders it holds)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(orders)")}
+    if have:
+        for column in _COLUMNS[len(_COLUMNS) - len(_ADDED) :]:
+            if column not in have:
+                db.execute(f"ALTER TABLE orders ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+
+
 def stored_seq(db: sqlite3.Connection) -> int:
     row = db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
     return row[0] if row else 0
 
 
+_ADDED = ("post_only", "stp", "expire_ns", "reason")  # after the first release
 _COLUMNS = ("order_id", "account", "instrument", "side", "order_type", "tif", "price", "qty",
             "leaves", "filled", "filled_quote", "status", "client_order_id", "created_seq",
-            "created_ns", "updated_seq", "updated_ns")  # fmt: skip
-_LEAVES, _FILLED, _QUOTE, _STATUS, _CREATED = 8, 9, 10, 11, 13
+            "created_ns", "updated_seq", "updated_ns", *_ADDED)  # fmt: skip
+_LEAVES, _FILLED, _QUOTE, _STATUS, _CREATED, _UPDATED, _EXPIRE = 8, 9, 10, 11, 13, 15, 19
+_CLOSING = (EventType.EV_CANCELED, EventType.EV_EXPIRED)
 
 
 def store(db: sqlite3.Connection, batch: bytes):
@@ -114,7 +130,7 @@ def store(db: sqlite3.Connection, batch: bytes):
         row[_STATUS] = (
             OrderStatus.STATUS_FILLED if leaves == 0 else OrderStatus.STATUS_PARTIALLY_FILLED
         )
-        row[-2:] = [seq, ts]
+        row[_UPDATED : _UPDATED + 2] = [seq, ts]
 
     kinds = events["type"]
     # balance changes, the most common event, straight from the columns
@@ -126,13 +142,20 @@ def store(db: sqlite3.Connection, batch: bytes):
         r = dict(zip(EVENT_DTYPE.names, e, strict=True))
         kind, seq, ts = r["type"], r["seq"], r["ts_ns"]
         if kind in _ORDER_EVENTS:
-            coid = r["coid"][: r["coid_len"]].decode(errors="replace")
-            row = [r["order_id"], r["account"], r["instrument"], r["side"], r["order_type"],
-                   r["tif"], r["price"], r["qty"], r["leaves"], r["filled"], r["filled_quote"],
-                   r["status"], coid, seq, ts, seq, ts]  # fmt: skip
             known = order(r["order_id"])
+            if kind == EventType.EV_ORDER_STATE and known is not None:
+                continue  # a retry's answer: the order has not changed
+            coid = r["coid"][: r["coid_len"]].decode(errors="replace")
+            closing = kind in _CLOSING
+            row = [r["order_id"], r["account"], r["instrument"], r["side"], r["order_type"],
+                   r["tif"], r["price"], r["qty"], 0 if closing else r["leaves"], r["filled"],
+                   r["filled_quote"], r["status"], coid, seq, ts, seq, ts,
+                   int(r["flags"] & _FLAG_POST_ONLY != 0), r["stp"], r["expire_ns"],
+                   r["reason"]]  # fmt: skip
             if known is not None:
                 row[_CREATED : _CREATED + 2] = known[_CREATED : _CREATED + 2]
+                if closing:  # (its event leaves the order's expiry out)
+                    row[_EXPIRE] = known[_EXPIRE]
             orders[r["order_id"]] = row
         elif kind == EventType.EV_TRADE:
             price, qty, trade, side = r["price"], r["qty"], r["trade_id"], r["side"]

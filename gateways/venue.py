@@ -308,9 +308,10 @@ class Venue:
                 if row is not None:
                     order = OrderView(
                         row["order_id"], row["account"], row["instrument"], row["side"],
-                        row["order_type"], row["tif"], 0, False, row["price"], row["qty"],
-                        row["leaves"], row["filled"], row["filled_quote"], row["status"], 0,
-                        row["client_order_id"], row["updated_ns"],
+                        row["order_type"], row["tif"], row["stp"], bool(row["post_only"]),
+                        row["price"], row["qty"], row["leaves"], row["filled"],
+                        row["filled_quote"], row["status"], row["expire_ns"],
+                        row["client_order_id"], row["updated_ns"], row["reason"],
                     )  # fmt: skip
         if order is None or order.account != account:
             raise wire.RequestError("UNKNOWN_ORDER", "no such order for this account")

@@ -171,6 +171,26 @@ def test_an_order_life_with_fills_settlement_and_history(server, key_type):
     assert (position.net_qty, position.avg_entry_price) == ("0.004", "50000")
 
 
+def test_a_closed_order_reads_the_same_after_a_restart(start):
+    server = start()
+    trader = client(server, 2)
+    expire_ts = time.time_ns() // 1_000_000 + 3_600_000
+    placed = trader.place(**limit("buy", "49000", "0.001", post_only=True, tif="gtd",
+                                  expire_ts=expire_ts, client_order_id="closed-1"))  # fmt: skip
+    trader.cancel(order_id=placed.order.order_id)
+    before = trader.request("GET", f"/v1/orders/{placed.order.order_id}")["order"]
+    assert (before["post_only"], before["leaves_qty"]) == (True, "0")
+    assert (before["expire_ts"], before["cancel_reason"]) == (expire_ts, "user")
+    assert server.stop() == 0
+    again = ServerProcess(server.data_dir)
+    try:
+        # from the history now: the same answer
+        reader = client(again, 2)
+        assert reader.request("GET", f"/v1/orders/{placed.order.order_id}")["order"] == before
+    finally:
+        assert again.stop() == 0
+
+
 def test_fills_are_paginated_newest_first(server):
     maker, taker = client(server, 2), client(server, 3)
     for i in range(5):

@@ -6,11 +6,13 @@ import signal
 import sqlite3
 
 from engine import config as venue_config
-from engine.history import FILE, HistoryReader
+from engine.history import FILE, HistoryReader, connect
 from engine.runtime import EngineRuntime
+from ext.core import OrderStatus
 from tests.unit.test_runtime import feed, order
 
 ACCOUNTS = (1, 2, 3, 4)
+OPEN = (OrderStatus.STATUS_NEW, OrderStatus.STATUS_PARTIALLY_FILLED)
 
 
 def agrees_with_core(reader: HistoryReader, runtime: EngineRuntime):
@@ -21,8 +23,11 @@ def agrees_with_core(reader: HistoryReader, runtime: EngineRuntime):
     for row in orders:
         live = core.order(row["order_id"])
         if live is not None:
-            fields = ("leaves", "filled", "filled_quote", "status", "price", "qty")
+            fields = ("filled", "filled_quote", "status", "price", "qty", "stp", "expire_ns",
+                      "reason")  # fmt: skip
             assert {k: row[k] for k in fields} == {k: live[k] for k in fields}, row
+            assert row["post_only"] == live["post_only"]
+            assert row["leaves"] == (live["leaves"] if live["status"] in OPEN else 0), row
     fills = [row for a in ACCOUNTS for row in reader.fills(a, limit=1000).rows]
     assert len(fills) == 2 * (core.next_trade_id - 1) > 0
     assert reader.last_seq() == runtime.seq
@@ -112,3 +117,21 @@ def test_events_wait_in_the_backlog_while_the_writer_is_stopped(tmp_path):
     control.close()
     assert HistoryReader(tmp_path / "stopped").last_seq() == len(commands)
     assert history_rows(tmp_path / "stopped") == history_rows(tmp_path / "control")
+
+
+def test_a_database_from_before_the_last_columns_gets_them(tmp_path):
+    old = sqlite3.connect(tmp_path / FILE)
+    old.execute("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, account INTEGER NOT NULL, "
+                "instrument INTEGER NOT NULL, side INTEGER NOT NULL, order_type INTEGER NOT NULL, "
+                "tif INTEGER NOT NULL, price INTEGER NOT NULL, qty INTEGER NOT NULL, leaves "
+                "INTEGER NOT NULL, filled INTEGER NOT NULL, filled_quote INTEGER NOT NULL, status "
+                "INTEGER NOT NULL, client_order_id TEXT NOT NULL, created_seq INTEGER NOT NULL, "
+                "created_ns INTEGER NOT NULL, updated_seq INTEGER NOT NULL, updated_ns INTEGER "
+                "NOT NULL)")  # fmt: skip
+    old.execute("INSERT INTO orders VALUES (7, 2, 0, 1, 2, 1, 100, 5, 0, 5, 500, 3, 'a', 1, 1, "
+                "2, 2)")  # fmt: skip
+    old.commit()
+    old.close()
+    connect(tmp_path / FILE).close()
+    row = HistoryReader(tmp_path).order(2, 7)
+    assert (row["filled"], row["post_only"], row["expire_ns"], row["reason"]) == (5, 0, 0, 0)
