@@ -344,11 +344,12 @@ class HistoryReader:
         self.db = connect(Path(data_dir) / FILE)
         self.db.row_factory = sqlite3.Row
 
-    def _page(self, table: str, key: str, account: int, cursor, limit: int, extra="", args=()):
+    def _page(self, table: str, key: str, account: int, cursor, limit: int, extra="", args=(),
+              columns="*"):  # fmt: skip
         limit = max(1, min(limit, MAX_PAGE))
         where = f"account = ? AND {key} < ?{extra}"
         rows = self.db.execute(
-            f"SELECT * FROM {table} WHERE {where} ORDER BY {key} DESC LIMIT ?",
+            f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {key} DESC LIMIT ?",
             (account, cursor if cursor is not None else 2**63 - 1, *args, limit + 1),
         ).fetchall()
         more = len(rows) > limit
@@ -357,7 +358,10 @@ class HistoryReader:
 
     def fills(self, account: int, instrument: int | None = None, cursor=None, limit=100):
         extra, args = ("", ()) if instrument is None else (" AND instrument = ?", (instrument,))
-        return self._page("fills", "id", account, cursor, limit, extra, args)
+        # each with its order's client order id
+        columns = ("*, (SELECT client_order_id FROM orders WHERE orders.order_id = "
+                   "fills.order_id) AS client_order_id")  # fmt: skip
+        return self._page("fills", "id", account, cursor, limit, extra, args, columns)
 
     def orders(self, account: int, cursor=None, limit=100):
         return self._page("orders", "order_id", account, cursor, limit)

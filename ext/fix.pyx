@@ -43,10 +43,11 @@ class FixError(ValueError):
     and `fields` what was read (MsgSeqNum and MsgType among them)."""
 
     def __init__(self, message, garbled=False, reason=None, tag=None, fields=None,
-                 other_version=False):
+                 other_version=False, too_large=False):
         super().__init__(message)
         self.garbled = garbled
         self.other_version = other_version  # a FIX message, but not FIX.4.4
+        self.too_large = too_large  # MAX_MESSAGE_BYTES arrived without a whole message
         self.reason = reason
         self.tag = tag
         self.fields = fields if fields is not None else {}
@@ -81,6 +82,8 @@ cdef Py_ssize_t _find(const unsigned char *p, Py_ssize_t n, bytes needle, Py_ssi
             return i
     return -1
 
+
+MAX_MESSAGE_BYTES = 1 << 16  # far above any message the venue reads
 
 cdef class FixReader:
     """Splits a byte stream into FIX messages. With `keep_raw`, `raw` holds
@@ -178,6 +181,10 @@ cdef class FixReader:
             view = None
         if start:
             del self.buffer[:start]
+        if len(self.buffer) > MAX_MESSAGE_BYTES:  # kept, it would be searched on every read
+            out.append(FixError(f"garbled: {MAX_MESSAGE_BYTES} bytes without a whole message",
+                                garbled=True, too_large=True))
+            del self.buffer[:]
         if self.keep_raw:
             self.raw.extend([None] * (len(out) - len(self.raw)))
         return out

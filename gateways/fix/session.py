@@ -37,6 +37,7 @@ log = logging.getLogger("flowgate.fix")
 DIALECT = Path(__file__).parents[2] / "docs" / "FIX44-flowgate.xml"  # our data dictionary
 SENDING_TIME_TOLERANCE_MS = 120_000  # SendingTime accuracy (as QuickFIX checks it)
 LOGOUT_TIMEOUT_S = 2.0  # how long a Logout of ours waits for the peer's
+LOGON_TIMEOUT_S = 30.0  # from connecting to a sound Logon
 ADMIN = {b"0", b"1", b"2", b"3", b"4", b"5", b"A"}
 ECHO = "echo"  # the session-test profile's key for the message as its dictionary read it
 # header fields the venue fills in anew when it sends a message again (echo, resend)
@@ -279,7 +280,7 @@ class FixSession(asyncio.Protocol):
         self.key_id = ""
         self.heartbeat_s = 30
         self.cancel_on_disconnect = False
-        self.received_at = self.sent_at = time.monotonic()
+        self.connected_at = self.received_at = self.sent_at = time.monotonic()
         self.test_request_at = 0.0
         self.resend_until = 0  # the last number our ResendRequest still waits for
         self.queued: dict[int, dict] = {}  # messages numbered too high, waiting for the gap
@@ -322,7 +323,7 @@ class FixSession(asyncio.Protocol):
 
     def check_time(self, now: float):
         if self.store is None:
-            if now - self.received_at > 30:  # no logon
+            if now - self.connected_at > LOGON_TIMEOUT_S:  # however much else it sent
                 self.close()
             return
         if now - self.sent_at >= self.heartbeat_s and not self.test_request_at:
@@ -391,10 +392,13 @@ class FixSession(asyncio.Protocol):
 
     def faulty(self, error: FixError):
         """Before Logon, anything but a sound Logon ends the connection.
-        Garbled: ignored (FIX). Another FIX version: Logout. A field fault:
-        Reject, and the number counts."""
+        Garbled: ignored (FIX), but a stream with no message end in sight is
+        logged out. Another FIX version: Logout. A field fault: Reject, and
+        the number counts."""
         if self.store is None:
             self.close()
+        elif error.too_large:
+            self.logout(error.args[0])
         elif error.other_version:
             self.logout("Incorrect BeginString", wait=True)
         elif not error.garbled and error.fields.get(34, b"").isdigit():

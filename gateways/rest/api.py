@@ -262,7 +262,8 @@ def get_fills(gateway, connection, request, principal, segments, query, body):
     for row in page.rows:
         row_spec = instruments.specs[row["instrument"]]
         fills.append(wire.Fill(
-            trade_id=str(row["trade_id"]), order_id=str(row["order_id"]), client_order_id=None,
+            trade_id=str(row["trade_id"]), order_id=str(row["order_id"]),
+            client_order_id=row["client_order_id"] or None,
             symbol=row_spec.symbol, side="buy" if row["side"] == 1 else "sell",
             price=row_spec.ticks_to_price(row["price"]), qty=row_spec.lots_to_qty(row["qty"]),
             fee=row_spec.quote_to_text(row["fee"]),

@@ -237,6 +237,13 @@ def test_garbled_input_is_ignored(clients):
     c.run("send A 98=0 108=30 141=Y\nexpect A")
     c.sock.sendall(b"8=FIX.4.4\x019=5\x0135=0\x0110=000\x01garbage\x01")
     c.run("send 1 112=alive\nexpect 0 112=alive")
+    # but a message that never ends is not held without limit: a Logout
+    c.sock.sendall(b"8=FIX.4.4\x019=5\x0135=0\x01" + b"A" * 100_000)
+    assert c.expect("5")[58].startswith(b"garbled: 65536 bytes") and c.closed()
+    # before a Logon, it just closes the connection
+    flood = clients()
+    flood.sock.sendall(b"8=FIX.4.4\x019=5\x0135=A\x01" + b"A" * 100_000)
+    assert flood.closed()
 
 
 def test_reports_sent_while_away_come_back_with_a_resend(server, clients):

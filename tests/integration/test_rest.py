@@ -195,11 +195,16 @@ def test_fills_are_paginated_newest_first(server):
     maker, taker = client(server, 2), client(server, 3)
     for i in range(5):
         maker.place(**limit("sell", f"{50000 + i}", "0.001"))
-    taker.place(**limit("buy", "50010", "0.005"))
+    took = taker.request("POST", "/v1/orders", body=limit("buy", "50010", "0.005",
+                                                          client_order_id="sweep-1"))  # fmt: skip
     deadline = time.monotonic() + 10
     while len(taker.fills().fills) < 5:  # the history is written in the background
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    # the history's fills are the answer's, client order id and all
+    stored = taker.request("GET", "/v1/fills")["fills"]
+    assert sorted(stored, key=lambda f: f["trade_id"]) == took["fills"]
+    assert {f["client_order_id"] for f in stored} == {"sweep-1"}
     seen, cursor = [], None
     while True:
         query = {"symbol": "BTC-USDT", "limit": 2, **({"cursor": cursor} if cursor else {})}

@@ -48,6 +48,18 @@ def test_messages_read_and_write_as_simplefix_does(msg_type, sender, target, seq
     assert got == [expected, expected]
 
 
+def test_a_stream_without_a_message_end_is_cut_off_not_kept():
+    reader = FixReader()
+    errors = []
+    for _ in range(7):  # a header promising a body whose CheckSum never comes
+        errors += reader.feed(b"8=FIX.4.4\x019=5\x0135=A\x01" + b"A" * 30_000)
+    assert [e.too_large for e in errors] == [True, True]  # each time 64 KiB piled up
+    good = encode("0", "A", "B", 1, "20261124-00:00:00", [])
+    # (the first good one ends the garbled frame still pending, as QuickFIX reads it)
+    assert reader.feed(good + good)[-1] == {35: b"0", 49: b"A", 56: b"B", 34: b"1",
+                                            52: b"20261124-00:00:00"}  # fmt: skip
+
+
 def test_garbled_messages_are_skipped_and_the_next_one_is_read():
     good = encode("0", "A", "B", 1, "20261124-00:00:00", [])
     bad_checksum = good[:-4] + (b"000" if good[-4:-1] != b"000" else b"001") + b"\x01"
