@@ -72,9 +72,13 @@ class BatchResult(msgspec.Struct):
     timestamps: Timestamps
 
 
-class MassCancelResult(msgspec.Struct):
-    canceled: int
+class CancelOrdersResult(msgspec.Struct, omit_defaults=True):
+    """With client_order_id, the order canceled (`order`); otherwise how many
+    orders the mass cancel canceled (`canceled`)."""
+
     timestamps: Timestamps
+    order: wire.Order | None = None
+    canceled: int | None = None
 
 
 class DeadlineResult(msgspec.Struct):
@@ -220,7 +224,7 @@ ENDPOINTS = {
             query("symbol", {"type": "string"}, "mass cancel: one instrument"),
             query("side", {"type": "string", "enum": ["buy", "sell"]}, "mass cancel: one side"),
         ],
-        MassCancelResult,
+        CancelOrdersResult,
         [400, 404, 503],
     ),  # fmt: skip
     api.get_order: ("One order, open or closed", [ORDER_ID], OrderAnswer, [404]),
