@@ -355,6 +355,9 @@ def mass_cancel_record(instruments: Instruments, p: CancelAllParams, account: in
     return _pack(recv_ns, account, CMD_MASS_CANCEL, instrument, side=side)
 
 
+MAX_CANCEL_AFTER_MS = core.MAX_CANCEL_AFTER_NS // 1_000_000  # the longest dead man's switch
+
+
 def cancel_all_after_record(timeout_ms: int, account: int, recv_ns: int) -> bytes:
     return _pack(recv_ns, account, CMD_CANCEL_ALL_AFTER, amount=timeout_ms * 1_000_000)
 

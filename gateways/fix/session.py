@@ -45,6 +45,11 @@ REFILLED = (8, 9, 35, 34, 49, 52, 56, 43, 122)
 ROUTES = {115: 128, 128: 115, 116: 129, 129: 116, 144: 145, 145: 144}  # a reply's reverse route
 CANCEL_ON_DISCONNECT = 8013  # custom Logon tag: Y cancels the account's orders on disconnect
 STP_TAG = 7928  # custom: self-trade prevention on NewOrderSingle
+# custom CancelAllAfterRequest (U1): the timeout in ms (0 disarms); its report (U2)
+# also carries the deadline, in ns since the epoch (0 when disarmed)
+CANCEL_ALL_AFTER_TAG, DEADLINE_TAG = 7930, 7931
+REQUEST_TYPES = {"place": b"D", "cancel": b"F", "amend": b"G", "cancel_all": b"q",
+                 "cancel_all_after": b"U1"}  # fmt: skip
 TIMESTAMP_TAGS = (7901, 7902, 7903, 7904)  # custom: gateway in, engine in, engine out, gateway out
 SIDES = {b"1": m.Side.BUY, b"2": m.Side.SELL}
 SIDE_CODES = {m.Side.BUY: b"1", m.Side.SELL: b"2"}
@@ -708,6 +713,8 @@ class FixSession(asyncio.Protocol):
                 self.status(fields)
             elif msg_type == b"q":
                 self.mass_cancel(fields, recv_ns)
+            elif msg_type == b"U1":
+                self.cancel_all_after(fields, recv_ns)
             else:
                 self.send(b"j", [(45, fields[34]), (372, msg_type), (380, 3),
                                  (58, "unsupported message type")])  # fmt: skip
@@ -727,7 +734,7 @@ class FixSession(asyncio.Protocol):
             self.send(b"r", [(11, fields.get(11, b"NONE")), (37, b"NONE"),
                              (530, fields.get(530, b"7")), (531, b"0"), (58, text),
                              *stamps])  # fmt: skip
-        elif code == "RATE_LIMITED":
+        elif code == "RATE_LIMITED" or msg_type == b"U1":
             self.send(b"j", [(45, fields[34]), (372, msg_type), (380, 99), (58, text), *stamps])
         elif msg_type in (b"F", b"G"):
             order = self.known_order(fields)  # OrdStatus: the order's, Rejected if none
@@ -846,6 +853,14 @@ class FixSession(asyncio.Protocol):
         record = wire.mass_cancel_record(self.gateway.instruments, params, self.account, recv_ns)
         self.enter(fields, "cancel_all", record, recv_ns)
 
+    def cancel_all_after(self, fields: dict, recv_ns: int):
+        """The account's dead man's switch, as `session.cancel_all_after`."""
+        timeout = fields.get(CANCEL_ALL_AFTER_TAG, b"")
+        if not wire.whole_number(timeout.decode(errors="replace"), wire.MAX_CANCEL_AFTER_MS):
+            raise wire.RequestError("INVALID_TIMEOUT", wire.MESSAGES["INVALID_TIMEOUT"])
+        record = wire.cancel_all_after_record(int(timeout), self.account, recv_ns)
+        self.enter(fields, "cancel_all_after", record, recv_ns)
+
     def enter(self, fields: dict, kind: str, record: bytes, recv_ns: int):
         pending = Pending(fields, kind, 1, recv_ns)
         self.gateway.venue.enter_one(self, pending, bytearray(record))
@@ -860,8 +875,14 @@ class FixSession(asyncio.Protocol):
             order = self.named_order(fields) if kind in ("cancel", "amend") else None
             if order is not None:
                 self.gateway.canceling.pop(order.order_id, None)
-            self.refused({"place": b"D", "cancel": b"F", "amend": b"G"}.get(kind, b"q"), fields,
-                         code, wire.MESSAGES.get(code, code), None, times)  # fmt: skip
+            self.refused(REQUEST_TYPES[kind], fields, code, wire.MESSAGES.get(code, code), None,
+                         times)  # fmt: skip
+            return
+        if kind == "cancel_all_after":
+            timeout = fields[CANCEL_ALL_AFTER_TAG]
+            self.send(b"U2", [(11, fields.get(11, b"NONE")), (CANCEL_ALL_AFTER_TAG, timeout),
+                              (DEADLINE_TAG, result["deadline_ns"]),
+                              *zip(TIMESTAMP_TAGS, times, strict=True)])  # fmt: skip
             return
         if kind == "cancel_all":
             self.send(b"r", [(11, fields.get(11, b"NONE")), (37, b"NONE"),

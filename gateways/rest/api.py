@@ -334,7 +334,7 @@ def delete_orders(gateway, connection, request, principal, segments, query, body
 
 
 def post_cancel_all_after(gateway, connection, request, principal, segments, query, body):
-    if not 0 <= body.timeout_ms <= 86_400_000:
+    if not 0 <= body.timeout_ms <= wire.MAX_CANCEL_AFTER_MS:
         raise wire.RequestError("INVALID_TIMEOUT", wire.MESSAGES["INVALID_TIMEOUT"])
     record = wire.cancel_all_after_record(body.timeout_ms, principal.account, request.recv_ns)
     connection.enter(request, principal, "cancel_all_after", [bytearray(record)])

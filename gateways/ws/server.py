@@ -603,7 +603,7 @@ def _cancel_on_disconnect(gateway, session: WsSession, request, p: EnabledParams
 
 
 def _cancel_all_after(gateway: WsGateway, session: WsSession, request, p: TimeoutParams, recv_ns):
-    if not 0 <= p.timeout_ms <= 86_400_000:
+    if not 0 <= p.timeout_ms <= wire.MAX_CANCEL_AFTER_MS:
         raise wire.RequestError("INVALID_TIMEOUT", wire.MESSAGES["INVALID_TIMEOUT"])
     record = wire.cancel_all_after_record(p.timeout_ms, session.account, recv_ns)
     gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))

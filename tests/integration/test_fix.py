@@ -205,6 +205,30 @@ def test_orders_that_end_without_their_sessions_asking_are_reported(server, clie
     c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")  # and "mine" once only
 
 
+def test_the_dead_mans_switch_over_fix(clients):
+    c = clients(2)
+    c.run("""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=resting 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=1
+        expect 8 150=0 11=resting
+        send U1 11=dms-0 7930=abc
+    """)
+    refused = c.expect("j", t372="U1", t380="99")
+    assert refused[58].startswith(b"INVALID_TIMEOUT") and int(refused[7901]) > 0
+    c.send("U1", [(11, "dms-1"), (7930, 600_000)])
+    armed = c.expect("U2", t11="dms-1", t7930="600000")
+    assert int(armed[7931]) > time.time_ns() and int(armed[7903]) > 0
+    c.run("""
+        send U1 11=dms-2 7930=0
+        expect U2 11=dms-2 7930=0 7931=0
+        send U1 11=dms-3 7930=300
+    """)
+    assert int(c.expect("U2", t11="dms-3")[7931]) > 0
+    # nothing heard from the account in 300 ms: its orders are canceled, and reported
+    c.expect("8", t150="4", t39="4", t11="resting")
+
+
 def test_sequence_numbers_gaps_and_resends(clients):
     c = clients()
     c.run("""
