@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS fills (
     maker INTEGER NOT NULL, seq INTEGER NOT NULL, ts_ns INTEGER NOT NULL,
     UNIQUE (trade_id, maker));
 CREATE INDEX IF NOT EXISTS fills_by_account ON fills (account, id);
+CREATE INDEX IF NOT EXISTS fills_by_order ON fills (order_id);
 CREATE TABLE IF NOT EXISTS balance_changes (
     id INTEGER PRIMARY KEY, account INTEGER NOT NULL, asset INTEGER NOT NULL,
     total INTEGER NOT NULL, locked INTEGER NOT NULL, seq INTEGER NOT NULL,
@@ -362,6 +363,12 @@ class HistoryReader:
         columns = ("*, (SELECT client_order_id FROM orders WHERE orders.order_id = "
                    "fills.order_id) AS client_order_id")  # fmt: skip
         return self._page("fills", "id", account, cursor, limit, extra, args, columns)
+
+    def order_fills(self, order_id: int) -> list[dict]:
+        """The fills of one order, oldest first."""
+        rows = self.db.execute("SELECT * FROM fills WHERE order_id = ? ORDER BY trade_id",
+                               (order_id,)).fetchall()  # fmt: skip
+        return [dict(row) for row in rows]
 
     def orders(self, account: int, cursor=None, limit=100):
         return self._page("orders", "order_id", account, cursor, limit)

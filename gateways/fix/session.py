@@ -21,7 +21,7 @@ from pathlib import Path
 import msgspec
 
 from engine import messages as m
-from engine.views import NEW, PARTIALLY_FILLED, OrderView
+from engine.views import FILLED, NEW, PARTIALLY_FILLED, OrderView
 from ext.fix import FixError, FixReader, encode
 from gateways import wire
 from gateways.auth.errors import AuthError
@@ -66,7 +66,9 @@ ORD_STATUS = {m.OrderStatus.NEW: b"0", m.OrderStatus.PARTIALLY_FILLED: b"1",
 # (Reject 373=5), as a client validating with the dictionary would hold it
 CODED = {tag: values for tag, values in dictionary.DataDictionary(DIALECT).enums.items()
          if tag in (40, 54, 59, 530)}  # fmt: skip
-NEW_REPORT_FIELDS = re.compile(rb"\x01(37|49|56)=([^\x01]*)")  # what recover_owners reads
+REPORT_FIELDS = re.compile(rb"\x01(17|37|39|49|56|150)=([^\x01]*)")  # what recover_reports reads
+ENDED_STATUSES = (b"2", b"4", b"8", b"C")  # filled, canceled, rejected, expired
+ENDS = {m.OrderStatus.CANCELED: b"4", m.OrderStatus.EXPIRED: b"C"}  # ExecType of an end
 _second: list = [-1, ""]  # the last second formatted, and its text
 
 
@@ -128,22 +130,69 @@ class FixGateway:
         authenticator.on_revoked.append(self.key_revoked)
         venue.add_private(("fills",), self.fill)
         venue.add_private(("orders",), self.order_ended)
-        self.recover_owners()
+        self.recover_reports()
 
-    def recover_owners(self):
-        """Which identity placed each open order, from the New reports in the
-        stores: a restart must not cut an order's later reports off."""
-        open_orders = self.venue.view.orders
+    def recover_reports(self):
+        """From the reports in the stores: which identity placed each open order
+        (a restart must not cut its later reports off), and the reports a
+        crash kept from the stores after the engine had journaled what they
+        report (fills, ends of orders whose New was stored). Those are stored
+        now, for a ResendRequest."""
+        reported: dict[int, tuple] = {}  # order id -> (identity, trade ids reported, ended)
         for directory in sorted((self.data_dir / "fix").glob("*/")):
             if not (directory / "messages").exists():
                 continue
             for message in MessageStore.sent_messages(directory):
-                if b"\x0135=8\x01" not in message or b"\x01150=0\x01" not in message:
+                if b"\x0135=8\x01" not in message:
                     continue
-                fields = dict(NEW_REPORT_FIELDS.findall(message))
-                order_id = int(fields.get(b"37", b"0"))
-                if order_id in open_orders:  # (the venue's 49, the peer's 56)
-                    self.owners[order_id] = (fields[b"56"].decode(), fields[b"49"].decode())
+                fields = dict(REPORT_FIELDS.findall(message))
+                if fields.get(b"150") == b"0":  # a New: (the venue's 49, the peer's 56)
+                    identity = (fields[b"56"].decode(), fields[b"49"].decode())
+                    reported[int(fields[b"37"])] = (identity, set(), [False])
+                entry = reported.get(int(fields[b"37"])) if fields[b"37"].isdigit() else None
+                if entry is None:
+                    continue
+                if fields.get(b"150") == b"F":  # ExecID: order id, trade id
+                    entry[1].add(int(fields[b"17"].rpartition(b"-")[2]))
+                entry[2][0] = entry[2][0] or fields.get(b"39") in ENDED_STATUSES
+        for order_id, (identity, trades, (ended,)) in reported.items():
+            if order_id in self.venue.view.orders:
+                self.owners[order_id] = identity
+            if not ended and self.venue.history is not None:
+                self.report_missed(identity, order_id, trades)
+
+    def report_missed(self, identity: tuple[str, str], order_id: int, reported: set[int]):
+        """Store the Trade reports of an order's fills not among `reported`,
+        and its Canceled or Expired report if it has ended so."""
+        store = self.store(identity)
+        try:
+            order = self.venue.order_status(store.account, order_id, "")
+        except wire.RequestError:
+            return  # forgotten by now
+        filled = filled_quote = 0
+        for fill in self.venue.history.order_fills(order_id):
+            filled += fill["qty"]
+            filled_quote += fill["price"] * fill["qty"]
+            if fill["trade_id"] in reported:
+                continue
+            then = msgspec.structs.replace(  # the order as this fill left it
+                order,
+                filled=filled,
+                filled_quote=filled_quote,
+                leaves=order.qty - filled,
+                status=FILLED if filled == order.qty else PARTIALLY_FILLED,
+                ts_ns=fill["ts_ns"],
+            )
+            send_stored(
+                store,
+                b"8",
+                execution_fields(
+                    self.instruments, then, b"F", (fill["trade_id"], fill["price"], fill["qty"])
+                ),
+            )
+        end = ENDS.get(m.STATUS_OF[order.status])
+        if end is not None:
+            send_stored(store, b"8", execution_fields(self.instruments, order, end))
 
     def connection(self) -> "FixSession":
         return FixSession(self)

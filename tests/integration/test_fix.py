@@ -10,6 +10,7 @@ import pytest
 
 from ext.fix import encode
 from flowgate_client import RestClient
+from gateways.fix.store import RECORD, MessageStore
 from tests.fix_client import FixClient, now_timestamp
 from tests.server import ServerProcess, credentials
 
@@ -334,6 +335,53 @@ def test_sequence_numbers_and_orders_survive_a_server_restart(start):
         """)
         taker.close()
         back.expect("8", t150="F", t11="keep", t32="0.004", t151="0.006")
+        back.close()
+    finally:
+        assert again.stop() == 0
+
+
+def test_reports_a_crash_kept_from_the_store_are_rebuilt_at_the_next_start(start):
+    server = start()
+    maker = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
+    maker.run("""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=rest 55=BTC-USDT 54=2 38=0.01 40=2 44=50000 59=1
+        expect 8 150=0
+        send D 11=gone 55=BTC-USDT 54=2 38=0.01 40=2 44=50500 59=1
+        expect 8 150=0
+    """)
+    for account, order in ((3, dict(side="buy", price="50000", qty="0.004")),
+                           (2, dict(cancel="gone"))):  # fmt: skip
+        rest = RestClient(f"http://127.0.0.1:{server.rest_port}", credentials(server, account))
+        if "cancel" in order:
+            rest.cancel(client_order_id=order["cancel"])
+        else:
+            rest.place(symbol="BTC-USDT", type="limit", **order)
+        rest.close()
+    maker.expect("8", t150="F", t11="rest")
+    maker.expect("8", t150="4", t11="gone")
+    maker.close()
+    server.kill()
+    # as if the crash came after the engine's journal but before the store's writes
+    store = MessageStore(server.data_dir, "FLOWGATE", "ACCOUNT2")
+    kept = [(seq, raw) for seq, raw in store.messages(1, store.next_out - 1)
+            if b"\x01150=F\x01" not in raw and b"\x01150=4\x01" not in raw]  # fmt: skip
+    store.close()
+    (store.directory / "messages").write_bytes(
+        b"".join(RECORD.pack(seq, len(raw)) + raw for seq, raw in kept))  # fmt: skip
+    again = ServerProcess(server.data_dir)
+    try:
+        back = FixClient(again.fix_port, "ACCOUNT2", credentials(again, 2))
+        back.seq = 4
+        back.send("A", [(98, 0), (108, 30)])
+        logon = back.expect("A")
+        back.send("2", [(7, 1), (16, 0)])
+        replayed = [back.receive() for _ in range(int(logon[34]) - 1)]
+        reports = [(m[150], m[11]) for m in replayed if m[35] == b"8"]
+        assert reports == [(b"0", b"rest"), (b"0", b"gone"), (b"F", b"rest"), (b"4", b"gone")]
+        fill = next(m for m in replayed if m[35] == b"8" and m[150] == b"F")
+        assert (fill[32], fill[14], fill[151], fill[39]) == (b"0.004", b"0.004", b"0.006", b"1")
         back.close()
     finally:
         assert again.stop() == 0
