@@ -362,7 +362,9 @@ class FixSession(asyncio.Protocol):
         if self.ip:
             gateway.authenticator.guard.disconnect(self.ip)
         gateway.connections.discard(self)
-        gateway.venue.sessions.pop(self.id, None)
+        self.transport = None
+        if not self.pending:  # else its answers still come, for the store (`answer`)
+            gateway.venue.sessions.pop(self.id, None)
         if self.identity is not None and gateway.live.get(self.identity) is self:
             del gateway.live[self.identity]
             self.cancel_orders_if_asked()
@@ -915,7 +917,13 @@ class FixSession(asyncio.Protocol):
         self.gateway.venue.enter_one(self, pending, bytearray(record))
 
     def answer(self, pending: Pending, out_ns: int):
-        """The engine's outcome as FIX answers (the venue calls this)."""
+        """The engine's outcome as FIX answers (the venue calls this), stored
+        for the identity even when the connection has gone meanwhile."""
+        self.report(pending, out_ns)
+        if self.transport is None and not self.pending:  # the last one it waited for
+            self.gateway.venue.sessions.pop(self.id, None)
+
+    def report(self, pending: Pending, out_ns: int):
         fields: dict = pending.context
         ((code, result),) = pending.results
         kind = pending.method

@@ -2,9 +2,12 @@
 (send / expect lines) from a small initiator."""
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -338,6 +341,40 @@ def test_sequence_numbers_and_orders_survive_a_server_restart(start):
         back.close()
     finally:
         assert again.stop() == 0
+
+
+def test_answers_to_orders_in_flight_when_the_client_drops_wait_in_the_store(start):
+    server = start("--engine-process")
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    (engine,) = [
+        int(child)
+        for child in children  # besides multiprocessing's resource tracker
+        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+    c = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
+    c.run("send A 98=0 108=30 141=Y\nexpect A")
+    now, first = now_timestamp(), c.seq
+    burst = b"".join(encode("D", "ACCOUNT2", "FLOWGATE", first + i, now, [
+        (11, f"drop-{i}"), (55, "BTC-USDT"), (54, 1), (38, "0.001"), (40, 2), (44, "45000"),
+        (59, 1)]) for i in range(50))  # fmt: skip
+    os.kill(engine, signal.SIGSTOP)  # the answers wait...
+    try:
+        c.sock.sendall(burst)
+        time.sleep(0.2)
+        c.close()  # ...until the client is gone
+        time.sleep(0.2)
+    finally:
+        os.kill(engine, signal.SIGCONT)
+    back = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
+    back.seq = first + 50
+    back.send("A", [(98, 0), (108, 30)])
+    logon = back.expect("A")
+    back.send("2", [(7, 2), (16, 0)])
+    replayed = [back.receive() for _ in range(int(logon[34]) - 1)]  # 2 to the Logon's
+    news = [m[11] for m in replayed if m[35] == b"8" and m[150] == b"0"]
+    assert news == [f"drop-{i}".encode() for i in range(50)]
+    back.close()
 
 
 def test_reports_a_crash_kept_from_the_store_are_rebuilt_at_the_next_start(start):
