@@ -145,6 +145,7 @@ class VenueView:
         self.balances: dict[int, dict[int, tuple[int, int]]] = {}  # -> (total, locked)
         self.positions: dict[int, dict[int, tuple[int, int, int]]] = {}  # -> (net, cost, pnl)
         self.n_accounts = n_accounts = core_state.shape()[0]
+        self.first_order_id = core_state.next_order_id  # the first order placed after this
         for account in range(1, n_accounts + 1):
             for asset in range(n_assets):
                 total, locked = core_state.balance(account, asset)

@@ -16,6 +16,7 @@ import logging
 import re
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -125,6 +126,8 @@ class FixGateway:
         self.stores: dict[tuple[str, str], MessageStore] = {}
         self.owners: dict[int, tuple[str, str]] = {}  # order id -> identity that placed it
         self.canceling: dict[int, tuple[str, str]] = {}  # order id -> identity whose F/G asks
+        self.last_new: dict[tuple[str, str], int] = {}  # the newest order with a stored New
+        self.rebuilt: set[int] = set()  # orders whose lost New was sent since this start
         self.connections: set[FixSession] = set()
         self.sweeper: asyncio.TimerHandle | None = None
         authenticator.on_revoked.append(self.key_revoked)
@@ -156,43 +159,43 @@ class FixGateway:
                     entry[1].add(int(fields[b"17"].rpartition(b"-")[2]))
                 entry[2][0] = entry[2][0] or fields.get(b"39") in ENDED_STATUSES
         for order_id, (identity, trades, (ended,)) in reported.items():
+            self.last_new[identity] = max(self.last_new.get(identity, 0), order_id)
             if order_id in self.venue.view.orders:
                 self.owners[order_id] = identity
             if not ended and self.venue.history is not None:
-                self.report_missed(identity, order_id, trades)
+                store = self.store(identity)
+                self.report_missed(partial(send_stored, store), store.account, order_id, trades)
 
-    def report_missed(self, identity: tuple[str, str], order_id: int, reported: set[int]):
-        """Store the Trade reports of an order's fills not among `reported`,
-        and its Canceled or Expired report if it has ended so."""
-        store = self.store(identity)
+    def report_missed(self, send, account: int, order_id: int, reported: set[int]):
+        """Send (`send(msg_type, fields)`) the Trade reports of an order's fills
+        not among `reported`, and its Canceled or Expired report if it has
+        ended so; return the order (None if forgotten by now)."""
         try:
-            order = self.venue.order_status(store.account, order_id, "")
+            order = self.venue.order_status(account, order_id, "")
         except wire.RequestError:
-            return  # forgotten by now
+            return None
         filled = filled_quote = 0
         for fill in self.venue.history.order_fills(order_id):
             filled += fill["qty"]
             filled_quote += fill["price"] * fill["qty"]
             if fill["trade_id"] in reported:
                 continue
+            status = FILLED if filled == order.qty else PARTIALLY_FILLED
             then = msgspec.structs.replace(  # the order as this fill left it
-                order,
-                filled=filled,
-                filled_quote=filled_quote,
-                leaves=order.qty - filled,
-                status=FILLED if filled == order.qty else PARTIALLY_FILLED,
-                ts_ns=fill["ts_ns"],
-            )
-            send_stored(
-                store,
-                b"8",
-                execution_fields(
-                    self.instruments, then, b"F", (fill["trade_id"], fill["price"], fill["qty"])
-                ),
-            )
+                order, filled=filled, filled_quote=filled_quote, leaves=order.qty - filled,
+                status=status, ts_ns=fill["ts_ns"])  # fmt: skip
+            trade = (fill["trade_id"], fill["price"], fill["qty"])
+            send(b"8", execution_fields(self.instruments, then, b"F", trade))
         end = ENDS.get(m.STATUS_OF[order.status])
         if end is not None:
-            send_stored(store, b"8", execution_fields(self.instruments, order, end))
+            send(b"8", execution_fields(self.instruments, order, end))
+        return order
+
+    def lost_new(self, identity: tuple[str, str], order_id: int) -> bool:
+        """Whether an order placed before this start has no New report stored
+        (a crash came between the engine and the store)."""
+        return (self.last_new.get(identity, 0) < order_id < self.venue.view.first_order_id
+                and order_id not in self.rebuilt)  # fmt: skip
 
     def connection(self) -> "FixSession":
         return FixSession(self)
@@ -904,6 +907,18 @@ class FixSession(asyncio.Protocol):
         record = wire.mass_cancel_record(self.gateway.instruments, params, self.account, recv_ns)
         self.enter(fields, "cancel_all", record, recv_ns)
 
+    def rebuild(self, order: OrderView, times: tuple):
+        """The reports of an order whose New a crash kept from the store: its
+        New, its fills, its end; its later fills reach this identity."""
+        gateway = self.gateway
+        gateway.rebuilt.add(order.order_id)
+        new = msgspec.structs.replace(order, filled=0, filled_quote=0, leaves=order.qty,
+                                      status=NEW, reason=0)  # fmt: skip
+        self.send(b"8", execution_fields(gateway.instruments, new, b"0", None, times))
+        if gateway.report_missed(self.send, self.account, order.order_id, set()) is not None and (
+                order.order_id in gateway.venue.view.orders):  # fmt: skip
+            gateway.owners[order.order_id] = self.identity
+
     def cancel_all_after(self, fields: dict, recv_ns: int):
         """The account's dead man's switch, as `session.cancel_all_after`."""
         timeout = fields.get(CANCEL_ALL_AFTER_TAG, b"")
@@ -913,12 +928,14 @@ class FixSession(asyncio.Protocol):
         self.enter(fields, "cancel_all_after", record, recv_ns)
 
     def enter(self, fields: dict, kind: str, record: bytes, recv_ns: int):
+        self.store.hold(int(fields[34]))  # asked for again after a crash, until answered
         pending = Pending(fields, kind, 1, recv_ns)
         self.gateway.venue.enter_one(self, pending, bytearray(record))
 
     def answer(self, pending: Pending, out_ns: int):
         """The engine's outcome as FIX answers (the venue calls this), stored
         for the identity even when the connection has gone meanwhile."""
+        self.store.release(int(pending.context[34]))  # (saved with the first report)
         self.report(pending, out_ns)
         if self.transport is None and not self.pending:  # the last one it waited for
             self.gateway.venue.sessions.pop(self.id, None)
@@ -948,12 +965,16 @@ class FixSession(asyncio.Protocol):
                              *zip(TIMESTAMP_TAGS, times, strict=True)])  # fmt: skip
             return
         order_id = int(result["order"].order_id)
-        state = (self.gateway.venue.view.orders.get(order_id)
-                 or self.gateway.venue.closed.get(order_id)
-                 or self.order_from(result["order"]))  # fmt: skip
+        try:  # open, recently closed, or from the history (its average price too)
+            state = self.gateway.venue.order_status(self.account, order_id, "")
+        except wire.RequestError:
+            state = self.order_from(result["order"])
         instruments = self.gateway.instruments
         if result.get("retry"):
-            self.send(b"8", execution_fields(instruments, state, b"I", None, times))
+            if fields.get(43) == b"Y" and self.gateway.lost_new(self.identity, order_id):
+                self.rebuild(state, times)  # sent again as asked after a crash
+            else:
+                self.send(b"8", execution_fields(instruments, state, b"I", None, times))
             return
         self.gateway.canceling.pop(state.order_id, None)
         if kind == "cancel":  # ClOrdID: the cancel request's; OrigClOrdID: the order's

@@ -5,11 +5,12 @@ sent survive reconnects and restarts and a ResendRequest can be answered.
 `fix/<sender>-<target>/account` names the account the identity belongs to
 (the account of the first key that logged on with it); `seqnums` holds the
 next incoming and outgoing MsgSeqNum (two little-endian int64, rewritten in
-place); `messages` appends each sent message as a record `seq (int64),
-length (int32), bytes`. Writes go to the file at once (they survive a crash
-of the process, like the journal's default); a record cut short by a crash
-is dropped when the store opens. Reset (ResetSeqNumFlag) starts both numbers
-at 1 and empties the file.
+place; the incoming one stays at a command whose answer is not stored yet, so
+after a crash the peer sends it again); `messages` appends each sent message
+as a record `seq (int64), length (int32), bytes`. Writes go to the file at
+once (they survive a crash of the process, like the journal's default); a
+record cut short by a crash is dropped when the store opens. Reset
+(ResetSeqNumFlag) starts both numbers at 1 and empties the file.
 """
 
 import os
@@ -45,6 +46,7 @@ class MessageStore:
         self.next_in, self.next_out = SEQNUMS.unpack(raw) if len(raw) == SEQNUMS.size else (1, 1)
         self.messages_fd = os.open(self.directory / "messages", os.O_RDWR | os.O_CREAT, 0o600)
         self.index: dict[int, tuple[int, int]] = {}  # seq -> (offset of the bytes, length)
+        self.unanswered: dict[int, None] = {}  # incoming numbers held, oldest first
         self.size = self._load()
         owner = self.directory / "account"
         self.account = int(owner.read_text()) if owner.exists() else 0  # 0: nobody's yet
@@ -78,11 +80,23 @@ class MessageStore:
         return end
 
     def _save_seqnums(self):
-        os.pwrite(self.seqnums_fd, SEQNUMS.pack(self.next_in, self.next_out), 0)
+        # the next incoming number as the next start should expect it: the oldest
+        # command still unanswered, which the peer is then asked to send again
+        expected = next(iter(self.unanswered), self.next_in)
+        os.pwrite(self.seqnums_fd, SEQNUMS.pack(expected, self.next_out), 0)
 
     def set_next_in(self, seq: int):
         self.next_in = seq
         self._save_seqnums()
+
+    def hold(self, seq: int):
+        """Incoming message `seq` went to the engine: until its answer is
+        stored (`release`), a restart asks for it again."""
+        self.unanswered[seq] = None
+
+    def release(self, seq: int):
+        """Its answer is being stored (the next save counts it)."""
+        self.unanswered.pop(seq, None)
 
     def sent(self, seq: int, message: bytes):
         """Record a message just sent as `seq`; the next one is seq + 1."""
@@ -107,6 +121,7 @@ class MessageStore:
         """Both sequence numbers back to 1, no messages kept."""
         os.ftruncate(self.messages_fd, 0)
         self.index.clear()
+        self.unanswered.clear()
         self.size = 0
         self.next_in = self.next_out = 1
         self._save_seqnums()

@@ -343,6 +343,53 @@ def test_sequence_numbers_and_orders_survive_a_server_restart(start):
         assert again.stop() == 0
 
 
+def test_an_order_whose_answer_a_crash_lost_is_asked_for_again_and_reported(start):
+    server = start()
+    rest = RestClient(f"http://127.0.0.1:{server.rest_port}", credentials(server, 3))
+    rest.place(symbol="BTC-USDT", side="sell", type="limit", price="50000", qty="0.01")
+    rest.close()
+    taker = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
+    taker.run("send A 98=0 108=30 141=Y\nexpect A")
+    seq, sent_at = taker.seq, now_timestamp()
+    order = [(11, "lost"), (55, "BTC-USDT"), (54, 1), (38, "0.004"), (40, 2), (44, "50000"),
+             (59, 3)]  # fmt: skip
+    taker.sock.sendall(encode("D", "ACCOUNT2", "FLOWGATE", seq, sent_at, order))
+    taker.expect("8", t150="0")
+    fill = taker.expect("8", t150="F")
+    taker.close()
+    server.kill()
+    # as if the crash came after the engine's journal but before the store's writes:
+    # neither its answer stored nor its number counted
+    store = MessageStore(server.data_dir, "FLOWGATE", "ACCOUNT2")
+    kept = [(n, raw) for n, raw in store.messages(1, 0) if b"\x0111=lost\x01" not in raw]
+    store.next_out = kept[-1][0] + 1
+    store.set_next_in(seq)
+    store.close()
+    (store.directory / "messages").write_bytes(
+        b"".join(RECORD.pack(n, len(raw)) + raw for n, raw in kept))  # fmt: skip
+    again = ServerProcess(server.data_dir)
+    try:
+        back = FixClient(again.fix_port, "ACCOUNT2", credentials(again, 2))
+        back.seq = seq + 1
+        back.send("A", [(98, 0), (108, 30)])
+        back.expect("A")
+        back.expect("2", t7=str(seq))  # the venue asks for the order again...
+        back.sock.sendall(encode("D", "ACCOUNT2", "FLOWGATE", seq, now_timestamp(), order,
+                                 ((43, "Y"), (122, sent_at))))  # fmt: skip
+        new = back.expect("8", t150="0", t11="lost")  # ...and reports it, not twice
+        rebuilt = back.expect("8", t150="F", t11="lost")
+        assert new[37] == fill[37] and (rebuilt[17], rebuilt[32]) == (fill[17], b"0.004")
+        assert rebuilt[6] == fill[6] == b"50000"  # the average price, from the history
+        back.run("""
+            send H 41=lost 11=status
+            expect 8 150=I 39=2 6=50000
+        """)
+        back.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")
+        back.close()
+    finally:
+        assert again.stop() == 0
+
+
 def test_answers_to_orders_in_flight_when_the_client_drops_wait_in_the_store(start):
     server = start("--engine-process")
     pid = server.process.pid
