@@ -173,7 +173,9 @@ class Authenticator:
         # window could admit its timestamp, so a wider window replays nothing
         self._remember(replay_key, (ts_ms + self.limits.window_max_ms + 1) * 1_000_000)
         if permission is not None and permission not in key.permissions:
-            raise AuthError("FORBIDDEN", f"this key lacks the {permission} permission")
+            raise AuthError("FORBIDDEN", f"this key lacks the {permission} permission",
+                            limit=rate.limit, remaining=rate.remaining,
+                            reset_ms=rate.reset_ms)  # fmt: skip
         return Principal(key_id, key.account, key.permissions, (ts_ms + window) * 1_000_000, rate)
 
     def _remember(self, replay_key: tuple, until_ns: int):

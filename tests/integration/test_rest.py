@@ -325,6 +325,7 @@ def test_signatures_are_checked_end_to_end(server):
     CLIENTS.append(read_only)
     assert read_only.balances()
     assert refused(lambda: read_only.place(**limit("buy", "49000", "0.01"))).status == 403
+    assert int(read_only.last_headers["ratelimit-remaining"]) >= 0  # spent, and said so
 
 
 def test_requests_over_budget_get_429_and_cancels_still_pass(start):
