@@ -52,6 +52,18 @@ class ServerProcess:
         self.rest_port = self.ready["rest_port"]
         self.fix_port = self.ready["fix_port"]
 
+    def engine_pid(self) -> int:
+        """With --engine-process: the engine's process (the server's child
+        besides multiprocessing's resource tracker)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        (engine,) = [
+            int(child)
+            for child in children
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+        ]
+        return engine
+
     def lines(self) -> list[dict]:
         with open(self.log_path, "rb") as f:
             f.seek(self.offset)

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -392,13 +391,7 @@ def test_an_order_whose_answer_a_crash_lost_is_asked_for_again_and_reported(star
 
 def test_answers_to_orders_in_flight_when_the_client_drops_wait_in_the_store(start):
     server = start("--engine-process")
-    pid = server.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    (engine,) = [
-        int(child)
-        for child in children  # besides multiprocessing's resource tracker
-        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
-    ]
+    engine = server.engine_pid()
     c = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
     c.run("send A 98=0 108=30 141=Y\nexpect A")
     now, first = now_timestamp(), c.seq

@@ -9,7 +9,6 @@ import socket
 import threading
 import time
 from functools import partial
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -350,13 +349,7 @@ def test_an_order_the_engine_takes_after_its_signed_window_is_not_applied(start)
     server = start("--engine-process")
     trader = client(server, 2)
     trader.window_ms = 300
-    pid = server.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    (engine,) = [
-        int(child)
-        for child in children  # besides multiprocessing's resource tracker
-        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
-    ]
+    engine = server.engine_pid()
     outcome = {}
 
     def place():
