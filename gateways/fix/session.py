@@ -723,8 +723,12 @@ class FixSession(asyncio.Protocol):
 
     def write(self, raw: bytes):
         self.sent_at = time.monotonic()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(raw)
+        transport = self.transport
+        if transport is None:  # gone: an answer still due goes to its identity's new session
+            live = self.gateway.live.get(self.identity)
+            transport = live.transport if live is not None else None
+        if transport is not None and not transport.is_closing():
+            transport.write(raw)
 
     # -- application --
 
@@ -751,6 +755,8 @@ class FixSession(asyncio.Protocol):
         if self.testing:
             self.echo(msg_type, fields)
             return
+        if fields.get(43) == b"Y" and int(fields[34]) in self.store.refused:
+            return  # refused before a crash, and sent again: a duplicate
         recv_ns = time.time_ns()
         for tag, allowed in CODED.items():
             if tag in fields and fields[tag] not in allowed:
@@ -780,6 +786,8 @@ class FixSession(asyncio.Protocol):
                 details: dict | None = None, times: tuple = ()):  # fmt: skip
         """An order message refused: the answer its type calls for, with the
         venue's clocks (`times`) where the dictionary has them."""
+        if code in ("RATE_LIMITED", "OVERLOADED"):  # (sent again after a crash: a duplicate)
+            self.store.note_refused(int(fields[34]))
         text = f"{code}: {message}"
         if details and "retry_after_ms" in details:
             text += f"; retry after {details['retry_after_ms']} ms"

@@ -6,7 +6,8 @@ sent survive reconnects and restarts and a ResendRequest can be answered.
 (the account of the first key that logged on with it); `seqnums` holds the
 next incoming and outgoing MsgSeqNum (two little-endian int64, rewritten in
 place; the incoming one stays at a command whose answer is not stored yet, so
-after a crash the peer sends it again); `messages` appends each sent message
+after a crash the peer sends it again; `refused` lists the commands refused
+behind such a number); `messages` appends each sent message
 as a record `seq (int64), length (int32), bytes`. Writes go to the file at
 once (they survive a crash of the process, like the journal's default); a
 record cut short by a crash is dropped when the store opens. Reset
@@ -48,6 +49,15 @@ class MessageStore:
         self.index: dict[int, tuple[int, int]] = {}  # seq -> (offset of the bytes, length)
         self.unanswered: dict[int, None] = {}  # incoming numbers held, oldest first
         self.size = self._load()
+        if self.index:  # a crash between a record and the numbers: the record counts
+            self.next_out = max(self.next_out, max(self.index) + 1)
+        # incoming commands refused for a passing reason (a rate limit, a full
+        # ring) behind a held number: if a crash makes the peer send them
+        # again, they are duplicates, not new requests
+        self.refused_fd = os.open(self.directory / "refused", os.O_RDWR | os.O_CREAT, 0o600)
+        raw = os.pread(self.refused_fd, os.fstat(self.refused_fd).st_size, 0)
+        self.refused = {int.from_bytes(raw[i : i + 8], "little")
+                        for i in range(0, len(raw) - 7, 8)}  # fmt: skip
         owner = self.directory / "account"
         self.account = int(owner.read_text()) if owner.exists() else 0  # 0: nobody's yet
 
@@ -88,6 +98,16 @@ class MessageStore:
     def set_next_in(self, seq: int):
         self.next_in = seq
         self._save_seqnums()
+        if self.refused and not self.unanswered and seq > max(self.refused):
+            self.refused.clear()  # the peer is past them: nothing to tell apart now
+            os.ftruncate(self.refused_fd, 0)
+
+    def note_refused(self, seq: int):
+        """A command refused for a passing reason; kept while a held number
+        before it could bring it back."""
+        if self.unanswered and seq > next(iter(self.unanswered)) and seq not in self.refused:
+            self.refused.add(seq)
+            os.pwrite(self.refused_fd, seq.to_bytes(8, "little"), 8 * (len(self.refused) - 1))
 
     def hold(self, seq: int):
         """Incoming message `seq` went to the engine: until its answer is
@@ -122,6 +142,8 @@ class MessageStore:
         os.ftruncate(self.messages_fd, 0)
         self.index.clear()
         self.unanswered.clear()
+        self.refused.clear()
+        os.ftruncate(self.refused_fd, 0)
         self.size = 0
         self.next_in = self.next_out = 1
         self._save_seqnums()
@@ -129,3 +151,4 @@ class MessageStore:
     def close(self):
         os.close(self.seqnums_fd)
         os.close(self.messages_fd)
+        os.close(self.refused_fd)

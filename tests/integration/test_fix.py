@@ -417,6 +417,61 @@ def test_answers_to_orders_in_flight_when_the_client_drops_wait_in_the_store(sta
     back.close()
 
 
+def test_after_a_crash_commands_in_flight_are_asked_for_and_refused_ones_stay_refused(start):
+    server = start("--engine-process", "--command-ring-slots", "8")
+    c = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
+    c.run("send A 98=0 108=30 141=Y\nexpect A")
+    first, sent_at = c.seq, now_timestamp()
+    orders = [encode("D", "ACCOUNT2", "FLOWGATE", first + i, sent_at, [
+        (11, f"ring-{i}"), (55, "BTC-USDT"), (54, 1), (38, "0.001"), (40, 2), (44, "45000"),
+        (59, 1)]) for i in range(12)]  # fmt: skip
+    engine = server.engine_pid()
+    os.kill(engine, signal.SIGSTOP)  # 8 wait in the ring; 4 are refused, OVERLOADED
+    c.sock.sendall(b"".join(orders))
+    refused = [c.expect("8", t150="8")[11] for _ in range(4)]
+    assert refused == [f"ring-{i}".encode() for i in range(8, 12)]
+    server.kill()  # none of the 8 reached the journal
+    os.kill(engine, signal.SIGKILL)
+    c.close()
+    again = ServerProcess(server.data_dir, "--engine-process")
+    try:
+        back = FixClient(again.fix_port, "ACCOUNT2", credentials(again, 2))
+        back.seq = first + 12
+        back.send("A", [(98, 0), (108, 30)])
+        back.expect("A")
+        back.expect("2", t7=str(first))  # the 8 unanswered, asked for again
+        back.sock.sendall(b"".join(  # the client resends from there, as FIX does
+            encode("D", "ACCOUNT2", "FLOWGATE", first + i, now_timestamp(),
+                   [(11, f"ring-{i}"), (55, "BTC-USDT"), (54, 1), (38, "0.001"), (40, 2),
+                    (44, "45000"), (59, 1)], ((43, "Y"), (122, sent_at)))
+            for i in range(12)))  # fmt: skip
+        placed = [back.expect("8", t150="0")[11] for _ in range(8)]
+        assert placed == [f"ring-{i}".encode() for i in range(8)]
+        back.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")  # refused: still
+        back.close()
+    finally:
+        assert again.stop() == 0
+
+
+def test_answers_due_to_a_dropped_session_reach_its_identitys_new_one(start):
+    server = start("--engine-process")
+    c = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
+    c.run("send A 98=0 108=30 141=Y\nexpect A")
+    engine = server.engine_pid()
+    os.kill(engine, signal.SIGSTOP)
+    try:
+        c.run("send D 11=due 55=BTC-USDT 54=1 38=0.001 40=2 44=45000 59=1")
+        c.close()
+        back = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
+        back.seq = c.seq
+        back.send("A", [(98, 0), (108, 30)])
+        back.expect("A")
+    finally:
+        os.kill(engine, signal.SIGCONT)
+    back.expect("8", t150="0", t11="due")  # at once, not at the next heartbeat's gap
+    back.close()
+
+
 def test_reports_a_crash_kept_from_the_store_are_rebuilt_at_the_next_start(start):
     server = start()
     maker = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))

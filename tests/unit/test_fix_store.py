@@ -45,3 +45,31 @@ def test_reset_starts_both_sequences_afresh(tmp_path):
     again = MessageStore(tmp_path, "A", "B")
     assert (again.next_in, again.next_out) == (1, 1)
     again.close()
+
+
+def test_a_record_stored_before_its_numbers_still_counts(tmp_path):
+    store = MessageStore(tmp_path, "A", "B")
+    store.sent(1, b"one")
+    numbers = (store.directory / "seqnums").read_bytes()
+    store.sent(2, b"two")
+    store.close()
+    (store.directory / "seqnums").write_bytes(numbers)  # the crash came between the writes
+    again = MessageStore(tmp_path, "A", "B")
+    assert again.next_out == 3  # 2 is taken: its record is there
+    again.close()
+
+
+def test_the_stored_incoming_number_waits_for_unanswered_commands(tmp_path):
+    store = MessageStore(tmp_path, "A", "B")
+    store.set_next_in(5)
+    store.hold(5)  # a command went to the engine
+    store.set_next_in(6)
+    store.note_refused(6)  # a rate limit refused the next one at once
+    store.set_next_in(7)
+    store.close()
+    again = MessageStore(tmp_path, "A", "B")
+    assert (again.next_in, again.refused) == (5, {6})  # 5 asked for again; 6 was answered
+    again.set_next_in(7)  # past both: nothing to tell apart any more
+    assert again.refused == set()
+    again.close()
+    assert MessageStore(tmp_path, "A", "B").next_in == 7
