@@ -52,9 +52,9 @@ class ServerProcess:
         self.rest_port = self.ready["rest_port"]
         self.fix_port = self.ready["fix_port"]
 
-    def engine_pid(self) -> int:
-        """With --engine-process: the engine's process (the server's child
-        besides multiprocessing's resource tracker)."""
+    def child_pid(self) -> int:
+        """The server's child process besides multiprocessing's resource
+        tracker: the engine with --engine-process, else the history writer."""
         pid = self.process.pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         (engine,) = [

@@ -49,6 +49,7 @@ STP_TAG = 7928  # custom: self-trade prevention on NewOrderSingle
 # custom CancelAllAfterRequest (U1): the timeout in ms (0 disarms); its report (U2)
 # also carries the deadline, in ns since the epoch (0 when disarmed)
 CANCEL_ALL_AFTER_TAG, DEADLINE_TAG = 7930, 7931
+MAX_UNOWNED_FILLS = 10_000  # orders kept in FixGateway.unowned_fills
 REQUEST_TYPES = {"place": b"D", "cancel": b"F", "amend": b"G", "cancel_all": b"q",
                  "cancel_all_after": b"U1"}  # fmt: skip
 TIMESTAMP_TAGS = (7901, 7902, 7903, 7904)  # custom: gateway in, engine in, engine out, gateway out
@@ -128,6 +129,7 @@ class FixGateway:
         self.canceling: dict[int, tuple[str, str]] = {}  # order id -> identity whose F/G asks
         self.last_new: dict[tuple[str, str], int] = {}  # the newest order with a stored New
         self.rebuilt: set[int] = set()  # orders whose lost New was sent since this start
+        self.unowned_fills: dict[int, list[dict]] = {}  # fills since this start of orders before it
         self.connections: set[FixSession] = set()
         self.sweeper: asyncio.TimerHandle | None = None
         authenticator.on_revoked.append(self.key_revoked)
@@ -174,8 +176,10 @@ class FixGateway:
             order = self.venue.order_status(account, order_id, "")
         except wire.RequestError:
             return None
+        fills = {f["trade_id"]: f for f in self.unowned_fills.pop(order_id, ())}
+        fills.update((f["trade_id"], f) for f in self.venue.history.order_fills(order_id))
         filled = filled_quote = 0
-        for fill in self.venue.history.order_fills(order_id):
+        for _, fill in sorted(fills.items()):
             filled += fill["qty"]
             filled_quote += fill["price"] * fill["qty"]
             if fill["trade_id"] in reported:
@@ -237,6 +241,12 @@ class FixGateway:
         numbers if it is away."""
         order, trade_id, price, qty, fee, is_maker, ts = item
         identity = self.owners.get(order.order_id)
+        if identity is None and is_maker and order.order_id < self.venue.view.first_order_id:
+            # perhaps an order whose New a crash lost, not yet sent again: the
+            # history may lag behind this fill when `rebuild` reports it
+            if len(self.unowned_fills) < MAX_UNOWNED_FILLS:
+                fills = self.unowned_fills.setdefault(order.order_id, [])
+                fills.append({"trade_id": trade_id, "price": price, "qty": qty, "ts_ns": ts})
         if identity is None or not is_maker:
             return  # the taker's fills come with the answer to its order
         session = self.live.get(identity)
@@ -724,9 +734,10 @@ class FixSession(asyncio.Protocol):
     def write(self, raw: bytes):
         self.sent_at = time.monotonic()
         transport = self.transport
-        if transport is None:  # gone: an answer still due goes to its identity's new session
+        if transport is None or transport.is_closing():
+            # gone: an answer still due goes to its identity's new session
             live = self.gateway.live.get(self.identity)
-            transport = live.transport if live is not None else None
+            transport = live.transport if live is not None and live is not self else None
         if transport is not None and not transport.is_closing():
             transport.write(raw)
 

@@ -349,7 +349,7 @@ def test_an_order_the_engine_takes_after_its_signed_window_is_not_applied(start)
     server = start("--engine-process")
     trader = client(server, 2)
     trader.window_ms = 300
-    engine = server.engine_pid()
+    engine = server.child_pid()
     outcome = {}
 
     def place():
