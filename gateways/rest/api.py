@@ -35,6 +35,9 @@ class TimeoutBody(msgspec.Struct, forbid_unknown_fields=True):
 
 def dispatch(gateway, connection, request):
     path, _, query_text = request.target.decode("latin-1").partition("?")
+    if not path.startswith("/"):  # the absolute form (RFC 9112): the path after the authority
+        _, separator, rest = path.partition("://")
+        path = "/" + rest.partition("/")[2] if separator else path
     method = "GET" if request.method == "HEAD" else request.method  # HEAD: GET, no body
     known = STATIC_ROUTES.get((method, path))  # the common case, at once
     if known is not None:

@@ -86,6 +86,10 @@ def test_public_endpoints(server):
     public = client(server)
     assert abs(public.time()["time_ms"] - time.time_ns() // 1_000_000) < 5_000
     assert public.request("GET", "/v1/health", signed=False)["status"] == "ok"
+    (absolute,) = raw_exchange(
+        server.rest_port, b"GET http://127.0.0.1/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 1
+    )  # the absolute form (RFC 9112)
+    assert status_of(absolute) == 200 and body_of(absolute)["status"] == "ok"
     (btc, eth) = public.instruments()
     assert (btc.symbol, btc.tick_size, btc.lot_size, btc.min_notional) == (
         "BTC-USDT", "0.01", "0.0001", "1")  # fmt: skip
