@@ -234,7 +234,9 @@ class Venue:
             elif kind == REJECTED:
                 outcome.code = wire.result_name(e[E_RESULT])
                 outcome.deadline_ns = e[E_EXPIRE]  # of a command sequenced too late
-                if e[E_CMD_TYPE] == wire.CMD_PLACE and 0 < e[E_ACCOUNT] <= view.n_accounts:
+                # (not a duplicate: its client order id names the account's live order)
+                if (e[E_CMD_TYPE] == wire.CMD_PLACE and 0 < e[E_ACCOUNT] <= view.n_accounts
+                        and outcome.code != "DUPLICATE_CLIENT_ORDER_ID"):  # fmt: skip
                     refused = order_of(e)
                     refused.reject_code = outcome.code
                     to_orders(e[E_ACCOUNT], "orders", refused)

@@ -328,6 +328,13 @@ def test_a_placement_the_engine_refuses_reaches_the_accounts_orders_stream_with_
         assert (push["status"], push["reject_code"]) == ("rejected", "POST_ONLY_WOULD_TAKE")
         assert (push["order_id"], push["client_order_id"]) == ("0", "would-take")
         assert "cancel_reason" not in push
+        # a duplicate's push would name the live order by its client order id: none
+        await buyer.place(**limit("buy", "49000", "0.01", client_order_id="live"))
+        assert (await watcher.next_push())["data"]["client_order_id"] == "live"
+        with pytest.raises(FlowgateError):
+            await buyer.place(**limit("buy", "49001", "0.01", client_order_id="live"))
+        await buyer.request("order.cancel_all", {})
+        assert (await watcher.next_push())["data"]["status"] == "canceled"  # next: the cancel
         await seller.request("order.cancel_all", {})
 
     run(scenario())
