@@ -52,19 +52,31 @@ def sweep_factor(text: str) -> float:
     return factor
 
 
+def positive(kind):
+    """An argparse type: a number above 0, else a usage error before anything starts."""
+
+    def convert(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} is not above 0")
+        return value
+
+    return convert
+
+
 def arguments(argv) -> argparse.Namespace:
     cpus = sorted(os.sched_getaffinity(0))
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("subcommand", choices=SUBCOMMANDS)
     parser.add_argument(
         "--rate",
-        type=float,
+        type=positive(float),
         default=2_000,
         help="requests/s offered, open loop, all clients together",
     )
     parser.add_argument(
         "--duration",
-        type=float,
+        type=positive(float),
         default=10.0,
         help="seconds measured per protocol; sizes core and engine too",
     )
@@ -73,7 +85,7 @@ def arguments(argv) -> argparse.Namespace:
     )
     parser.add_argument(
         "--clients",
-        type=int,
+        type=positive(int),
         default=1,
         help="connections (processes when more than one), each its own account",
     )
@@ -220,7 +232,7 @@ class Bench:
         bound, fewer answers per second than offered, an error or a wrong final state.
         A failed step runs once more, so one stall of the machine does not end it."""
         args = self.args
-        steps, sustained, rate = [], None, args.sweep_from
+        steps, sustained, rate, held = [], None, args.sweep_from, True
         while rate <= args.sweep_to:
             for attempt in range(2):
                 step = self.run(protocol, rate, args.sweep_duration, min(args.warmup, 0.5))
@@ -234,7 +246,8 @@ class Bench:
                 break
             sustained = step["offered_rate"]
             rate = float(f"{rate * args.sweep_factor:.2g}")  # round numbers: 1,500, 2,200...
-        return {"steps": steps, "sustained_rate": sustained}
+        # every step held up to --sweep-to: the rate is a floor, not a limit
+        return {"steps": steps, "sustained_rate": sustained, "capped": held}
 
     def sustained(self, step: dict) -> bool:
         return (
@@ -368,7 +381,7 @@ def latency_table(result, latency, sweep) -> list[str]:
         over_floor = [str(r.get(f"{name}_{p}_over_{floor}", "")) for p in ("p50", "p99")]
         over_ws = str(r.get(f"{name}_p50_over_ws", ""))
         steps = sweep.get(name, {})
-        sustained = f"{steps['sustained_rate'] or 0:,}" if steps else ""
+        sustained = sustained_text(steps) if steps else ""
         check = "" if "check" not in row else "ok" if row["check"] == "ok" else "**wrong**"
         lines.append(
             f"| {load.PROTOCOLS[name].title} | {row['p50_us']} | {row['p90_us']} | "
@@ -458,8 +471,13 @@ def sweep_table(result, sweep) -> list[str]:
             step = next((s for s in run["steps"] if s["offered_rate"] == rate), None)
             cells.append(f"{step['p99_us']:,} ({step['achieved_rate']:,})" if step else "")
         lines.append(f"| {rate:,} | " + " | ".join(cells) + " |")
-    sustained = [f"{n} {s['sustained_rate'] or 0:,}/s" for n, s in sweep.items()]
+    sustained = [f"{n} {sustained_text(s)}/s" for n, s in sweep.items()]
     return [*lines, "", "Highest sustained: " + ", ".join(sustained) + ".", ""]
+
+
+def sustained_text(sweep: dict) -> str:
+    """The sustained rate; "≥" when the sweep stopped at --sweep-to with every step held."""
+    return ("≥ " if sweep.get("capped") else "") + f"{sweep['sustained_rate'] or 0:,}"
 
 
 def write_report(result: dict, directory: Path):
@@ -489,6 +507,7 @@ def summary(result: dict) -> dict:
            for name, row in result.get("latency", {}).items()}  # fmt: skip
     for name, run in result.get("sweep", {}).items():
         out[name]["sustained_rate"] = run["sustained_rate"]
+        out[name]["sustained_capped"] = run["capped"]
     if "core" in result:
         out["core"] = {k: result["core"][k] for k in ("batch_cmds_per_s", "per_call_cmds_per_s")}
     if "engine" in result:

@@ -141,9 +141,20 @@ def serve(args) -> int:
 def keys(args) -> int:
     import base64
 
-    from gateways.auth.keys import KeyStore
+    from engine.runtime import CONFIG_FILE, load_data_dir_config
+    from gateways.auth import keys as key_store
 
-    store = KeyStore(Path(args.data_dir))
+    data_dir = Path(args.data_dir)
+    if args.action in ("list", "revoke") and not (data_dir / key_store.FILE).exists():
+        print(f"keys {args.action}: no keys in {data_dir}", file=sys.stderr)
+        return 2
+    if args.action in ("create", "add") and (data_dir / CONFIG_FILE).exists():
+        accounts = [a.id for a in load_data_dir_config(data_dir).accounts]  # a venue's keys
+        if args.account not in accounts:
+            print(f"keys {args.action}: the venue in {data_dir} has no account {args.account}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    store = key_store.KeyStore(data_dir)
     try:
         if args.action == "create":
             key, secret = store.create(args.account, args.type, args.permissions.split(","),

@@ -139,7 +139,7 @@ def load(path) -> VenueConfig:
 def decode(text: bytes | str) -> VenueConfig:
     try:
         config = msgspec.toml.decode(text, type=VenueConfig)
-    except msgspec.ValidationError as e:
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:  # wrong values; not TOML
         raise ConfigError(str(e)) from None
     instrument_specs(config)  # refuse what the core could not run on
     return config

@@ -64,6 +64,8 @@ def lock_data_dir(data_dir: Path, wait_s: float):
     """One venue per data directory: an exclusive lock held while it runs (the
     OS drops it when the process dies). Waits up to wait_s for a previous
     process to let go."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataDirError(f"{data_dir} is a file, not a data directory")
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = exclusive_lock(data_dir / LOCK_FILE, wait_s)
     if lock is None:

@@ -214,6 +214,10 @@ def test_keys_from_the_command_line_and_revocation_reaching_a_running_server(tmp
     assert all("secret" not in k for k in listed)
     bad = flowgate("keys", "create", "--data-dir", str(data), "--account", "2", "--ip", "nope")
     assert bad.returncode == 2
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    refused = flowgate("serve", "--demo", "--data-dir", str(a_file))
+    assert refused.returncode == 1 and "is a file, not a data directory" in refused.stderr
 
     server = ServerProcess(data)
     revoked_at = time.monotonic()

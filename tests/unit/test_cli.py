@@ -20,3 +20,23 @@ def test_check_config(tmp_path, capsys):
     bad.write_text(good.read_text().replace('lot_size = "0.0001"', 'lot_size = "0.0000000001"'))
     assert cli.main(["check-config", str(bad)]) == 1
     assert "whole minor units" in capsys.readouterr().err
+
+
+def test_check_config_refuses_what_is_not_toml(tmp_path, capsys):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[bogus")
+    assert cli.main(["check-config", str(broken)]) == 1
+    assert "broken.toml: " in capsys.readouterr().err
+
+
+def test_keys_of_a_data_dir_that_is_not_there_or_not_that_venues(tmp_path, capsys):
+    from engine.runtime import claim_data_dir
+
+    assert cli.main(["keys", "list", "--data-dir", str(tmp_path / "typo")]) == 2
+    assert "no keys in" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()  # nothing made on the way
+    claim_data_dir(tmp_path / "venue", venue_config.demo())
+    create = ["keys", "create", "--data-dir", str(tmp_path / "venue"), "--account"]
+    assert cli.main([*create, "999"]) == 2
+    assert "no account 999" in capsys.readouterr().err
+    assert cli.main([*create, "2"]) == 0
