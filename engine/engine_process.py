@@ -37,10 +37,11 @@ _READY, _STOP, _FAILED = 0, 1, 2
 
 
 def _signal(fd: int):
-    """One byte down a non-blocking pipe; a full pipe has wake-ups enough."""
+    """One byte down a non-blocking pipe; a full pipe has wake-ups enough, a
+    broken one nobody to wake."""
     try:
         os.write(fd, b"\x01")
-    except BlockingIOError:
+    except (BlockingIOError, BrokenPipeError):
         pass
 
 
@@ -89,6 +90,9 @@ class EngineProcess:
                   self.events_ready_write, logging.getLogger().level, options.history),
         )  # fmt: skip
         self.process.start()
+        # the child has its ends now; without ours, its death closes the events pipe
+        self.wake_engine_read.close()
+        self.events_ready_write.close()
         os.sched_setaffinity(self.process.pid, {engine_cpu})
         self.wake_engine_fd = self.wake_engine.fileno()
         self.events_fd = self.events_ready.fileno()
@@ -117,10 +121,12 @@ class EngineProcess:
             _signal(self.wake_engine_fd)
         return taken
 
-    def take_events(self) -> bytes:
-        """Whatever events are waiting (when events_fd is readable, or polling)."""
+    def take_events(self) -> bytes | None:
+        """Whatever events are waiting (when events_fd is readable, or polling);
+        None once the engine process is gone (its end of the pipe closed)."""
         try:
-            os.read(self.events_fd, 65536)
+            if not os.read(self.events_fd, 65536):
+                return None
         except BlockingIOError:
             pass
         return self.rings.events.read(EVENT_SLOTS)

@@ -132,6 +132,7 @@ class RemotePipeline:
         self.seq = engine.wait_ready()
         self.submit = engine.submit
         self.carried = b""  # events of a command whose last event has not come yet
+        self.engine_lost = lambda: None  # what to do if the engine process dies
         loop.add_reader(engine.events_fd, self.dispatch)
 
     def kick(self):
@@ -139,6 +140,11 @@ class RemotePipeline:
 
     def dispatch(self, events: bytes | None = None):
         batch = self.engine.take_events() if events is None else events
+        if batch is None:  # nothing would answer the gateways' commands any more
+            self.loop.remove_reader(self.engine.events_fd)
+            log.error("the engine process has stopped: the venue stops")
+            self.engine_lost()
+            return
         batch, self.carried = whole_commands(self.carried + batch)  # gateways answer whole ones
         if batch:
             self.seq = int(np.frombuffer(batch, EVENT_DTYPE)["seq"][-1])
@@ -227,6 +233,9 @@ async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    failed = []  # why the venue stops on its own, if it does
+    if isinstance(pipeline, RemotePipeline):
+        pipeline.engine_lost = lambda: (failed.append("engine"), stop.set())
     ports = {name: server.sockets[0].getsockname()[1] for name, _, server in gateways if server}
     log.info("ready", extra={"seq": pipeline.seq, "data_dir": str(options.data_dir),
                              "durability": str(options.durability),
@@ -251,7 +260,7 @@ async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> 
         elif isinstance(gateway, Venue):
             gateway.close()
     log.info("stopped", extra={"seq": pipeline.seq})
-    return 0
+    return 1 if failed else 0
 
 
 def core_at(pipeline, config: VenueConfig, options: ServeOptions):

@@ -3,6 +3,8 @@ restart, back-pressure, bad input, and refusing a damaged or foreign data dir.""
 
 import base64
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -126,6 +128,25 @@ def test_a_foreign_or_damaged_data_dir_refuses_to_start(tmp_path):
     offset = 2 * FRAME_SIZE
     assert refused.returncode == 1 and f"FRAME_BAD_CRC at offset {offset} (seq 3)" in refused.stderr
     assert replay_verify(data).returncode == 1
+
+
+def test_a_venue_whose_engine_process_dies_stops_and_says_why(tmp_path):
+    data = tmp_path / "venue"
+    server = ServerProcess(data, "--engine-process")
+    client = RecordClient(server.record_port)
+    assert len(client.request(place(0))) > 0
+    os.kill(server.child_pid(), signal.SIGKILL)
+    # nothing would answer its clients any more: it stops rather than keep them waiting
+    assert server.process.wait(timeout=30) == 1
+    assert any(line.get("msg") == "the engine process has stopped: the venue stops"
+               for line in server.lines())  # fmt: skip
+    with pytest.raises((ConnectionError, OSError)):
+        client.request(place(1))
+    client.close()
+    server.log.close()
+    again = ServerProcess(data, "--engine-process")  # and starts again from its journal
+    assert again.ready["seq"] == 1
+    assert again.stop() == 0
 
 
 @PLACEMENTS
