@@ -415,15 +415,23 @@ def test_answers_to_orders_in_flight_when_the_client_drops_wait_in_the_store(sta
         time.sleep(0.2)
     finally:
         os.kill(engine, signal.SIGCONT)
+    rest = RestClient(f"http://127.0.0.1:{server.rest_port}", credentials(server, 2))
+    deadline = time.monotonic() + 10
+    while len(rest.open_orders()) < 50:  # placed, and answered in the same walk
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    rest.close()
     back = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
-    back.seq = first + 50
-    back.send("A", [(98, 0), (108, 30)])
-    logon = back.expect("A")
-    back.send("2", [(7, 2), (16, 0)])
-    replayed = [back.receive() for _ in range(int(logon[34]) - 1)]  # 2 to the Logon's
-    news = [m[11] for m in replayed if m[35] == b"8" and m[150] == b"0"]
-    assert news == [f"drop-{i}".encode() for i in range(50)]
-    back.close()
+    try:
+        back.seq = first + 50
+        back.send("A", [(98, 0), (108, 30)])
+        logon = back.expect("A")
+        back.send("2", [(7, 2), (16, 0)])
+        replayed = [back.receive() for _ in range(int(logon[34]) - 1)]  # 2 to the Logon's
+        news = [m[11] for m in replayed if m[35] == b"8" and m[150] == b"0"]
+        assert news == [f"drop-{i}".encode() for i in range(50)]
+    finally:
+        back.close()
 
 
 def test_after_a_crash_commands_in_flight_are_asked_for_and_refused_ones_stay_refused(start):
