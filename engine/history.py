@@ -87,7 +87,7 @@ def _add_columns(db: sqlite3.Connection):
     (their defaults for the orders it holds)."""
     have = {row[1] for row in db.execute("PRAGMA table_info(orders)")}
     if have:
-        for column in _COLUMNS[len(_COLUMNS) - len(_ADDED) :]:
+        for column in _ADDED:
             if column not in have:
                 db.execute(f"ALTER TABLE orders ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
@@ -269,10 +269,10 @@ def run_writer(shm_name: str, data_dir: str, parent_pid: int, cpus: list[int]):
     ring = Ring(HistoryProcess.RING_SLOTS, EVENT_SIZE, shm.buf[_CONTROL:])
     lock = writer_lock(Path(data_dir))
     db = connect(Path(data_dir) / FILE)
-    # a venue killed outright leaves the rest to its next start's recovery,
-    # which waits for this writer's lock: the two never store the same events
-    # a batch is stored with its last seq, which recovery resumes after: half
-    # a command stored would lose the other half
+    # A venue killed outright leaves the rest to its next start's recovery,
+    # which waits for this writer's lock: the two never store the same events.
+    # A batch is stored with its last seq, which recovery resumes after: half
+    # a command stored would lose the other half.
     carried = b""  # events of a command whose last event has not come yet
     while os.getppid() == parent_pid:
         batch = ring.read(8192)

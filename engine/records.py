@@ -84,6 +84,7 @@ FRAME_DTYPE = np.dtype([("length", "<u4"), ("crc", "<u4"), ("command", COMMAND_D
 _CMD = core.CommandType
 _EV = core.EventType
 _FLAG_LAST = int(core.EventFlag.FLAG_LAST)
+_LAST_FLAGS_AT = EVENT_DTYPE.fields["flags"][1] - core.EVENT_SIZE  # the last event's flags
 
 
 def encode_command(command: m.Command, out: np.ndarray, seq: int, ts_ns: int, recv_ns: int = 0):
@@ -169,6 +170,8 @@ def whole_commands(events: bytes) -> tuple[bytes, bytes]:
     """The events of whole commands, and those of the last one if it is cut
     off: a reader of a ring the engine writes into as room frees up may take
     a command's first events before its last."""
+    if not events or events[_LAST_FLAGS_AT] & _FLAG_LAST:  # the common case, at once
+        return events, b""
     last = np.flatnonzero(np.frombuffer(events, EVENT_DTYPE)["flags"] & _FLAG_LAST)
     cut = (int(last[-1]) + 1) * core.EVENT_SIZE if len(last) else 0
     return events[:cut], events[cut:]

@@ -130,6 +130,7 @@ class FixGateway:
         self.last_new: dict[tuple[str, str], int] = {}  # the newest order with a stored New
         self.rebuilt: set[int] = set()  # orders whose lost New was sent since this start
         self.unowned_fills: dict[int, list[dict]] = {}  # fills since this start of orders before it
+        self.lost_after = 0  # orders after this one and before this start may have lost their New
         self.connections: set[FixSession] = set()
         self.sweeper: asyncio.TimerHandle | None = None
         authenticator.on_revoked.append(self.key_revoked)
@@ -143,30 +144,35 @@ class FixGateway:
         crash kept from the stores after the engine had journaled what they
         report (fills, ends of orders whose New was stored). Those are stored
         now, for a ResendRequest."""
-        reported: dict[int, tuple] = {}  # order id -> (identity, trade ids reported, ended)
+        reported: dict[int, list] = {}  # order id -> [identity, trade ids reported, ended]
+        newest = []  # per store, the newest order with a New in it (0: none)
         for directory in sorted((self.data_dir / "fix").glob("*/")):
             if not (directory / "messages").exists():
                 continue
+            newest.append(0)
             for message in MessageStore.sent_messages(directory):
                 if b"\x0135=8\x01" not in message:
                     continue
                 fields = dict(REPORT_FIELDS.findall(message))
                 if fields.get(b"150") == b"0":  # a New: (the venue's 49, the peer's 56)
                     identity = (fields[b"56"].decode(), fields[b"49"].decode())
-                    reported[int(fields[b"37"])] = (identity, set(), [False])
+                    reported[int(fields[b"37"])] = [identity, set(), False]
+                    newest[-1] = max(newest[-1], int(fields[b"37"]))
                 entry = reported.get(int(fields[b"37"])) if fields[b"37"].isdigit() else None
                 if entry is None:
                     continue
                 if fields.get(b"150") == b"F":  # ExecID: order id, trade id
                     entry[1].add(int(fields[b"17"].rpartition(b"-")[2]))
-                entry[2][0] = entry[2][0] or fields.get(b"39") in ENDED_STATUSES
-        for order_id, (identity, trades, (ended,)) in reported.items():
+                entry[2] = entry[2] or fields.get(b"39") in ENDED_STATUSES
+        # the oldest order a FIX identity may have placed with no New stored
+        self.lost_after = min(newest, default=self.venue.view.first_order_id)
+        for order_id, (identity, trades, ended) in reported.items():
             self.last_new[identity] = max(self.last_new.get(identity, 0), order_id)
             if order_id in self.venue.view.orders:
                 self.owners[order_id] = identity
             if not ended and self.venue.history is not None:
-                store = self.store(identity)
-                self.report_missed(partial(send_stored, store), store.account, order_id, trades)
+                account = self.store(identity).account
+                self.report_missed(partial(self.deliver, identity), account, order_id, trades)
 
     def report_missed(self, send, account: int, order_id: int, reported: set[int]):
         """Send (`send(msg_type, fields)`) the Trade reports of an order's fills
@@ -241,20 +247,16 @@ class FixGateway:
         numbers if it is away."""
         order, trade_id, price, qty, fee, is_maker, ts = item
         identity = self.owners.get(order.order_id)
-        if identity is None and is_maker and order.order_id < self.venue.view.first_order_id:
+        if (identity is None and is_maker and len(self.unowned_fills) < MAX_UNOWNED_FILLS
+                and self.lost_after < order.order_id < self.venue.view.first_order_id):  # fmt: skip
             # perhaps an order whose New a crash lost, not yet sent again: the
             # history may lag behind this fill when `rebuild` reports it
-            if len(self.unowned_fills) < MAX_UNOWNED_FILLS:
-                fills = self.unowned_fills.setdefault(order.order_id, [])
-                fills.append({"trade_id": trade_id, "price": price, "qty": qty, "ts_ns": ts})
+            fills = self.unowned_fills.setdefault(order.order_id, [])
+            fills.append({"trade_id": trade_id, "price": price, "qty": qty, "ts_ns": ts})
         if identity is None or not is_maker:
             return  # the taker's fills come with the answer to its order
-        session = self.live.get(identity)
-        fields = execution_fields(self.instruments, order, b"F", (trade_id, price, qty))
-        if session is not None:
-            session.send(b"8", fields)
-        else:
-            send_stored(self.store(identity), b"8", fields)
+        self.deliver(identity, b"8", execution_fields(self.instruments, order, b"F",
+                                                      (trade_id, price, qty)))  # fmt: skip
         if order.leaves == 0:
             self.owners.pop(order.order_id, None)
             self.canceling.pop(order.order_id, None)  # filled before its cancel came
@@ -273,12 +275,15 @@ class FixGateway:
         if identity == self.canceling.pop(order.order_id, None):
             return
         exec_type = b"C" if status is m.OrderStatus.EXPIRED else b"4"
-        fields = execution_fields(self.instruments, order, exec_type)
+        self.deliver(identity, b"8", execution_fields(self.instruments, order, exec_type))
+
+    def deliver(self, identity: tuple[str, str], msg_type: bytes, fields: list):
+        """A message to an identity: to its session, or stored if it is away."""
         session = self.live.get(identity)
         if session is not None:
-            session.send(b"8", fields)
+            session.send(msg_type, fields)
         else:
-            send_stored(self.store(identity), b"8", fields)
+            send_stored(self.store(identity), msg_type, fields)
 
 
 def send_stored(store: MessageStore, msg_type: bytes, fields: list, header: tuple = ()) -> bytes:
@@ -810,7 +815,7 @@ class FixSession(asyncio.Protocol):
         elif code == "RATE_LIMITED" or msg_type == b"U1":
             self.send(b"j", [(45, fields[34]), (372, msg_type), (380, 99), (58, text), *stamps])
         elif msg_type in (b"F", b"G"):
-            order = self.known_order(fields)  # OrdStatus: the order's, Rejected if none
+            order = self.named_order(fields, ended=True)  # OrdStatus: its, or Rejected
             if order is not None and order.status not in (NEW, PARTIALLY_FILLED):
                 reason = b"0"  # too late: it has ended
             else:
@@ -862,18 +867,16 @@ class FixSession(asyncio.Protocol):
         record = wire.place_record(self.gateway.instruments, params, self.account, recv_ns)
         self.enter(fields, "place", record, recv_ns)
 
-    def named_order(self, fields: dict) -> OrderView | None:
-        """The open order a cancel or replace names, if there is one."""
+    def named_order(self, fields: dict, ended: bool = False) -> OrderView | None:
+        """The open order a cancel or replace names (with `ended`, one that
+        has ended too), if there is one."""
         try:
             order_id, coid = wire.order_id_of(self.order_ref(fields))
         except wire.RequestError:
             return None
-        return self.gateway.venue.view.find(self.account, order_id, coid.decode())
-
-    def known_order(self, fields: dict) -> OrderView | None:
-        """The order a cancel or replace names, open or ended, if there is one."""
+        if not ended:
+            return self.gateway.venue.view.find(self.account, order_id, coid.decode())
         try:
-            order_id, coid = wire.order_id_of(self.order_ref(fields))
             return self.gateway.venue.order_status(self.account, order_id, coid.decode())
         except wire.RequestError:
             return None

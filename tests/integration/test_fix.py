@@ -31,6 +31,20 @@ def clients(server):
         c.close()
 
 
+def lose_from_store(data_dir, lost, next_in: int | None = None):
+    """As if a crash came between the engine's journal and ACCOUNT2's store:
+    the messages `lost(raw)` picks were never stored, and with `next_in` the
+    incoming numbers from it never counted."""
+    store = MessageStore(data_dir, "FLOWGATE", "ACCOUNT2")
+    kept = [(seq, raw) for seq, raw in store.messages(1, 0) if not lost(raw)]
+    if next_in is not None:
+        store.next_out = kept[-1][0] + 1
+        store.set_next_in(next_in)
+    store.close()
+    (store.directory / "messages").write_bytes(
+        b"".join(RECORD.pack(seq, len(raw)) + raw for seq, raw in kept))  # fmt: skip
+
+
 def test_logon_heartbeat_test_request_and_logout(clients):
     c = clients()
     c.run("""
@@ -359,13 +373,7 @@ def test_an_order_whose_answer_a_crash_lost_is_asked_for_again_and_reported(star
     server.kill()
     # as if the crash came after the engine's journal but before the store's writes:
     # neither its answer stored nor its number counted
-    store = MessageStore(server.data_dir, "FLOWGATE", "ACCOUNT2")
-    kept = [(n, raw) for n, raw in store.messages(1, 0) if b"\x0111=lost\x01" not in raw]
-    store.next_out = kept[-1][0] + 1
-    store.set_next_in(seq)
-    store.close()
-    (store.directory / "messages").write_bytes(
-        b"".join(RECORD.pack(n, len(raw)) + raw for n, raw in kept))  # fmt: skip
+    lose_from_store(server.data_dir, lambda raw: b"\x0111=lost\x01" in raw, next_in=seq)
     again = ServerProcess(server.data_dir)
     history = again.child_pid()
     try:
@@ -518,12 +526,7 @@ def test_reports_a_crash_kept_from_the_store_are_rebuilt_at_the_next_start(start
     maker.close()
     server.kill()
     # as if the crash came after the engine's journal but before the store's writes
-    store = MessageStore(server.data_dir, "FLOWGATE", "ACCOUNT2")
-    kept = [(seq, raw) for seq, raw in store.messages(1, store.next_out - 1)
-            if b"\x01150=F\x01" not in raw and b"\x01150=4\x01" not in raw]  # fmt: skip
-    store.close()
-    (store.directory / "messages").write_bytes(
-        b"".join(RECORD.pack(seq, len(raw)) + raw for seq, raw in kept))  # fmt: skip
+    lose_from_store(server.data_dir, lambda raw: b"\x01150=F\x01" in raw or b"\x01150=4\x01" in raw)
     again = ServerProcess(server.data_dir)
     try:
         back = FixClient(again.fix_port, "ACCOUNT2", credentials(again, 2))
