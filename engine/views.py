@@ -34,6 +34,8 @@ RESTING_TIFS = (int(core.TimeInForce.TIF_GTC), int(core.TimeInForce.TIF_GTD))
 NEW = int(core.OrderStatus.STATUS_NEW)
 PARTIALLY_FILLED = int(core.OrderStatus.STATUS_PARTIALLY_FILLED)
 FILLED = int(core.OrderStatus.STATUS_FILLED)
+ENDED = (int(core.OrderStatus.STATUS_CANCELED), int(core.OrderStatus.STATUS_EXPIRED))
+BY_TIMER = int(core.CancelReason.REASON_CANCEL_ALL_AFTER)
 _EV = core.EventType
 ACCEPTED, REJECTED, TRADE = int(_EV.EV_ACCEPTED), int(_EV.EV_REJECTED), int(_EV.EV_TRADE)
 CANCELED, EXPIRED, AMENDED = int(_EV.EV_CANCELED), int(_EV.EV_EXPIRED), int(_EV.EV_AMENDED)
@@ -81,6 +83,13 @@ def order_of(event: tuple) -> OrderView:
         event[E_STATUS], event[E_EXPIRE],
         event[E_COID][: event[E_COID_LEN]].decode(errors="replace"), event[E_TS], event[E_REASON],
     )  # fmt: skip
+
+
+def ended_by_timer(event: tuple) -> bool:
+    """Whether a CANCELED or EXPIRED event is a timer's that came due as a
+    command came in (a GTD expiry, a dead man's switch): it carries that
+    command's tag, but the command did not end the order."""
+    return event[E_TYPE] == EXPIRED or event[E_REASON] == BY_TIMER
 
 
 class BookView:

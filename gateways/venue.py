@@ -34,6 +34,7 @@ from engine.views import (
     E_LOCKED,
     E_MAKER_FEE,
     E_NET_QTY,
+    E_ORDER_ID,
     E_PRICE,
     E_QTY,
     E_REALIZED_PNL,
@@ -46,6 +47,7 @@ from engine.views import (
     E_TRADE_ID,
     E_TS,
     E_TYPE,
+    ENDED,
     EXPIRED,
     FLAG_LAST,
     MASS_CANCELED,
@@ -55,6 +57,7 @@ from engine.views import (
     TRADE,
     OrderView,
     VenueView,
+    ended_by_timer,
     events_of,
     order_of,
 )  # fmt: skip
@@ -63,15 +66,17 @@ from gateways import wire
 PRIVATE_CHANNELS = ("orders", "fills", "balances", "positions")
 CLOSED_ORDERS = 100_000  # recently closed orders a status query still finds in memory
 RECENT_TRADES = 1_000  # public trades kept per instrument for queries
+ONE_ORDER = (wire.CMD_PLACE, wire.CMD_CANCEL, wire.CMD_AMEND)  # commands about one order
 
 
 class Outcome:
     """What one command did, gathered from its events for the answer."""
 
-    __slots__ = ("order", "fills", "code", "retry", "count", "deadline_ns", "ts_ns")
+    __slots__ = ("tag", "order", "fills", "code", "retry", "count", "deadline_ns", "ts_ns")
 
     def __init__(self):
-        self.order: OrderView | None = None
+        self.tag = 0  # the command's: its session and request
+        self.order: OrderView | None = None  # its own order (not others it ended)
         self.fills: list = []
         self.code = ""
         self.retry = False
@@ -115,6 +120,7 @@ class Venue:
         # per instrument, newest last: (trade_id, price, qty, taker side, ts_ns)
         self.recent_trades = [collections.deque(maxlen=RECENT_TRADES) for _ in instruments.specs]
         self.seq = view.seq  # of the last event walked: the state the view shows
+        self.outcome = Outcome()  # during the walk: the command being walked
 
     def add_private(self, channels, hook):
         """Private updates of these channels go to `hook(account, channel, item)`
@@ -190,11 +196,11 @@ class Venue:
         to = self.private_to
         to_orders, to_fills, to_balances, to_positions = (
             to["orders"], to["fills"], to["balances"], to["positions"])  # fmt: skip
-        outcome = Outcome()
+        outcome = self.outcome = Outcome()
         trades: dict[int, list] = {}
         for e in events_of(batch):
             kind = e[E_TYPE]
-            tag = e[E_TAG]
+            tag = outcome.tag = e[E_TAG]
             if kind == TRADE:
                 taker, maker = view.trade(e)
                 trade_id, price, qty, ts = e[E_TRADE_ID], e[E_PRICE], e[E_QTY], e[E_TS]
@@ -226,8 +232,11 @@ class Venue:
                 to_positions(e[E_ACCOUNT], "positions", held)
             elif kind == CANCELED or kind == EXPIRED:
                 order = view.ended(e)
-                # the command's own order, not a resting one self-trade prevention canceled
-                if outcome.order is None or outcome.order.order_id == order.order_id:
+                # the command's own order (a cancel's, the rest of a placement): not a
+                # resting one self-trade prevention canceled, nor one a mass cancel or
+                # a timer that came due as the command came in ended
+                if (outcome.order.order_id == order.order_id if outcome.order is not None
+                        else e[E_CMD_TYPE] in ONE_ORDER and not ended_by_timer(e)):  # fmt: skip
                     outcome.order = order
                 self.remember(order)
                 to_orders(order.account, "orders", order)
@@ -240,8 +249,8 @@ class Venue:
                     refused = order_of(e)
                     refused.reject_code = outcome.code
                     to_orders(e[E_ACCOUNT], "orders", refused)
-            elif kind == ORDER_STATE:
-                outcome.order = order_of(e)
+            elif kind == ORDER_STATE:  # a retried placement: the order as it is now
+                outcome.order = self.order_now(e)
                 outcome.retry = True
             elif kind == MASS_CANCELED:
                 outcome.count = e[E_QTY]
@@ -254,7 +263,7 @@ class Venue:
                     session = self.sessions.get(tag >> 32)
                     if session is not None:
                         waiting = self.command_done(session, tag & 0xFFFFFFFF, outcome, out_ns)
-                outcome = Outcome()
+                outcome = self.outcome = Outcome()
                 if not waiting:  # a batch's private updates wait for its answer
                     for gateway in streams:
                         gateway.command_end()
@@ -281,6 +290,18 @@ class Venue:
         if pending.waiting == 0:
             session.answer(pending, out_ns)
         return pending.waiting > 0
+
+    def order_now(self, e: tuple) -> OrderView:
+        """The order an ORDER_STATE event names, as it stands: the event
+        carries the order's fields at the time of the retry, not of its last
+        change, and a closed order's unfilled rest."""
+        try:
+            return self.order_status(e[E_ACCOUNT], e[E_ORDER_ID], "")
+        except wire.RequestError:  # (a venue without its history)
+            order = order_of(e)
+            if order.status in ENDED:
+                order.leaves = 0
+            return order
 
     def remember(self, order: OrderView):
         """Closed orders a status query still finds (the newest CLOSED_ORDERS)."""

@@ -56,6 +56,7 @@ TIMESTAMP_TAGS = (7901, 7902, 7903, 7904)  # custom: gateway in, engine in, engi
 SIDES = {b"1": m.Side.BUY, b"2": m.Side.SELL}
 SIDE_CODES = {m.Side.BUY: b"1", m.Side.SELL: b"2"}
 ORD_TYPES = {b"1": m.OrderType.MARKET, b"2": m.OrderType.LIMIT}
+ORD_TYPE_CODES = {v: k for k, v in ORD_TYPES.items()}
 TIFS = {b"1": m.TimeInForce.GTC, b"3": m.TimeInForce.IOC, b"4": m.TimeInForce.FOK,
         b"6": m.TimeInForce.GTD}  # fmt: skip
 TIF_CODES = {v: k for k, v in TIFS.items()}
@@ -126,7 +127,6 @@ class FixGateway:
         self.live: dict[tuple[str, str], FixSession] = {}  # logged-on identities
         self.stores: dict[tuple[str, str], MessageStore] = {}
         self.owners: dict[int, tuple[str, str]] = {}  # order id -> identity that placed it
-        self.canceling: dict[int, tuple[str, str]] = {}  # order id -> identity whose F/G asks
         self.last_new: dict[tuple[str, str], int] = {}  # the newest order with a stored New
         self.rebuilt: set[int] = set()  # orders whose lost New was sent since this start
         self.unowned_fills: dict[int, list[dict]] = {}  # fills since this start of orders before it
@@ -253,29 +253,39 @@ class FixGateway:
             # history may lag behind this fill when `rebuild` reports it
             fills = self.unowned_fills.setdefault(order.order_id, [])
             fills.append({"trade_id": trade_id, "price": price, "qty": qty, "ts_ns": ts})
-        if identity is None or not is_maker:
-            return  # the taker's fills come with the answer to its order
+        if identity is None or (not is_maker and self.answered(identity, order)):
+            return  # (the taker's fills of the identity's own request come with its answer)
         self.deliver(identity, b"8", execution_fields(self.instruments, order, b"F",
                                                       (trade_id, price, qty)))  # fmt: skip
         if order.leaves == 0:
             self.owners.pop(order.order_id, None)
-            self.canceling.pop(order.order_id, None)  # filled before its cancel came
 
     def order_ended(self, account: int, channel: str, order: OrderView):
         """An order a FIX identity placed was canceled or expired by anything
-        but that identity's own cancel request (answered as such): an expiry,
-        a mass cancel, another protocol, cancel-on-disconnect, self-trade
-        prevention. Its owner gets the report, stored if it is away."""
+        but that identity's own request about it (answered as such): an
+        expiry, a mass cancel, another protocol or identity,
+        cancel-on-disconnect, self-trade prevention. Its owner gets the
+        report, stored if it is away."""
         if order.order_id not in self.owners:  # most updates: not a FIX order's
-            return  # (a cancel asked for such an order is forgotten with its answer)
+            return
         status = m.STATUS_OF[order.status]
         if status is not m.OrderStatus.CANCELED and status is not m.OrderStatus.EXPIRED:
             return
         identity = self.owners.pop(order.order_id)
-        if identity == self.canceling.pop(order.order_id, None):
+        if self.answered(identity, order):
             return
         exec_type = b"C" if status is m.OrderStatus.EXPIRED else b"4"
         self.deliver(identity, b"8", execution_fields(self.instruments, order, exec_type))
+
+    def answered(self, identity: tuple[str, str], order: OrderView) -> bool:
+        """Whether the command being walked is the identity's own request
+        about the order (its placement, replace or cancel), whose answer
+        reports what the command did to it (`FixSession.report`)."""
+        outcome = self.venue.outcome
+        if outcome.order is None or outcome.order.order_id != order.order_id:
+            return False
+        session = self.venue.sessions.get(outcome.tag >> 32)
+        return isinstance(session, FixSession) and session.identity == identity
 
     def deliver(self, identity: tuple[str, str], msg_type: bytes, fields: list):
         """A message to an identity: to its session, or stored if it is away."""
@@ -313,7 +323,7 @@ def execution_fields(instruments: wire.Instruments, order: OrderView, exec_type:
               (17, exec_id), (150, exec_type), (39, ORD_STATUS[status]),
               (55, spec.symbol), (54, SIDE_CODES[m.SIDE_OF[order.side]]),
               (38, instruments.qty(spec, order.qty)),
-              (40, b"2" if order.type == 1 else b"1")]  # fmt: skip
+              (40, ORD_TYPE_CODES[m.TYPE_OF[order.type]])]  # fmt: skip
     if order.price:
         fields.append((44, instruments.price(spec, order.price)))
     fields.append((59, TIF_CODES.get(m.TIF_OF[order.tif], b"1")))
@@ -890,14 +900,7 @@ class FixSession(asyncio.Protocol):
 
     def cancel(self, fields: dict, recv_ns: int):
         record = wire.cancel_record(self.order_ref(fields), self.account, recv_ns)
-        self.asking(self.named_order(fields))
         self.enter(fields, "cancel", record, recv_ns)
-
-    def asking(self, order: OrderView | None):
-        """A cancel or replace of `order` goes to the engine: if it ends the
-        order, its answer reports that (not `order_ended` besides)."""
-        if order is not None:
-            self.gateway.canceling[order.order_id] = self.identity
 
     def replace(self, fields: dict, recv_ns: int):
         wire.spend_order(self.gateway.authenticator.limiter, self.account)
@@ -907,10 +910,26 @@ class FixSession(asyncio.Protocol):
                                   qty=fields[38].decode() if 38 in fields else None)  # fmt: skip
         order_id, coid = wire.order_id_of(params)
         order, instrument = self.gateway.venue.amend_target(self, self.account, order_id, coid)
+        self.keeps(fields, order, instrument)
         record = wire.amend_record(self.gateway.instruments, params, instrument, self.account,
                                    recv_ns)  # fmt: skip
-        self.asking(order)  # should it end the order (self-trade prevention), it answers
         self.enter(fields, "amend", record, recv_ns)
+
+    def keeps(self, fields: dict, order: OrderView | None, instrument: int):
+        """A replace changes OrderQty(38) and Price(44) only: the Symbol(55),
+        Side(54), OrdType(40) and TimeInForce(59) it carries must be the
+        order's (its symbol alone is known while its placement is in flight)."""
+        if instrument < 0:
+            return  # no such order: the engine answers UNKNOWN_ORDER
+        kept = {55: self.gateway.instruments.specs[instrument].symbol.encode()}
+        if order is not None:
+            kept.update({54: SIDE_CODES[m.SIDE_OF[order.side]],
+                         40: ORD_TYPE_CODES[m.TYPE_OF[order.type]],
+                         59: TIF_CODES.get(m.TIF_OF[order.tif], b"1")})  # fmt: skip
+        for tag, value in kept.items():
+            if tag in fields and fields[tag] != value:
+                raise wire.RequestError("INVALID_PARAMS", "a replace changes OrderQty(38) and "
+                                        f"Price(44) only; tag {tag} differs")  # fmt: skip
 
     def status(self, fields: dict):
         ref = self.order_ref(fields)
@@ -968,9 +987,6 @@ class FixSession(asyncio.Protocol):
         kind = pending.method
         times = (pending.recv_ns, pending.engine_in_ns, out_ns, time.time_ns())
         if code:
-            order = self.named_order(fields) if kind in ("cancel", "amend") else None
-            if order is not None:
-                self.gateway.canceling.pop(order.order_id, None)
             self.refused(REQUEST_TYPES[kind], fields, code, wire.MESSAGES.get(code, code), None,
                          times)  # fmt: skip
             return
@@ -998,7 +1014,6 @@ class FixSession(asyncio.Protocol):
             else:
                 self.send(b"8", execution_fields(instruments, state, b"I", None, times))
             return
-        self.gateway.canceling.pop(state.order_id, None)
         if kind == "cancel":  # ClOrdID: the cancel request's; OrigClOrdID: the order's
             report = execution_fields(instruments, state, b"4", None, times)
             report[1:2] = [(11, fields.get(11, b"NONE")), (41, state.client_order_id or "NONE")]

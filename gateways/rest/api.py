@@ -56,6 +56,10 @@ def dispatch(gateway, connection, request):
                                     retry_after_ms=refused.retry_after_ms)  # fmt: skip
     else:
         principal = authenticate(gateway, connection, request, permission)
+    if query:
+        unknown = query.keys() - QUERIES.get(handler, ())
+        if unknown:  # (a misspelt filter must not widen what a request does)
+            raise wire.RequestError("INVALID_PARAMS", f"no query parameter {min(unknown)!r} here")
     body = None
     if body_type is not None:
         media_type = request.headers.get("content-type", "").partition(";")[0]
@@ -364,6 +368,15 @@ ROUTES = [
     ("GET", ("v1", "balances"), get_balances, "read", None),
     ("GET", ("v1", "positions"), get_positions, "read", None),
 ]
+
+# the query parameters each endpoint reads; any other is refused
+QUERIES = {
+    get_book: {"depth"},
+    get_trades: {"limit"},
+    get_orders: {"symbol", "status"},
+    delete_orders: {"client_order_id", "symbol", "side"},
+    get_fills: {"symbol", "cursor", "limit"},
+}
 
 # routes by (segments, first segment, second segment): a parameter is never
 # among the first two

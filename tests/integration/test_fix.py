@@ -222,6 +222,75 @@ def test_orders_that_end_without_their_sessions_asking_are_reported(server, clie
     c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")  # and "mine" once only
 
 
+def test_an_expiry_due_as_its_cancel_arrives_is_reported_and_the_cancel_refused(start):
+    server = start("--engine-process")
+    engine = server.child_pid()
+    c = FixClient(server.fix_port, "ACCOUNT2", credentials(server, 2))
+    c.run(f"""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=soon 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=6 126={now_timestamp(300)}
+        expect 8 150=0 11=soon
+    """)
+    # the engine sleeps through the expiry; woken, it takes the waiting cancel before
+    # it looks at its timers
+    os.kill(engine, signal.SIGSTOP)
+    try:
+        time.sleep(0.5)
+        c.send("F", [(41, "soon"), (11, "soon-x")])
+        time.sleep(0.1)
+    finally:
+        os.kill(engine, signal.SIGCONT)
+    c.expect("8", t150="C", t39="C", t11="soon")
+    c.expect("9", t11="soon-x", t41="soon", t39="C", t102="0")
+    c.close()
+
+
+def test_a_replace_changes_price_and_quantity_only_and_beside_a_cancel_each_is_reported_once(
+    clients,
+):
+    c = clients(2)
+    c.run("""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=both 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=1
+        expect 8 150=0 11=both
+    """)
+    for tag, value in ((54, 2), (55, "ETH-USDT"), (40, 1), (59, 3)):
+        c.send("G", [(41, "both"), (11, f"both-{tag}"), (44, "48000"), (tag, value)])
+        refused = c.expect("9", t11=f"both-{tag}", t434="2", t102="99", t39="0")
+        assert refused[58].startswith(b"INVALID_PARAMS")
+    # a replace and a cancel in one write: the Replaced, then the cancel's own report
+    stamp = now_timestamp()
+    c.sock.sendall(
+        encode("G", c.sender, c.target, c.seq, stamp, [(41, "both"), (11, "both-g"), (44, 48000),
+                                                        (54, 1), (55, "BTC-USDT")])
+        + encode("F", c.sender, c.target, c.seq + 1, stamp, [(41, "both"), (11, "both-f")])
+    )  # fmt: skip
+    c.seq += 2
+    c.expect("8", t150="5", t11="both", t44="48000")
+    c.expect("8", t150="4", t11="both-f", t41="both")
+    c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")
+
+
+def test_fills_a_replace_from_elsewhere_makes_reach_the_fix_order_owner(server, clients):
+    c = clients(2)
+    c.run("""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11=mine 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=1
+        expect 8 150=0 11=mine
+    """)
+    url = f"http://127.0.0.1:{server.rest_port}"
+    seller, owner = RestClient(url, credentials(server, 3)), RestClient(url, credentials(server, 2))
+    seller.place(symbol="BTC-USDT", side="sell", type="limit", price="49500", qty="0.004")
+    owner.amend(owner.open_orders()[0].order_id, price="49500")  # the same account, over REST
+    seller.close()
+    owner.close()
+    c.expect("8", t150="F", t11="mine", t32="0.004", t31="49500", t14="0.004", t39="1")
+    c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")
+
+
 def test_the_dead_mans_switch_over_fix(clients):
     c = clients(2)
     c.run("""

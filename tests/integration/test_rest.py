@@ -252,6 +252,11 @@ def test_every_error_has_its_status_and_code(server):
          "INVALID_PARAMS"),
         (lambda: client(server).balances(), 401, "UNAUTHENTICATED"),
         (lambda: trader.cancel_all_after(-1), 400, "INVALID_TIMEOUT"),
+        # a misspelt filter is refused, never read as no filter (a mass cancel of everything)
+        (lambda: trader.request("DELETE", "/v1/orders", {"sym": "BTC-USDT"}), 400,
+         "INVALID_PARAMS"),
+        (lambda: trader.request("GET", "/v1/book/BTC-USDT", {"levels": "5"}), 400,
+         "INVALID_PARAMS"),
     ]  # fmt: skip
     for call, status, code in cases:
         if status is None:

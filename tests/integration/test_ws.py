@@ -4,7 +4,9 @@ loopback port, driven with the Python SDK (`flowgate_client.ws`) and raw sockets
 import asyncio
 import base64
 import json
+import os
 import random
+import signal
 import socket
 import struct
 import time
@@ -310,6 +312,37 @@ def test_a_repeated_placement_of_a_canceled_order_says_why_it_was_canceled(serve
         assert again["retry"] is True
         assert again["order"]["status"] == "canceled"
         assert again["order"]["cancel_reason"] == "unfilled"
+        # the order as it is now: nothing left to fill, as of its last change
+        assert again["order"] == first["order"]
+
+    run(scenario())
+
+
+def test_a_cancel_is_answered_about_its_own_order_when_a_timer_comes_due_first(start):
+    """An expiry due as a command comes in runs first, in that command: the
+    answer must still be about the order the command named, never the expired
+    order (another account's here)."""
+    server = start("--engine-process")
+    engine = server.child_pid()
+
+    async def scenario():
+        other, client = await connect(server, 2), await connect(server, 3)
+        soon = time.time_ns() // 1_000_000 + 300
+        expiring = await other.place(**limit("buy", "49000", "0.01", tif="gtd", expire_ts=soon))
+        mine = (await client.place(**limit("sell", "51000", "0.01")))["order"]
+        # the engine sleeps through the expiry; woken, it takes the waiting cancel
+        # before it looks at its timers
+        os.kill(engine, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(0.5)
+            cancel = asyncio.ensure_future(client.cancel(order_id=mine["order_id"]))
+            await asyncio.sleep(0.1)
+        finally:
+            os.kill(engine, signal.SIGCONT)
+        answer = (await cancel)["order"]
+        assert (answer["order_id"], answer["status"]) == (mine["order_id"], "canceled")
+        ended = await other.request("order.status", {"order_id": expiring["order"]["order_id"]})
+        assert ended["order"]["status"] == "expired"
 
     run(scenario())
 
