@@ -6,6 +6,7 @@ the whole order path. `build_pipeline` wires it, stage by stage.
 """
 
 import asyncio
+import functools
 import gc
 import logging
 import signal
@@ -197,7 +198,9 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
             served = await ws.serve(gateway, options.host, options.ws_port)
             gateways.append(("ws_port", gateway, served))
         if options.rest_port is not None:
-            rest_gateway = rest.RestGateway(venue, authenticator)
+            render = (functools.partial(metrics.render, pipeline.runtime)
+                      if isinstance(pipeline, Pipeline) else None)  # fmt: skip
+            rest_gateway = rest.RestGateway(venue, authenticator, render)
             served = await rest.serve(rest_gateway, options.host, options.rest_port)
             gateways.append(("rest_port", rest_gateway, served))
         if options.fix_port is not None:

@@ -2,6 +2,7 @@
 one handler per endpoint. Handlers answer at once (`connection.respond`) or
 enter commands whose answer the venue's walk delivers."""
 
+import ipaddress
 import time
 from http import HTTPStatus
 from pathlib import Path
@@ -230,6 +231,18 @@ def get_docs(gateway, connection, request, principal, segments, query, body):
     connection.write_ready()
 
 
+def get_metrics(gateway, connection, request, principal, segments, query, body):
+    """Prometheus text, to clients on this host only (as on --metrics-port)."""
+    if gateway.metrics is None:
+        raise wire.RequestError("NOT_FOUND", "metrics are kept by the engine's process: "
+                                "--metrics-port")  # fmt: skip
+    if not ipaddress.ip_address(connection.ip).is_loopback:
+        raise wire.RequestError("FORBIDDEN", "metrics are served to this host only")
+    request.answer = response(200, gateway.metrics().encode(), request.keep_alive,
+                              content_type="text/plain; version=0.0.4")  # fmt: skip
+    connection.write_ready()
+
+
 # -- read --
 
 
@@ -356,6 +369,7 @@ ROUTES = [
     ("GET", ("v1", "trades", None), get_trades, None, None),
     ("GET", ("v1", "openapi.json"), get_openapi, None, None),
     ("GET", ("docs",), get_docs, None, None),
+    ("GET", ("metrics",), get_metrics, None, None),
     ("POST", ("v1", "orders"), post_order, "trade", wire.PlaceParams),
     ("POST", ("v1", "orders", "batch"), post_batch, "trade", BatchBody),
     ("GET", ("v1", "orders"), get_orders, "read", None),

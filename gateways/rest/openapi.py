@@ -206,6 +206,7 @@ ENDPOINTS = {
     ),  # fmt: skip
     api.get_openapi: ("This description", [], None, []),
     api.get_docs: ("The rendered reference", [], None, []),
+    api.get_metrics: ("Prometheus metrics, to clients on the venue's host", [], None, [403, 404]),
     api.post_order: ("Place an order", [], OrderResult, [400, 403, 409, 503]),
     api.post_batch: ("Place up to 20 orders, one result each", [], BatchResult, [400, 503]),
     api.get_orders: (
@@ -290,9 +291,12 @@ def spec() -> dict:
                 "schema": {"$ref": f"#/components/schemas/{answer.__name__}"}}}  # fmt: skip
         elif handler is api.get_docs:
             ok["content"] = {"text/html": {"schema": {"type": "string"}}}
+        elif handler is api.get_metrics:
+            ok["content"] = {"text/plain": {"schema": {"type": "string"}}}
         else:
             ok["content"] = {"application/json": {"schema": {"type": "object"}}}
-        statuses = set(errors) | {400, 408, 413, 429, 431}  # what any request may meet
+        # what any request may meet (403: BANNED, an address that failed to sign too often)
+        statuses = set(errors) | {400, 403, 408, 413, 429, 431}
         if body_type is not None:
             statuses.add(415)
         if permission is not None:

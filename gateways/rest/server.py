@@ -15,6 +15,7 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 
 import httptools
 import msgspec
@@ -73,8 +74,12 @@ class Request:
 
 
 class RestGateway:
-    def __init__(self, venue: Venue, authenticator: Authenticator):
+    def __init__(self, venue: Venue, authenticator: Authenticator,
+                 metrics: Callable[[], str] | None = None):  # fmt: skip
+        """`metrics`: the venue's metrics as Prometheus text, for GET /metrics
+        (None: the engine runs in another process, which keeps them)."""
         self.venue = venue
+        self.metrics = metrics
         self.instruments = venue.instruments
         self.authenticator = authenticator
         self.guard = authenticator.guard

@@ -111,6 +111,9 @@ def test_public_endpoints(server):
     assert spec["openapi"] == "3.1.0" and "/v1/orders" in spec["paths"]
     (page,) = raw_exchange(server.rest_port, b"GET /docs HTTP/1.1\r\nHost: x\r\n\r\n", 1)
     assert b"text/html" in page and b"POST /v1/orders" in page
+    (metrics,) = raw_exchange(server.rest_port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 1)
+    assert status_of(metrics) == 200 and b"text/plain; version=0.0.4" in metrics
+    assert b"\nflowgate_sequence 4\n" in metrics  # the four placements above
 
 
 def conforms(rest: RestClient, handler, method: str, path: str, query=None, body=None):
