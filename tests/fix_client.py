@@ -1,6 +1,8 @@
 """A small blocking FIX 4.4 initiator for tests and scripted session
 scenarios: `send MSGTYPE tag=value ...` and `expect MSGTYPE tag=value ...`
-lines; the header (49, 56, 34, 52) is filled in, and a Logon is signed."""
+lines; the header (49, 56, 34, 52) is filled in, and a Logon is signed.
+Every message it receives must pass the venue's published data dictionary,
+as it would for a QuickFIX initiator validating with it."""
 
 import socket
 import time
@@ -8,8 +10,11 @@ from datetime import UTC, datetime
 
 from ext.fix import FixError, FixReader, encode
 from flowgate_client import Credentials, fix_logon_raw_data
+from gateways.fix.dictionary import DataDictionary
+from gateways.fix.session import DIALECT
 
 TARGET = "FLOWGATE"
+PUBLISHED = DataDictionary(DIALECT)
 
 
 def now_timestamp(offset_ms: int = 0) -> str:
@@ -24,7 +29,7 @@ class FixClient:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sender, self.target, self.credentials = sender, target, credentials
         self.seq = 1
-        self.reader = FixReader()
+        self.reader = FixReader(keep_raw=True)
         self.inbox: list[dict] = []
 
     def send(self, msg_type: str, fields: list | None = None, seq: int | None = None,
@@ -52,7 +57,11 @@ class FixClient:
                 raise AssertionError("no message in time") from None
             if not data:
                 return None
-            self.inbox += [m for m in self.reader.feed(data) if not isinstance(m, FixError)]
+            messages = self.reader.feed(data)
+            for message, raw in zip(messages, self.reader.raw, strict=True):
+                if not isinstance(message, FixError):
+                    PUBLISHED.validate(PUBLISHED.read(raw))  # raises Invalid, naming the fault
+                    self.inbox.append(message)
         return self.inbox.pop(0)
 
     def expect(self, msg_type: str, **tags) -> dict:

@@ -125,13 +125,14 @@ class Authenticator:
 
     def verify(self, key_id: str, ts_ms: int, nonce: str, signature: str, payload: bytes,
                ip: str, permission: str | None, window_ms: int | None = None,
-               throttle: bool = True) -> Principal:  # fmt: skip
+               throttle: bool = True, ed25519_only: bool = False) -> Principal:  # fmt: skip
         """Check one signed request (or logon); raise AuthError with a stable code.
 
         `payload` is what was signed (`canonical` or `fix_logon_payload`), and
         (key, ts, nonce) is its replay key. `permission` None: a session logon,
         whose requests are checked one by one afterwards. `throttle` False (a
         cancel): spends the key's budget if there is any, never refuses.
+        `ed25519_only`: an HMAC key is refused (FIX logs on with Ed25519 keys).
         """
         self.guard.check_ip(ip)
         received_ns = self.wall_clock()
@@ -147,6 +148,8 @@ class Authenticator:
         if not key.usable_at(received_ns // 1_000_000):
             self.guard.failed(ip)
             raise AuthError("UNAUTHENTICATED", "unknown, revoked or expired key")
+        if ed25519_only and verifier.ed25519 is None:
+            raise AuthError("UNAUTHENTICATED", "this protocol takes Ed25519 keys only")
         if not key.allows_ip(ip):
             raise AuthError("FORBIDDEN", "this key may not be used from this address", ip=ip)
         if abs(received_ns // 1_000_000 - ts_ms) > window:

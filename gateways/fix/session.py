@@ -612,6 +612,7 @@ class FixSession(asyncio.Protocol):
             principal = gateway.authenticator.verify(  # the nonce: all that was signed
                 fields.get(553, b"").decode(errors="replace"), sent_ms, payload.decode("latin-1"),
                 fields.get(96, b"").decode(errors="replace"), payload, self.ip, None,
+                ed25519_only=True,
             )  # fmt: skip
         except AuthError as e:
             self.refuse_logon(identity, f"{e.code}: {e.message}")

@@ -66,6 +66,15 @@ def test_logons_refused(server, clients):
     logout = bad.expect("5")
     assert logout[58].startswith(b"UNAUTHENTICATED") and bad.closed()
 
+    keyed = credentials(server, 2, "hmac-sha256")  # a good HMAC signature: Ed25519 keys only
+    hmac_desk, moment = clients(2, sender="HMAC-DESK"), now_timestamp()
+    hmac_desk.credentials = None
+    signature = keyed.sign(f"A\x01HMAC-DESK\x01FLOWGATE\x011\x01{moment}".encode())
+    hmac_desk.send("A", [(553, keyed.key), (95, len(signature)), (96, signature), (98, 0),
+                         (108, 30)], sending_time=moment)  # fmt: skip
+    logout = hmac_desk.expect("5")
+    assert logout[58].startswith(b"UNAUTHENTICATED") and b"Ed25519" in logout[58]
+
     stale = clients(2)
     stale.send("A", [(98, 0), (108, 30)], sending_time=now_timestamp(-60_000))
     assert stale.expect("5")[58].startswith(b"TIMESTAMP_OUT_OF_WINDOW") and stale.closed()
