@@ -49,10 +49,23 @@ TEXT, BINARY, CLOSE, CONTINUATION = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType
                                      WSMsgType.CONTINUATION)  # fmt: skip
 
 
+NO_PARAMS = msgspec.Raw(b"{}")  # a request without params: an empty map in its encoding
+
+
 class Request(msgspec.Struct):
     method: str
     id: int | str | None = None
-    params: msgspec.Raw = msgspec.Raw(b"{}")
+    params: msgspec.Raw = NO_PARAMS
+
+
+class NoParams(msgspec.Struct, forbid_unknown_fields=True):
+    """The params of a method that takes none: `{}` or left out."""
+
+
+class RequestId(msgspec.Struct):
+    """A request that is not one may still name itself: its id, for the error."""
+
+    id: int | str | None = None
 
 
 class LogonParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -116,7 +129,21 @@ def frame_header(opcode: int, size: int) -> bytes:
 
 DECODERS = {TEXT: msgspec.json.Decoder(Request).decode,
             BINARY: msgspec.msgpack.Decoder(Request).decode}  # fmt: skip
+ID_DECODERS = {TEXT: msgspec.json.Decoder(RequestId).decode,
+               BINARY: msgspec.msgpack.Decoder(RequestId).decode}  # fmt: skip
+
+
+def request_id_of(kind: WSMsgType, payload: bytes):
+    """The id of a message that is not a request (no method, a wrong type...),
+    if it has a readable one."""
+    try:
+        return ID_DECODERS[kind](payload).id
+    except msgspec.DecodeError:
+        return None
+
+
 PARAMS = {TEXT: msgspec.json.decode, BINARY: msgspec.msgpack.decode}
+EMPTY_MAP = {TEXT: b"{}", BINARY: msgspec.msgpack.encode({})}
 
 
 class Encoded:
@@ -205,7 +232,7 @@ class WsGateway:
 
     def handle(self, session: "WsSession", kind: WSMsgType, payload: bytes):
         recv_ns = time.time_ns()
-        request_id = None
+        request = request_id = None
         try:
             if len(payload) > self.max_message:
                 too_large = f"messages are at most {self.max_message} bytes"
@@ -213,6 +240,7 @@ class WsGateway:
             try:
                 request = DECODERS[kind](payload)
             except msgspec.DecodeError as e:
+                request_id = request_id_of(kind, payload)
                 raise wire.RequestError("INVALID_REQUEST", f"not a request: {e}") from None
             request_id = request.id
             handler = METHODS.get(request.method)
@@ -224,17 +252,15 @@ class WsGateway:
             if permission is not None and permission not in session.permissions:
                 raise wire.RequestError("FORBIDDEN", f"this key lacks the {permission} permission")
             decode = self.decode = PARAMS[kind]  # the request's encoding, for what is decoded later
-            if params_type is not None:
-                try:
-                    params = decode(request.params, type=params_type)
-                except msgspec.DecodeError as e:
-                    raise wire.RequestError("INVALID_PARAMS", str(e)) from None
-            else:
-                params = None
+            raw = EMPTY_MAP[kind] if request.params is NO_PARAMS else request.params
+            try:
+                params = decode(raw, type=params_type)
+            except msgspec.DecodeError as e:
+                raise wire.RequestError("INVALID_PARAMS", str(e)) from None
             method(self, session, request, params, recv_ns)
         except (wire.RequestError, AuthError) as e:
             details = e.details
-            if request_id is not None and request.method in ORDER_METHODS:
+            if request is not None and request.method in ORDER_METHODS:
                 details = {**details, "timestamps": wire.refusal_times(recv_ns)}
             session.error(request_id, e.code, e.message, details)
         except Exception:
@@ -574,6 +600,7 @@ def pending_for(request: Request, size: int, recv_ns: int) -> Pending:
 
 def _logon(gateway: WsGateway, session: WsSession, request, p: LogonParams, recv_ns):
     if session.account:
+        gateway.spend(session)
         raise wire.RequestError("INVALID_REQUEST", "this session is logged on already")
     payload = canonical(p.ts, p.nonce, "WS", PATH, b"")
     principal = gateway.authenticator.verify(p.key, p.ts, p.nonce, p.sig, payload, session.ip,
@@ -598,6 +625,7 @@ def _ping(gateway: WsGateway, session: WsSession, request, p, recv_ns):
 
 
 def _cancel_on_disconnect(gateway, session: WsSession, request, p: EnabledParams, recv_ns):
+    gateway.spend(session)
     session.cancel_on_disconnect = p.enabled
     session.reply(request.id, {"enabled": p.enabled})
 
@@ -720,6 +748,7 @@ def _subscribe(gateway: WsGateway, session: WsSession, request, p: SubscribePara
 
 
 def _unsubscribe(gateway: WsGateway, session: WsSession, request, p: SubscribeParams, recv_ns):
+    gateway.spend(session)
     channels = [(name, *_channel(gateway, session, name)) for name in p.channels]
     for name, kind, instrument in channels:
         if kind in PRIVATE_CHANNELS:
@@ -734,7 +763,7 @@ def _unsubscribe(gateway: WsGateway, session: WsSession, request, p: SubscribePa
 
 METHODS = {
     "session.logon": (_logon, LogonParams, None),
-    "session.logout": (_logout, None, None),
+    "session.logout": (_logout, NoParams, None),
     "session.cancel_on_disconnect": (_cancel_on_disconnect, EnabledParams, "trade"),
     "session.cancel_all_after": (_cancel_all_after, TimeoutParams, "trade"),
     "order.place": (_place, wire.PlaceParams, "trade"),
@@ -744,11 +773,11 @@ METHODS = {
     "order.cancel_all": (_cancel_all, wire.CancelAllParams, "trade"),
     "order.status": (_status, wire.OrderRef, "read"),
     "orders.open": (_open_orders, OpenOrdersParams, "read"),
-    "account.balances": (_balances, None, "read"),
-    "account.positions": (_positions, None, "read"),
+    "account.balances": (_balances, NoParams, "read"),
+    "account.positions": (_positions, NoParams, "read"),
     "subscribe": (_subscribe, SubscribeParams, None),
     "unsubscribe": (_unsubscribe, SubscribeParams, None),
-    "ping": (_ping, None, None),
+    "ping": (_ping, NoParams, None),
 }
 WAITS_AS = {name: name.rpartition(".")[2] for name in METHODS}
 # order commands: every answer to one carries the venue's timestamps, a refusal's too

@@ -475,6 +475,17 @@ def test_malformed_and_fuzzed_frames_get_errors_and_the_session_survives(server)
         placed = await client.place(**limit("buy", "49000", "0.01"))
         assert placed["order"]["status"] == "new"
 
+        # a message that is no request still gets its id back, if it has one
+        for frame in (b'{"id":77,"params":{}}', b'{"id":"s","method":5}', b'{"id":9,"method":[]}'):
+            client.send_raw(frame)
+        with pytest.raises(FlowgateError) as refused:  # a method without params takes none
+            await client.request("account.balances", {"symbol": "BTC-USDT"})
+        assert refused.value.code == "INVALID_PARAMS" and "symbol" in refused.value.message
+        assert answers[-4:] == ["INVALID_REQUEST"] * 3 + ["INVALID_PARAMS"]
+        packed = await connect(server, 3, msgpack=True)  # no params in MessagePack: an empty map
+        for method in ("ping", "orders.open", "account.positions"):
+            assert await packed.request(method) is not None
+
         big = await connect(server, 3)
         big.send_raw(b"x" * (2 << 20))  # over the frame limit: the connection is closed
         await asyncio.wait_for(big.closed.wait(), 10)
@@ -690,6 +701,29 @@ def test_orders_over_budget_are_refused_but_cancels_still_pass(server):
         assert 200 <= len(placed) < 230  # the burst, and what refilled meanwhile
         canceled = await client.request("order.cancel_all", {})
         assert canceled["canceled"] == len(placed)
+
+    run(scenario())
+
+
+def test_requests_other_than_orders_and_cancels_spend_the_keys_budget(start):
+    venue = start(sections={"limits": {"key_rate": 1, "key_burst": 10}})  # no refill here
+
+    async def scenario():
+        client = await connect(venue, 2)
+        requests = [("unsubscribe", {"channels": ["trades.BTC-USDT"]}),
+                    ("session.cancel_on_disconnect", {"enabled": False}),
+                    ("session.logon", ws_logon_params(credentials(venue, 2)))]  # fmt: skip
+        codes = []
+        for method, params in requests * 5:
+            try:
+                await client.request(method, params)
+                codes.append("ok")
+            except FlowgateError as e:
+                codes.append(e.code)
+        assert codes.count("RATE_LIMITED") >= 4  # 15 requests, a burst of 10 (logon took one)
+        # cancels and the dead man's switch spend nothing: they pass over the budget
+        assert await client.request("session.cancel_all_after", {"timeout_ms": 0})
+        assert (await client.request("order.cancel_all", {}))["canceled"] == 0
 
     run(scenario())
 
