@@ -43,6 +43,7 @@ BALANCE, POSITION, ORDER_STATE = int(_EV.EV_BALANCE), int(_EV.EV_POSITION), int(
 MASS_CANCELED, CANCEL_ALL_AFTER = int(_EV.EV_MASS_CANCELED), int(_EV.EV_CANCEL_ALL_AFTER)
 FLAG_LAST = int(core.EventFlag.FLAG_LAST)
 FLAG_POST_ONLY = int(core.EventFlag.FLAG_POST_ONLY)
+FLAG_PRIORITY_KEPT = int(core.EventFlag.FLAG_PRIORITY_KEPT)
 
 
 def events_of(batch) -> Iterator[tuple]:

@@ -50,6 +50,7 @@ from engine.views import (
     ENDED,
     EXPIRED,
     FLAG_LAST,
+    FLAG_PRIORITY_KEPT,
     MASS_CANCELED,
     ORDER_STATE,
     POSITION,
@@ -72,7 +73,8 @@ ONE_ORDER = (wire.CMD_PLACE, wire.CMD_CANCEL, wire.CMD_AMEND)  # commands about 
 class Outcome:
     """What one command did, gathered from its events for the answer."""
 
-    __slots__ = ("tag", "order", "fills", "code", "retry", "count", "deadline_ns", "ts_ns")
+    __slots__ = ("tag", "order", "fills", "code", "retry", "count", "deadline_ns", "ts_ns",
+                 "priority_kept")  # fmt: skip
 
     def __init__(self):
         self.tag = 0  # the command's: its session and request
@@ -83,6 +85,7 @@ class Outcome:
         self.count = 0  # orders a mass cancel canceled
         self.deadline_ns = 0  # of a dead man's switch, or of a command sequenced too late
         self.ts_ns = 0  # the sequencer's time of the command
+        self.priority_kept = False  # an amend's order kept its place in the queue
 
 
 class Pending:
@@ -219,7 +222,11 @@ class Venue:
                 trades.setdefault(e[E_INSTRUMENT], []).append(e)
                 self.recent_trades[e[E_INSTRUMENT]].append((trade_id, price, qty, e[E_SIDE], ts))
             elif kind == ACCEPTED or kind == AMENDED:  # the order lives on: a copy for streams
-                order = view.accepted(e) if kind == ACCEPTED else view.amended(e)
+                if kind == ACCEPTED:
+                    order = view.accepted(e)
+                else:
+                    order = view.amended(e)
+                    outcome.priority_kept = bool(e[E_FLAGS] & FLAG_PRIORITY_KEPT)
                 outcome.order = order
                 if to_orders is not _ignore:
                     to_orders(order.account, "orders", msgspec.structs.replace(order))
@@ -358,6 +365,8 @@ class Venue:
             result["fills"] = [wire.fill_out(instruments, *fill) for fill in outcome.fills]
         if outcome.retry:
             result["retry"] = True
+        if method == "amend":
+            result["priority_kept"] = outcome.priority_kept
         return result
 
 

@@ -46,12 +46,15 @@ class Timestamps(msgspec.Struct):
 
 class OrderResult(msgspec.Struct, omit_defaults=True):
     """The order after matching, with its immediate fills; `retry` when it
-    answers a repeated placement (same client_order_id, same parameters)."""
+    answers a repeated placement (same client_order_id, same parameters);
+    `priority_kept` on an amend's: whether the order kept its place in the
+    queue (a smaller quantity at the same price)."""
 
     order: wire.Order
     fills: list[wire.Fill]
     timestamps: Timestamps
     retry: bool = False
+    priority_kept: bool | None = None
 
 
 class CancelResult(msgspec.Struct):

@@ -149,7 +149,8 @@ def test_an_order_life_with_fills_settlement_and_history(server, key_type):
 
     amended = conforms(maker, api.patch_order, "PATCH", f"/v1/orders/{order_id}",
                        body={"qty": "0.008"})  # fmt: skip
-    assert amended["order"]["leaves_qty"] == "0.004"
+    assert amended["order"]["leaves_qty"] == "0.004" and amended["priority_kept"] is True
+    assert maker.amend(order_id, price="50001").priority_kept is False  # a new price: last
     assert maker.order(order_id).status == "partially_filled"
     assert [o.order_id for o in maker.open_orders("BTC-USDT")] == [order_id]
     canceled = conforms(maker, api.delete_orders, "DELETE", "/v1/orders",

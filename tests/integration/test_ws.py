@@ -128,7 +128,9 @@ def test_orders_between_accounts_fill_and_settle(start, placement):
         assert fill["fee"] == "0.100001" and fill["fee_asset"] == "USDT"  # 5 bps of 200.002
 
         amended = await maker.amend(client_order_id="m-1", qty="0.008")
-        assert amended["order"]["leaves_qty"] == "0.004"
+        assert amended["order"]["leaves_qty"] == "0.004" and amended["priority_kept"] is True
+        moved = await maker.amend(client_order_id="m-1", qty="0.009")  # more: behind the rest
+        assert moved["order"]["leaves_qty"] == "0.005" and moved["priority_kept"] is False
         canceled = await maker.cancel(order_id=order["order_id"])
         assert (canceled["order"]["status"], canceled["order"]["cancel_reason"]) == (
             "canceled", "user")  # fmt: skip

@@ -49,12 +49,14 @@ class Timestamps(msgspec.Struct, frozen=True):
 
 class OrderResult(msgspec.Struct, frozen=True):
     """An order after matching, with its immediate fills; `retry` when the
-    venue answered a repeated placement with the original order."""
+    venue answered a repeated placement with the original order;
+    `priority_kept` on an amend's: whether the order kept its queue place."""
 
     order: Order
     timestamps: Timestamps
     fills: list[Fill] = []
     retry: bool = False
+    priority_kept: bool | None = None
 
 
 class Error(msgspec.Struct, frozen=True):
