@@ -252,7 +252,7 @@ async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> 
             gateway.cancel()  # the key watcher, the market maker
         if server is not None:
             server.close()
-        if isinstance(gateway, ws.WsGateway | fix.FixGateway):
+        if isinstance(gateway, ws.WsGateway | fix.FixGateway | rest.RestGateway):
             gateway.cancel_on_shutdown()
     pipeline.close()
     for _, gateway, server in gateways:

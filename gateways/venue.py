@@ -15,6 +15,7 @@ batch).
 """
 
 import collections
+import logging
 import time
 
 import msgspec
@@ -63,6 +64,8 @@ from engine.views import (
     order_of,
 )  # fmt: skip
 from gateways import wire
+
+log = logging.getLogger("flowgate.venue")
 
 PRIVATE_CHANNELS = ("orders", "fills", "balances", "positions")
 CLOSED_ORDERS = 100_000  # recently closed orders a status query still finds in memory
@@ -173,6 +176,15 @@ class Venue:
         else:
             pending.results[0] = ("OVERLOADED", None)
             session.answer(pending, time.time_ns())
+
+    def cancel_on_disconnect(self, account: int, session_id: int):
+        """A session that asked for it ended: a mass cancel of its account's
+        open orders."""
+        record = wire.mass_cancel_record(self.instruments, wire.CancelAllParams(), account,
+                                         time.time_ns())  # fmt: skip
+        if not self.submit(record):
+            log.error("cancel-on-disconnect refused: the command ring is full",
+                      extra={"session": session_id, "account": account})  # fmt: skip
 
     def amend_target(self, session, account: int, order_id: int,
                      client_order_id: bytes) -> tuple[OrderView | None, int]:  # fmt: skip

@@ -401,9 +401,7 @@ class FixSession(asyncio.Protocol):
     def cancel_orders_if_asked(self):
         if self.cancel_on_disconnect and self.account:
             self.cancel_on_disconnect = False
-            record = wire.mass_cancel_record(self.gateway.instruments, wire.CancelAllParams(),
-                                             self.account, time.time_ns())  # fmt: skip
-            self.gateway.venue.submit(record)
+            self.gateway.venue.cancel_on_disconnect(self.account, self.id)
 
     def check_time(self, now: float):
         if self.store is None:

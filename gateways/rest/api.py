@@ -34,6 +34,10 @@ class TimeoutBody(msgspec.Struct, forbid_unknown_fields=True):
     timeout_ms: int
 
 
+class EnabledBody(msgspec.Struct, forbid_unknown_fields=True):
+    enabled: bool
+
+
 def dispatch(gateway, connection, request):
     path, _, query_text = request.target.decode("latin-1").partition("?")
     if not path.startswith("/"):  # the absolute form (RFC 9112): the path after the authority
@@ -360,6 +364,13 @@ def post_cancel_all_after(gateway, connection, request, principal, segments, que
     connection.enter(request, principal, "cancel_all_after", [bytearray(record)])
 
 
+def post_cancel_on_disconnect(gateway, connection, request, principal, segments, query, body):
+    """While this connection lasts: when it ends, for any reason, the account's
+    open orders are canceled (`enabled` false: no longer)."""
+    connection.cancel_on_disconnect = principal.account if body.enabled else 0
+    connection.respond(request, 200, {"enabled": body.enabled})
+
+
 # (method, path pattern with None for a parameter, handler, permission, body type)
 ROUTES = [
     ("GET", ("v1", "time"), get_time, None, None),
@@ -378,6 +389,7 @@ ROUTES = [
     ("PATCH", ("v1", "orders", None), patch_order, "trade", AmendBody),
     ("DELETE", ("v1", "orders", None), delete_order, "trade", None),
     ("POST", ("v1", "cancel-all-after"), post_cancel_all_after, "trade", TimeoutBody),
+    ("POST", ("v1", "cancel-on-disconnect"), post_cancel_on_disconnect, "trade", EnabledBody),
     ("GET", ("v1", "fills"), get_fills, "read", None),
     ("GET", ("v1", "balances"), get_balances, "read", None),
     ("GET", ("v1", "positions"), get_positions, "read", None),

@@ -84,6 +84,10 @@ class CancelOrdersResult(msgspec.Struct, omit_defaults=True):
     canceled: int | None = None
 
 
+class EnabledResult(msgspec.Struct):
+    enabled: bool
+
+
 class DeadlineResult(msgspec.Struct):
     """0 when disarmed."""
 
@@ -240,6 +244,13 @@ ENDPOINTS = {
         DeadlineResult,
         [400, 503],
     ),  # fmt: skip
+    api.post_cancel_on_disconnect: (
+        "Cancel-on-disconnect: when this connection ends, for any reason, the account's open "
+        "orders are canceled (enabled false disarms)",
+        [],
+        EnabledResult,
+        [400],
+    ),  # fmt: skip
     api.get_fills: (
         "Executions, cursor-paginated",
         [
@@ -275,8 +286,8 @@ ERROR_TEXT = {400: "bad request (INVALID_*, a refused order: the core's code)",
 
 
 def spec() -> dict:
-    types = [Error, ErrorBody, *(e[2] for e in ENDPOINTS.values() if e[2] is not None),
-             wire.PlaceParams, api.BatchBody, api.AmendBody, api.TimeoutBody]  # fmt: skip
+    bodies = [wire.PlaceParams, api.BatchBody, api.AmendBody, api.TimeoutBody, api.EnabledBody]
+    types = [Error, ErrorBody, *(e[2] for e in ENDPOINTS.values() if e[2] is not None), *bodies]
     _, schemas = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     paths: dict[str, dict] = {}
     for method, pattern, handler, permission, body_type in api.ROUTES:

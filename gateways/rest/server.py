@@ -106,6 +106,12 @@ class RestGateway:
     def key_revoked(self, key_id: str):
         """REST has no sessions to close: a revoked key's next request fails."""
 
+    def cancel_on_shutdown(self):
+        """Before the engine stops: cancel-on-disconnect for every connection
+        that asked for it, since each is about to be closed."""
+        for connection in self.connections:
+            connection.cancel_orders_if_asked()
+
     def close(self):
         if self.sweeper is not None:
             self.sweeper.cancel()
@@ -133,6 +139,7 @@ class HttpConnection(asyncio.Protocol):
         # callbacks cannot count one (a body is bounded in on_body)
         self.unfinished = 0
         self.in_body = False
+        self.cancel_on_disconnect = 0  # the account whose orders go with the connection
 
     # -- connection --
 
@@ -157,6 +164,12 @@ class HttpConnection(asyncio.Protocol):
             self.counted = False
         self.gateway.connections.discard(self)
         self.gateway.venue.sessions.pop(self.id, None)
+        self.cancel_orders_if_asked()
+
+    def cancel_orders_if_asked(self):
+        if self.cancel_on_disconnect:
+            account, self.cancel_on_disconnect = self.cancel_on_disconnect, 0
+            self.gateway.venue.cancel_on_disconnect(account, self.id)
 
     def close(self):
         self.closing = True

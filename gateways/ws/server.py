@@ -463,12 +463,7 @@ class WsSession(WSListener):
         if not (self.cancel_on_disconnect and self.account):
             return
         self.cancel_on_disconnect = False
-        gateway = self.gateway
-        record = wire.mass_cancel_record(gateway.instruments, wire.CancelAllParams(),
-                                         self.account, time.time_ns())  # fmt: skip
-        if not gateway.venue.submit(record):
-            log.error("cancel-on-disconnect refused: the command ring is full",
-                      extra={"session": self.id, "account": self.account})  # fmt: skip
+        self.gateway.venue.cancel_on_disconnect(self.account, self.id)
 
     def on_ws_frame(self, transport: WSTransport, frame):
         kind = frame.msg_type

@@ -180,6 +180,25 @@ def test_an_order_life_with_fills_settlement_and_history(server, key_type):
     assert (position.net_qty, position.avg_entry_price) == ("0.004", "50000")
 
 
+def test_cancel_on_disconnect_goes_with_the_connection_that_asked(server):
+    trader, watcher = client(server, 2), client(server, 2)
+    assert trader.cancel_on_disconnect() is True
+    trader.place(**limit("buy", "49000", "0.01"))
+    assert len(watcher.open_orders()) == 1
+    trader.close()  # the connection ends: the account's open orders go with it
+    deadline = time.monotonic() + 10
+    while watcher.open_orders() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert watcher.open_orders() == []
+    calm = client(server, 2)  # armed, then disarmed: a close cancels nothing
+    calm.cancel_on_disconnect()
+    assert calm.cancel_on_disconnect(False) is False
+    calm.place(**limit("buy", "49000", "0.01"))
+    calm.close()
+    time.sleep(0.5)
+    assert len(watcher.open_orders()) == 1
+
+
 def test_a_closed_order_reads_the_same_after_a_restart(start):
     server = start()
     trader = client(server, 2)

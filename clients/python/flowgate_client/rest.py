@@ -116,6 +116,14 @@ class RestClient:
         return self.typed(t.Deadline, "POST", "/v1/cancel-all-after",
                           body={"timeout_ms": timeout_ms})  # fmt: skip
 
+    def cancel_on_disconnect(self, enabled: bool = True) -> bool:
+        """While this client's connection lasts: when it ends, for any reason,
+        the account's open orders are canceled. The client keeps one
+        connection; the venue closes one idle for 60 s."""
+        return self.request("POST", "/v1/cancel-on-disconnect", body={"enabled": enabled})[
+            "enabled"
+        ]
+
     # -- account --
 
     def open_orders(self, symbol: str | None = None) -> list[t.Order]:
