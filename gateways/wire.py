@@ -47,8 +47,8 @@ MESSAGES = {
     "INVALID_TIF": "invalid time in force for this order type",
     "INVALID_STP": "invalid self-trade prevention mode",
     "INVALID_PRICE": "the price is not a positive multiple of the tick size within range",
-    "INVALID_QUANTITY": "the quantity is not a positive multiple of the lot size (an amend: "
-    "or not above what has filled)",
+    "INVALID_QUANTITY": "the quantity is not a positive multiple of the lot size, or (an "
+    "amend) not above what has filled",
     "INVALID_EXPIRE_TIME": "expire_ts is required for gtd orders, in the future, and only for them",
     "INVALID_CLIENT_ORDER_ID": "client_order_id is 1-36 characters of [A-Za-z0-9_-]",
     "INVALID_TIMEOUT": "timeout_ms is 0 (disarm) or 1 ms to 1 day",
