@@ -16,6 +16,7 @@ batch).
 
 import collections
 import logging
+import sqlite3
 import time
 
 import msgspec
@@ -187,19 +188,20 @@ class Venue:
                       extra={"session": session_id, "account": account})  # fmt: skip
 
     def amend_target(self, session, account: int, order_id: int,
-                     client_order_id: bytes) -> tuple[OrderView | None, int]:  # fmt: skip
-        """The account's open order an amend names, and its instrument. One the
-        session placed that the engine has not answered yet (an amend sent
-        right behind its placement) is (None, its instrument); none: (None, -1)."""
+                     client_order_id: bytes) -> tuple[int, tuple | None]:  # fmt: skip
+        """The instrument of the account's open order an amend names, and the
+        terms an amend cannot change (side, order type, time in force): also
+        of one the session placed that the engine has not answered yet (an
+        amend sent right behind its placement). None: (-1, None)."""
         order = self.view.find(account, order_id, client_order_id.decode())
         if order is not None:
-            return order, order.instrument
+            return order.instrument, (order.side, order.type, order.tif)
         if client_order_id:
             for pending, index in session.pending.values():
                 record = pending.records[index]
                 if wire.placement_of(record) == client_order_id:
-                    return None, wire.instrument_of(record)
-        return None, -1
+                    return wire.instrument_of(record), wire.placement_terms(record)
+        return -1, None
 
     # -- out of the engine --
 
@@ -316,7 +318,9 @@ class Venue:
         change, and a closed order's unfilled rest."""
         try:
             return self.order_status(e[E_ACCOUNT], e[E_ORDER_ID], "")
-        except wire.RequestError:  # (a venue without its history)
+        except (wire.RequestError, sqlite3.Error) as error:  # (nothing may stop the walk)
+            if not isinstance(error, wire.RequestError):
+                log.error("history unreadable", extra={"error": str(error)})
             order = order_of(e)
             if order.status in ENDED:
                 order.leaves = 0

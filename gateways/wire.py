@@ -27,8 +27,10 @@ COMMAND_STRUCT = struct.Struct("<10q2i8B36s4x")
 assert COMMAND_STRUCT.size == core.COMMAND_SIZE
 TAG = struct.Struct("<q")
 TAG_OFFSET = COMMAND_DTYPE.fields["tag"][1]
-_TYPE, _INSTRUMENT, _COID_LEN, _COID = (COMMAND_DTYPE.fields[name][1] for name in (
-    "type", "instrument", "coid_len", "coid"))  # fmt: skip
+_TYPE, _INSTRUMENT, _SIDE, _ORDER_TYPE, _TIF, _COID_LEN, _COID = (
+    COMMAND_DTYPE.fields[name][1]
+    for name in ("type", "instrument", "side", "order_type", "tif", "coid_len", "coid")
+)
 _INT32 = struct.Struct("<i")
 _CMD = core.CommandType
 CMD_PLACE, CMD_CANCEL, CMD_AMEND = int(_CMD.CMD_PLACE), int(_CMD.CMD_CANCEL), int(_CMD.CMD_AMEND)
@@ -318,6 +320,11 @@ def placement_of(record) -> bytes | None:
     if isinstance(record, RequestError) or record[_TYPE] != CMD_PLACE:
         return None
     return bytes(record[_COID : _COID + record[_COID_LEN]])
+
+
+def placement_terms(record) -> tuple[int, int, int]:
+    """(side, order type, time in force) of a placement's command record."""
+    return record[_SIDE], record[_ORDER_TYPE], record[_TIF]
 
 
 def instrument_of(record) -> int:

@@ -148,8 +148,6 @@ class Authenticator:
         if not key.usable_at(received_ns // 1_000_000):
             self.guard.failed(ip)
             raise AuthError("UNAUTHENTICATED", "unknown, revoked or expired key")
-        if ed25519_only and verifier.ed25519 is None:
-            raise AuthError("UNAUTHENTICATED", "this protocol takes Ed25519 keys only")
         if not key.allows_ip(ip):
             raise AuthError("FORBIDDEN", "this key may not be used from this address", ip=ip)
         if abs(received_ns // 1_000_000 - ts_ms) > window:
@@ -163,6 +161,8 @@ class Authenticator:
         if not verifier.verify(payload, raw):
             self.guard.failed(ip)
             raise AuthError("UNAUTHENTICATED", "the signature does not match")
+        if ed25519_only and verifier.ed25519 is None:  # (told only to whoever holds the key)
+            raise AuthError("UNAUTHENTICATED", "this protocol takes Ed25519 keys only")
         replay_key = (key_id, ts_ms, nonce)
         if self.seen_slices and self.seen_slices[0] < received_ns >> REPLAY_SLICE_BITS:
             self._forget_expired(received_ns)

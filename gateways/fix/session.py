@@ -908,23 +908,22 @@ class FixSession(asyncio.Protocol):
                                   price=fields[44].decode() if 44 in fields else None,
                                   qty=fields[38].decode() if 38 in fields else None)  # fmt: skip
         order_id, coid = wire.order_id_of(params)
-        order, instrument = self.gateway.venue.amend_target(self, self.account, order_id, coid)
-        self.keeps(fields, order, instrument)
+        instrument, terms = self.gateway.venue.amend_target(self, self.account, order_id, coid)
+        self.keeps(fields, instrument, terms)
         record = wire.amend_record(self.gateway.instruments, params, instrument, self.account,
                                    recv_ns)  # fmt: skip
         self.enter(fields, "amend", record, recv_ns)
 
-    def keeps(self, fields: dict, order: OrderView | None, instrument: int):
+    def keeps(self, fields: dict, instrument: int, terms: tuple[int, int, int] | None):
         """A replace changes OrderQty(38) and Price(44) only: the Symbol(55),
         Side(54), OrdType(40) and TimeInForce(59) it carries must be the
-        order's (its symbol alone is known while its placement is in flight)."""
-        if instrument < 0:
+        order's (`Venue.amend_target`)."""
+        if terms is None:
             return  # no such order: the engine answers UNKNOWN_ORDER
-        kept = {55: self.gateway.instruments.specs[instrument].symbol.encode()}
-        if order is not None:
-            kept.update({54: SIDE_CODES[m.SIDE_OF[order.side]],
-                         40: ORD_TYPE_CODES[m.TYPE_OF[order.type]],
-                         59: TIF_CODES.get(m.TIF_OF[order.tif], b"1")})  # fmt: skip
+        side, order_type, tif = terms
+        kept = {55: self.gateway.instruments.specs[instrument].symbol.encode(),
+                54: SIDE_CODES[m.SIDE_OF[side]], 40: ORD_TYPE_CODES[m.TYPE_OF[order_type]],
+                59: TIF_CODES.get(m.TIF_OF[tif], b"1")}  # fmt: skip
         for tag, value in kept.items():
             if tag in fields and fields[tag] != value:
                 raise wire.RequestError("INVALID_PARAMS", "a replace changes OrderQty(38) and "

@@ -238,8 +238,7 @@ def get_docs(gateway, connection, request, principal, segments, query, body):
 def get_metrics(gateway, connection, request, principal, segments, query, body):
     """Prometheus text, to clients on this host only (as on --metrics-port)."""
     if gateway.metrics is None:
-        raise wire.RequestError("NOT_FOUND", "metrics are kept by the engine's process: "
-                                "--metrics-port")  # fmt: skip
+        raise wire.RequestError("NOT_FOUND", "no metrics with the engine in its own process")
     if not ipaddress.ip_address(connection.ip).is_loopback:
         raise wire.RequestError("FORBIDDEN", "metrics are served to this host only")
     request.answer = response(200, gateway.metrics().encode(), request.keep_alive,
@@ -329,7 +328,7 @@ def patch_order(gateway, connection, request, principal, segments, query, body):
     wire.spend_order(gateway.limiter, principal.account)
     params = wire.AmendParams(order_id=segments[2], price=body.price, qty=body.qty)
     order_id, _ = wire.order_id_of(params)
-    _, instrument = gateway.venue.amend_target(connection, principal.account, order_id, b"")
+    instrument, _ = gateway.venue.amend_target(connection, principal.account, order_id, b"")
     record = wire.amend_record(gateway.instruments, params, instrument, principal.account,
                                request.recv_ns)  # fmt: skip
     connection.enter(request, principal, "amend", [bytearray(record)])

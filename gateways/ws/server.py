@@ -138,7 +138,7 @@ def request_id_of(kind: WSMsgType, payload: bytes):
     if it has a readable one."""
     try:
         return ID_DECODERS[kind](payload).id
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
 
 
@@ -239,7 +239,7 @@ class WsGateway:
                 raise wire.RequestError("MESSAGE_TOO_LARGE", too_large)
             try:
                 request = DECODERS[kind](payload)
-            except msgspec.DecodeError as e:
+            except (msgspec.DecodeError, RecursionError) as e:  # (nested too deep to decode)
                 request_id = request_id_of(kind, payload)
                 raise wire.RequestError("INVALID_REQUEST", f"not a request: {e}") from None
             request_id = request.id
@@ -255,7 +255,7 @@ class WsGateway:
             raw = EMPTY_MAP[kind] if request.params is NO_PARAMS else request.params
             try:
                 params = decode(raw, type=params_type)
-            except msgspec.DecodeError as e:
+            except (msgspec.DecodeError, RecursionError) as e:
                 raise wire.RequestError("INVALID_PARAMS", str(e)) from None
             method(self, session, request, params, recv_ns)
         except (wire.RequestError, AuthError) as e:
@@ -648,7 +648,7 @@ def _batch(gateway: WsGateway, session: WsSession, request, p: BatchParams, recv
 def _amend(gateway: WsGateway, session: WsSession, request, p: wire.AmendParams, recv_ns):
     wire.spend_order(gateway.limiter, session.account)
     order_id, coid = wire.order_id_of(p)
-    _, instrument = gateway.venue.amend_target(session, session.account, order_id, coid)
+    instrument, _ = gateway.venue.amend_target(session, session.account, order_id, coid)
     record = wire.amend_record(gateway.instruments, p, instrument, session.account, recv_ns)
     gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
 

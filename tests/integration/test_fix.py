@@ -269,6 +269,11 @@ def test_a_replace_changes_price_and_quantity_only_and_beside_a_cancel_each_is_r
         c.send("G", [(41, "both"), (11, f"both-{tag}"), (44, "48000"), (tag, value)])
         refused = c.expect("9", t11=f"both-{tag}", t434="2", t102="99", t39="0")
         assert refused[58].startswith(b"INVALID_PARAMS")
+    # also right behind its placement, before the New
+    c.send("D", [(11, "fly"), (55, "BTC-USDT"), (54, 1), (38, "0.01"), (40, 2), (44, 49000)])
+    c.send("G", [(41, "fly"), (11, "fly-g"), (44, "48000"), (54, 2)])
+    c.expect("8", t150="0", t11="fly")
+    assert c.expect("9", t11="fly-g", t102="99")[58].startswith(b"INVALID_PARAMS")
     # a replace and a cancel in one write: the Replaced, then the cancel's own report
     stamp = now_timestamp()
     c.sock.sendall(

@@ -459,7 +459,8 @@ def test_malformed_and_fuzzed_frames_get_errors_and_the_session_survives(server)
         rng = random.Random(7)
         frames = [b"", b"{", b"[]", b"null", b'"x"', b'{"id":1}', b'{"method":5}',
                   b'{"id":1,"method":"order.place","params":[1,2]}', "ü".encode(), b"\xff\xfe",
-                  json.dumps({"id": 1, "method": "x" * 5000}).encode()]  # fmt: skip
+                  json.dumps({"id": 1, "method": "x" * 5000}).encode(),
+                  b'{"id":3,"method":"ping","params":' + b"[" * 50_000]  # fmt: skip
         frames += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
                    for _ in range(200)]  # fmt: skip
         for frame in frames:
