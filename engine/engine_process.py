@@ -9,6 +9,7 @@ the gateways' pipe after each batch of events, and the gateways' loop reads
 the event ring when it sees it.
 """
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -146,6 +147,29 @@ class EngineProcess:
         return b"".join(events)
 
 
+def deliver(runtime: EngineRuntime, rings: SharedRings, ready_fd: int, parent_pid: int,
+            batch: bytes):  # fmt: skip
+    """A batch's events into the shared event ring, and a wake-up for the
+    gateways. When they are behind it waits for room, never drops."""
+    view = memoryview(batch)
+    while view:
+        written = rings.events.write(view)
+        view = view[written * EVENT_SIZE :]
+        if view:
+            _signal(ready_fd)
+            time.sleep(0.0001)
+            if not written and os.getppid() != parent_pid:  # nobody will make room
+                orphaned(runtime)
+    _signal(ready_fd)
+
+
+def orphaned(runtime: EngineRuntime):
+    """The gateways' process is gone: let go as after a crash, and exit."""
+    log.error("the gateways' process is gone: stopping as after a crash")
+    runtime.abandon()
+    os._exit(1)
+
+
 def run_engine(config_json: bytes, data_dir: str, durability: str, command_slots: int,
                snapshot_every: int, snapshot_seconds: float, shm_name: str, cpu: int,
                parent_pid: int, wake_read, events_ready, log_level: int,
@@ -169,17 +193,8 @@ def run_engine(config_json: bytes, data_dir: str, durability: str, command_slots
         rings.control[_FAILED] = 1
         os._exit(1)  # the gateways' process cleans up the shared memory
 
-    def deliver(batch: bytes):
-        view = memoryview(batch)
-        while view:
-            written = rings.events.write(view)
-            view = view[written * EVENT_SIZE :]
-            if view:  # the gateways are behind: wait for room, never drop
-                _signal(ready_fd)
-                time.sleep(0.0001)
-        _signal(ready_fd)
-
-    runtime.deliver = deliver  # to the gateways' process, through the shared ring
+    # to the gateways' process, through the shared ring
+    runtime.deliver = functools.partial(deliver, runtime, rings, ready_fd, parent_pid)
     if runtime.seq and not snapshots.path_of(Path(data_dir), runtime.seq).exists():
         runtime.take_snapshot(wait=True)  # the gateways' view starts from it
     struct.pack_into("<q", rings.control, 8, runtime.seq)
@@ -194,9 +209,7 @@ def run_engine(config_json: bytes, data_dir: str, durability: str, command_slots
             runtime.submit_tick()
             continue
         if os.getppid() != parent_pid:
-            log.error("the gateways' process is gone: stopping as after a crash")
-            runtime.abandon()
-            os._exit(1)
+            orphaned(runtime)
         if not rings.commands.announce_sleep():
             timeout = 0.1 if not due else min(0.1, max(0.0, (due - time.time_ns()) / 1e9))
             if select.select([wake_fd], [], [], timeout)[0]:

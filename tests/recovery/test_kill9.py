@@ -9,9 +9,11 @@ the data directory is checked against the ledger.
 
 import os
 import random
+import signal
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -168,3 +170,33 @@ def test_a_history_writer_outliving_a_killed_venue_stores_nothing_twice(tmp_path
             leaves = order["leaves"] if order["status"] in OPEN else 0
             assert stored == [order["status"], leaves, order["filled"], order["filled_quote"]]
     assert compared > 1000
+
+
+def test_an_engine_process_whose_gateways_are_killed_lets_go_even_with_events_unread(tmp_path):
+    """The gateways' process stops reading events (stopped, as a busy loop would
+    be), the engine fills the event ring waiting for room, then the gateways'
+    process is killed: the engine must still notice, let go of the data
+    directory and exit, so the venue can start again."""
+    data = tmp_path / "venue"
+    server = ServerProcess(data, "--engine-process")
+    engine = server.child_pid()
+    rng = random.Random(5)
+    client = RecordClient(server.record_port, timeout=30)
+    client.sock.sendall(b"".join(orders(rng, 0, k, 1000) for k in range(0, 60_000, 1000)))
+    os.kill(server.process.pid, signal.SIGSTOP)  # the engine still has commands to apply
+    time.sleep(1.0)
+    server.kill()
+    client.close()
+
+    def running() -> bool:
+        try:  # (a zombie has exited: it waits for a parent that is gone to reap it)
+            return Path(f"/proc/{engine}/stat").read_text().split()[2] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running()
+    again = ServerProcess(data, "--engine-process")
+    assert again.stop() == 0
