@@ -117,8 +117,11 @@ class EngineProcess:
         return struct.unpack_from("<q", self.rings.control, 8)[0]
 
     def submit(self, records) -> int:
-        taken = self.rings.commands.write(records)
-        if taken and self.rings.commands.consumer_sleeping():
+        commands = self.rings.commands
+        if commands is None:  # stopped: nothing is taken (the gateways answer OVERLOADED)
+            return 0
+        taken = commands.write(records)
+        if taken and commands.consumer_sleeping():
             _signal(self.wake_engine_fd)
         return taken
 
@@ -216,5 +219,6 @@ def run_engine(config_json: bytes, data_dir: str, durability: str, command_slots
                 os.read(wake_fd, 65536)
         rings.commands.end_sleep()
     runtime.close()
+    runtime.deliver = None  # (which refers to the runtime: a cycle `del` would not end)
     del runtime  # it holds a view of the shared command ring
     rings.close(unlink=False)

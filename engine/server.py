@@ -59,6 +59,9 @@ class ServeOptions(msgspec.Struct, kw_only=True):
     demo: bool = False  # write demo-credentials.json on a data directory without keys
 
 
+TIMER_SLACK_S = 0.001  # a timer is armed this much after what it waits for
+
+
 class Pipeline:
     """The engine on the loop's thread: runs the engine stage once per loop
     iteration while commands wait, and turns the core's timers into journaled
@@ -71,6 +74,7 @@ class Pipeline:
         self.scheduled: asyncio.Handle | None = None  # the engine stage's next run
         self.timer: asyncio.TimerHandle | None = None
         self.timer_ns = 0
+        self.closed = False
         self.arm_timer()
 
     @property
@@ -78,12 +82,18 @@ class Pipeline:
         return self.runtime.seq
 
     def close(self):
-        """Journal, apply and answer what is queued; final snapshot."""
+        """Journal, apply and answer what is queued; final snapshot. What is
+        submitted afterwards is not taken (the gateways answer OVERLOADED)."""
         self.run()
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
         self.runtime.close()
 
     def submit(self, records) -> int:
         """Gateways' way into the command ring; returns how many records it took."""
+        if self.closed:
+            return 0
         taken = self.runtime.submit(records)
         if taken and self.scheduled is None:
             self.scheduled = self.loop.call_soon(self.run)
@@ -109,12 +119,15 @@ class Pipeline:
             self.timer.cancel()
         self.timer, self.timer_ns = None, due_ns
         if due_ns:
-            delay = max(0.0, (due_ns - time.time_ns()) / 1e9)
+            # (the loop's timers may fire up to a millisecond early)
+            delay = max(0.0, (due_ns - time.time_ns()) / 1e9) + TIMER_SLACK_S
             self.timer = self.loop.call_later(delay, self.fire_timer)
 
     def fire_timer(self):
         self.timer, self.timer_ns = None, 0
-        if self.runtime.submit_tick():
+        if time.time_ns() < self.runtime.next_timer_ns():
+            self.arm_timer()  # early still: a tick now would do nothing but fill the journal
+        elif self.runtime.submit_tick():
             if self.scheduled is None:
                 self.scheduled = self.loop.call_soon(self.run)
         else:  # the ring is full: the commands in it will move the clock; try again soon
@@ -254,14 +267,15 @@ async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> 
             server.close()
         if isinstance(gateway, ws.WsGateway | fix.FixGateway | rest.RestGateway):
             gateway.cancel_on_shutdown()
-    pipeline.close()
+    pipeline.close()  # (what comes in from here on is refused: OVERLOADED)
     for _, gateway, server in gateways:
-        if server is not None:
-            if gateway is not None:
-                gateway.close()
-            await server.wait_closed()
+        if server is not None and gateway is not None:
+            gateway.close()
         elif isinstance(gateway, Venue):
             gateway.close()
+    for _, _, server in gateways:
+        if server is not None:
+            await server.wait_closed()
     log.info("stopped", extra={"seq": pipeline.seq})
     return 1 if failed else 0
 

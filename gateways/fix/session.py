@@ -30,7 +30,7 @@ from gateways.auth.keys import TARGET_COMP_ID
 from gateways.auth.verify import Authenticator, fix_logon_payload
 from gateways.fix import dictionary
 from gateways.fix.store import MessageStore
-from gateways.sessions import next_session_id
+from gateways.sessions import next_session_id, peer_ip
 from gateways.venue import Pending, Venue
 
 log = logging.getLogger("flowgate.fix")
@@ -374,8 +374,10 @@ class FixSession(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        self.ip = transport.get_extra_info("peername")[0]
+        self.ip = peer_ip(transport)
         try:
+            if self.ip is None:
+                raise AuthError("INVALID_REQUEST", "the connection reset as it opened")
             self.gateway.authenticator.guard.connect(self.ip)
         except AuthError:
             transport.close()

@@ -25,7 +25,7 @@ from gateways.auth.errors import AuthError
 from gateways.auth.verify import Authenticator, Principal
 from gateways.rest import api
 from gateways.rest.api import response
-from gateways.sessions import next_session_id
+from gateways.sessions import next_session_id, peer_ip
 from gateways.venue import Pending, Venue
 
 log = logging.getLogger("flowgate.rest")
@@ -145,7 +145,10 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        self.ip = transport.get_extra_info("peername")[0]
+        self.ip = peer_ip(transport)
+        if self.ip is None:
+            transport.close()
+            return
         try:
             self.gateway.guard.connect(self.ip)
         except AuthError as e:

@@ -28,7 +28,7 @@ from engine.views import BUY, E_PRICE, E_QTY, E_SIDE, E_TRADE_ID, E_TS, SELL
 from gateways import wire
 from gateways.auth.errors import AuthError
 from gateways.auth.verify import Authenticator, canonical
-from gateways.sessions import next_session_id
+from gateways.sessions import next_session_id, peer_ip
 from gateways.venue import PRIVATE_CHANNELS, Pending, Venue
 
 log = logging.getLogger("flowgate.ws")
@@ -434,7 +434,10 @@ class WsSession(WSListener):
     def on_ws_connected(self, transport: WSTransport):
         self.transport = transport
         tcp = transport.underlying_transport
-        self.ip = tcp.get_extra_info("peername")[0]
+        self.ip = peer_ip(tcp)
+        if self.ip is None:
+            transport.disconnect()
+            return
         tcp.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                                                 KERNEL_SEND_BUFFER)  # fmt: skip
         try:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -100,7 +101,51 @@ def test_bad_records_and_abrupt_disconnects_leave_the_venue_serving(tmp_path, pl
     raw.close()
     assert len(client.request(place(2))) >= 1
     client.close()
+    # connections reset as they open, on every port: closed quietly, nothing logged as failed
+    for port in (server.rest_port, server.ws_port, server.fix_port):
+        for _ in range(100):
+            reset = socket.create_connection(("127.0.0.1", port))
+            reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            reset.close()
+    status, _ = http(server.rest_port, b"GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert status == 200
     assert server.stop() == 0
+    assert "Traceback" not in server.log_path.read_text()
+
+
+@PLACEMENTS
+def test_sigterm_under_load_answers_every_request_and_logs_no_failure(tmp_path, placement):
+    """Requests keep coming while the venue shuts down: each is answered (done,
+    or OVERLOADED once the engine has stopped: nothing was done), or its
+    connection closes; nothing fails inside the venue."""
+    from flowgate_client import FlowgateError, RestClient
+    from tests.server import configured_venue, credentials
+
+    unlimited = {"limits": {"order_rate": 10**6, "order_burst": 10**6, "key_rate": 10**6,
+                            "key_burst": 10**6}}  # fmt: skip
+    data = tmp_path / "venue"
+    server = ServerProcess(data, *configured_venue(data, unlimited), *placement)
+    rest = RestClient(f"http://127.0.0.1:{server.rest_port}", credentials(server, 2, "hmac-sha256"))
+    outcomes, stop_at = [], time.monotonic() + 1.0
+    signaled = False
+    while time.monotonic() < stop_at + 5:
+        if not signaled and time.monotonic() > stop_at:
+            server.process.send_signal(signal.SIGTERM)
+            signaled = True
+        try:
+            rest.place(
+                symbol="BTC-USDT", side="buy", type="limit", price="49000", qty="0.001", tif="ioc"
+            )  # (nothing to take: none stays open)
+            outcomes.append("ok")
+        except FlowgateError as e:
+            outcomes.append(e.code)
+        except OSError:
+            break  # the venue closed the connection
+    assert server.process.wait(30) == 0
+    server.log.close()
+    assert set(outcomes) <= {"ok", "OVERLOADED"} and "ok" in outcomes
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and "request failed" not in log
 
 
 def test_a_foreign_or_damaged_data_dir_refuses_to_start(tmp_path):
@@ -164,6 +209,28 @@ def test_a_dead_mans_switch_fires_on_time_as_a_journaled_tick(tmp_path, placemen
     assert server.stop() == 0
     result = replay_verify(data)
     assert result.returncode == 0, result.stderr
+
+
+def test_each_timer_is_one_journaled_tick_that_acts(tmp_path):
+    """The loop's timers may fire a little early: a tick sequenced before its
+    time would do nothing but fill the journal (and move the sequence)."""
+    server = ServerProcess(tmp_path / "venue")
+    client = RecordClient(server.record_port)
+    start = time.time_ns()
+    expiries = [start + (200 + 40 * i) * 1_000_000 for i in range(10)]
+    placed = [client.request(place(i, post_only=True, tif=m.TimeInForce.GTD, expire_ns=at))[0]
+              for i, at in enumerate(expiries)]  # fmt: skip
+    time.sleep((expiries[-1] - time.time_ns()) / 1e9 + 0.3)
+    for accepted in placed:  # every one expired by itself
+        cancel = command_record(m.CancelOrder(account=int(accepted["account"]),
+                                              order_id=int(accepted["order_id"])))  # fmt: skip
+        assert client.request(cancel)[0]["result"] == Result.UNKNOWN_ORDER
+    status, body = http(server.metrics_port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    ticks = next(int(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+                 if line.startswith('flowgate_commands_total{type="tick"}'))  # fmt: skip
+    assert 1 <= ticks <= len(expiries)
+    client.close()
+    assert server.stop() == 0
 
 
 def http(port: int, request: bytes) -> tuple[int, str]:
