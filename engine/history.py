@@ -395,6 +395,14 @@ class HistoryReader:
                 f"({','.join('?' * len(chunk))})", chunk).fetchall())  # fmt: skip
         return times
 
+    def recent_trades(self, instrument: int, limit: int) -> list[tuple]:
+        """The instrument's last public trades, oldest first: (trade_id, price,
+        qty, taker side, ts_ns)."""
+        rows = self.db.execute(
+            "SELECT trade_id, price, qty, side, ts_ns FROM fills WHERE instrument = ? AND "
+            "maker = 0 ORDER BY trade_id DESC LIMIT ?", (instrument, limit)).fetchall()  # fmt: skip
+        return [tuple(row) for row in reversed(rows)]
+
     def balance_changes(self, account: int, cursor=None, limit=100):
         return self._page("balance_changes", "id", account, cursor, limit)
 

@@ -126,6 +126,9 @@ class Venue:
         self.closed_coids: dict[tuple[int, str], int] = {}  # -> the newest such closed order
         # per instrument, newest last: (trade_id, price, qty, taker side, ts_ns)
         self.recent_trades = [collections.deque(maxlen=RECENT_TRADES) for _ in instruments.specs]
+        if history is not None:  # (those before this start)
+            for index, recent in enumerate(self.recent_trades):
+                recent.extend(history.recent_trades(index, RECENT_TRADES))
         self.seq = view.seq  # of the last event walked: the state the view shows
         self.outcome = Outcome()  # during the walk: the command being walked
 

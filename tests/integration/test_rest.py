@@ -206,6 +206,10 @@ def test_a_closed_order_reads_the_same_after_a_restart(start):
     placed = trader.place(**limit("buy", "49000", "0.001", post_only=True, tif="gtd",
                                   expire_ts=expire_ts, client_order_id="closed-1"))  # fmt: skip
     trader.cancel(order_id=placed.order.order_id)
+    trader.place(**limit("sell", "50000", "0.002"))
+    client(server, 3).place(**limit("buy", "50000", "0.001"))
+    trades = client(server).trades("BTC-USDT")
+    assert len(trades) == 1
     before = trader.request("GET", f"/v1/orders/{placed.order.order_id}")["order"]
     assert (before["post_only"], before["leaves_qty"]) == (True, "0")
     assert (before["expire_ts"], before["cancel_reason"]) == (expire_ts, "user")
@@ -215,6 +219,7 @@ def test_a_closed_order_reads_the_same_after_a_restart(start):
         # from the history now: the same answer
         reader = client(again, 2)
         assert reader.request("GET", f"/v1/orders/{placed.order.order_id}")["order"] == before
+        assert client(again).trades("BTC-USDT") == trades  # the recent public trades too
     finally:
         assert again.stop() == 0
 
