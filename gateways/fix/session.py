@@ -11,6 +11,7 @@ them with a ResendRequest.
 """
 
 import asyncio
+import collections
 import itertools
 import logging
 import re
@@ -353,6 +354,9 @@ class FixSession(asyncio.Protocol):
         self.id = next_session_id()
         self.requests = 0
         self.pending: dict[int, tuple[Pending, int]] = {}
+        # status requests waiting for the answers to the commands sent before
+        # them: (the last such command's number, fields, receive time)
+        self.held_status: collections.deque[tuple[int, dict, int]] = collections.deque()
         self.reader = FixReader(keep_raw=gateway.dictionary is not None)
         self.transport: asyncio.Transport | None = None
         self.ip = ""
@@ -797,7 +801,7 @@ class FixSession(asyncio.Protocol):
             elif msg_type == b"G":
                 self.replace(fields, recv_ns)
             elif msg_type == b"H":
-                self.status(fields)
+                self.status(fields, recv_ns)
             elif msg_type == b"q":
                 self.mass_cancel(fields, recv_ns)
             elif msg_type == b"U1":
@@ -931,11 +935,29 @@ class FixSession(asyncio.Protocol):
                 raise wire.RequestError("INVALID_PARAMS", "a replace changes OrderQty(38) and "
                                         f"Price(44) only; tag {tag} differs")  # fmt: skip
 
-    def status(self, fields: dict):
-        ref = self.order_ref(fields)
-        order_id, coid = wire.order_id_of(ref)
+    def status(self, fields: dict, recv_ns: int):
+        """The order as the venue has it, answered after the commands sent
+        before the request (a status after a cancel shows the cancel)."""
+        if self.pending:
+            self.held_status.append((self.requests, fields, recv_ns))
+        else:
+            self.report_status(fields)
+
+    def report_status(self, fields: dict):
+        order_id, coid = wire.order_id_of(self.order_ref(fields))
         order = self.gateway.venue.order_status(self.account, order_id, coid.decode())
         self.send(b"8", execution_fields(self.gateway.instruments, order, b"I"))
+
+    def release_status(self):
+        """Status requests whose earlier commands are all answered now."""
+        held = self.held_status
+        while held and (not self.pending or min(self.pending) > held[0][0]):
+            _, fields, recv_ns = held.popleft()
+            try:
+                self.report_status(fields)
+            except wire.RequestError as e:
+                self.refused(b"H", fields, e.code, e.message, e.details,
+                             (recv_ns, 0, 0, time.time_ns()))  # fmt: skip
 
     def mass_cancel(self, fields: dict, recv_ns: int):
         kind = fields.get(530, b"7")
@@ -978,6 +1000,8 @@ class FixSession(asyncio.Protocol):
         for the identity even when the connection has gone meanwhile."""
         self.store.release(int(pending.context[34]))  # (saved with the first report)
         self.report(pending, out_ns)
+        if self.held_status:
+            self.release_status()
         if self.transport is None and not self.pending:  # the last one it waited for
             self.gateway.venue.sessions.pop(self.id, None)
 

@@ -287,6 +287,23 @@ def test_a_replace_changes_price_and_quantity_only_and_beside_a_cancel_each_is_r
     c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")
 
 
+def test_a_status_request_is_answered_after_the_commands_sent_before_it(clients):
+    c = clients(2)
+    c.run("send A 98=0 108=30 141=Y\nexpect A")
+    stamp = now_timestamp()
+    messages = [("D", [(11, "st"), (55, "BTC-USDT"), (54, 1), (38, "0.01"), (40, 2), (44, 49000)]),
+                ("H", [(41, "st"), (11, "st-h1")]),
+                ("F", [(41, "st"), (11, "st-f")]),
+                ("H", [(41, "st"), (11, "st-h2")])]  # fmt: skip
+    c.sock.sendall(b"".join(encode(kind, c.sender, c.target, c.seq + k, stamp, fields)
+                            for k, (kind, fields) in enumerate(messages)))  # fmt: skip
+    c.seq += len(messages)
+    c.expect("8", t150="0", t11="st")
+    c.expect("8", t150="I", t39="0", t11="st")
+    c.expect("8", t150="4", t11="st-f")
+    c.expect("8", t150="I", t39="4", t11="st")
+
+
 def test_fills_a_replace_from_elsewhere_makes_reach_the_fix_order_owner(server, clients):
     c = clients(2)
     c.run("""
