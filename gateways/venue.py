@@ -321,13 +321,14 @@ class Venue:
         change, and a closed order's unfilled rest."""
         try:
             return self.order_status(e[E_ACCOUNT], e[E_ORDER_ID], "")
-        except (wire.RequestError, sqlite3.Error) as error:  # (nothing may stop the walk)
-            if not isinstance(error, wire.RequestError):
-                log.error("history unreadable", extra={"error": str(error)})
-            order = order_of(e)
-            if order.status in ENDED:
-                order.leaves = 0
-            return order
+        except wire.RequestError:  # (a venue without its history)
+            pass
+        except sqlite3.Error as error:  # (nothing may stop the walk)
+            log.error("history unreadable", extra={"error": str(error)})
+        order = order_of(e)
+        if order.status in ENDED:
+            order.leaves = 0
+        return order
 
     def remember(self, order: OrderView):
         """Closed orders a status query still finds (the newest CLOSED_ORDERS)."""

@@ -378,15 +378,16 @@ class FixSession(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        self.ip = peer_ip(transport)
+        ip = peer_ip(transport)
         try:
-            if self.ip is None:
-                raise AuthError("INVALID_REQUEST", "the connection reset as it opened")
-            self.gateway.authenticator.guard.connect(self.ip)
+            if ip is not None:  # (None: it reset as it opened)
+                self.gateway.authenticator.guard.connect(ip)
         except AuthError:
+            ip = None
+        if ip is None:
             transport.close()
-            self.ip = ""
             return
+        self.ip = ip  # (counted by the guard until the connection is lost)
         self.gateway.connections.add(self)
         if self.gateway.sweeper is None:
             self.gateway.sweep()
@@ -830,7 +831,7 @@ class FixSession(asyncio.Protocol):
         elif code == "RATE_LIMITED" or msg_type == b"U1":
             self.send(b"j", [(45, fields[34]), (372, msg_type), (380, 99), (58, text), *stamps])
         elif msg_type in (b"F", b"G"):
-            order = self.named_order(fields, ended=True)  # OrdStatus: its, or Rejected
+            order = self.named_order(fields)  # OrdStatus: its, or Rejected
             if order is not None and order.status not in (NEW, PARTIALLY_FILLED):
                 reason = b"0"  # too late: it has ended
             else:
@@ -882,16 +883,10 @@ class FixSession(asyncio.Protocol):
         record = wire.place_record(self.gateway.instruments, params, self.account, recv_ns)
         self.enter(fields, "place", record, recv_ns)
 
-    def named_order(self, fields: dict, ended: bool = False) -> OrderView | None:
-        """The open order a cancel or replace names (with `ended`, one that
-        has ended too), if there is one."""
+    def named_order(self, fields: dict) -> OrderView | None:
+        """The order a cancel or replace names, open or ended, if there is one."""
         try:
             order_id, coid = wire.order_id_of(self.order_ref(fields))
-        except wire.RequestError:
-            return None
-        if not ended:
-            return self.gateway.venue.view.find(self.account, order_id, coid.decode())
-        try:
             return self.gateway.venue.order_status(self.account, order_id, coid.decode())
         except wire.RequestError:
             return None

@@ -164,13 +164,9 @@ def test_reports_name_the_request_and_the_order_as_fix_44_has_them(clients):
     maker.send("F", [(41, "nope"), (11, "x2")])
     assert int(maker.expect("9", t102="1")[7903]) > 0  # the engine found no such order
     # a replace sent with its order, in one write: before the New came back
-    now, seq = now_timestamp(), maker.seq
-    maker.sock.sendall(
-        encode("D", "ACCOUNT2", "FLOWGATE", seq, now, [(11, "quick"), (55, "BTC-USDT"), (54, 1),
-                                                      (38, "0.02"), (40, 2), (44, "48000")])
-        + encode("G", "ACCOUNT2", "FLOWGATE", seq + 1, now, [(41, "quick"), (11, "quick2"),
-                                                            (38, "0.01")]))  # fmt: skip
-    maker.seq += 2
+    maker.send_together([("D", [(11, "quick"), (55, "BTC-USDT"), (54, 1), (38, "0.02"),
+                                (40, 2), (44, "48000")]),
+                         ("G", [(41, "quick"), (11, "quick2"), (38, "0.01")])])  # fmt: skip
     maker.expect("8", t150="0", t11="quick", t151="0.02")
     maker.expect("8", t150="5", t11="quick", t151="0.01")
     # a replace that crosses reports its fills after the Replaced
@@ -255,16 +251,21 @@ def test_an_expiry_due_as_its_cancel_arrives_is_reported_and_the_cancel_refused(
     c.close()
 
 
+def logged_on_with_a_bid(c: FixClient, coid: str):
+    """Log on (numbers reset), then rest a buy of 0.01 BTC at 49000."""
+    c.run(f"""
+        send A 98=0 108=30 141=Y
+        expect A
+        send D 11={coid} 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=1
+        expect 8 150=0 11={coid}
+    """)
+
+
 def test_a_replace_changes_price_and_quantity_only_and_beside_a_cancel_each_is_reported_once(
     clients,
 ):
     c = clients(2)
-    c.run("""
-        send A 98=0 108=30 141=Y
-        expect A
-        send D 11=both 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=1
-        expect 8 150=0 11=both
-    """)
+    logged_on_with_a_bid(c, "both")
     for tag, value in ((54, 2), (55, "ETH-USDT"), (40, 1), (59, 3)):
         c.send("G", [(41, "both"), (11, f"both-{tag}"), (44, "48000"), (tag, value)])
         refused = c.expect("9", t11=f"both-{tag}", t434="2", t102="99", t39="0")
@@ -275,13 +276,9 @@ def test_a_replace_changes_price_and_quantity_only_and_beside_a_cancel_each_is_r
     c.expect("8", t150="0", t11="fly")
     assert c.expect("9", t11="fly-g", t102="99")[58].startswith(b"INVALID_PARAMS")
     # a replace and a cancel in one write: the Replaced, then the cancel's own report
-    stamp = now_timestamp()
-    c.sock.sendall(
-        encode("G", c.sender, c.target, c.seq, stamp, [(41, "both"), (11, "both-g"), (44, 48000),
-                                                        (54, 1), (55, "BTC-USDT")])
-        + encode("F", c.sender, c.target, c.seq + 1, stamp, [(41, "both"), (11, "both-f")])
-    )  # fmt: skip
-    c.seq += 2
+    c.send_together([("G", [(41, "both"), (11, "both-g"), (44, 48000), (54, 1),
+                            (55, "BTC-USDT")]),
+                     ("F", [(41, "both"), (11, "both-f")])])  # fmt: skip
     c.expect("8", t150="5", t11="both", t44="48000")
     c.expect("8", t150="4", t11="both-f", t41="both")
     c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")
@@ -290,14 +287,11 @@ def test_a_replace_changes_price_and_quantity_only_and_beside_a_cancel_each_is_r
 def test_a_status_request_is_answered_after_the_commands_sent_before_it(clients):
     c = clients(2)
     c.run("send A 98=0 108=30 141=Y\nexpect A")
-    stamp = now_timestamp()
-    messages = [("D", [(11, "st"), (55, "BTC-USDT"), (54, 1), (38, "0.01"), (40, 2), (44, 49000)]),
-                ("H", [(41, "st"), (11, "st-h1")]),
-                ("F", [(41, "st"), (11, "st-f")]),
-                ("H", [(41, "st"), (11, "st-h2")])]  # fmt: skip
-    c.sock.sendall(b"".join(encode(kind, c.sender, c.target, c.seq + k, stamp, fields)
-                            for k, (kind, fields) in enumerate(messages)))  # fmt: skip
-    c.seq += len(messages)
+    c.send_together([("D", [(11, "st"), (55, "BTC-USDT"), (54, 1), (38, "0.01"), (40, 2),
+                            (44, 49000)]),
+                     ("H", [(41, "st"), (11, "st-h1")]),
+                     ("F", [(41, "st"), (11, "st-f")]),
+                     ("H", [(41, "st"), (11, "st-h2")])])  # fmt: skip
     c.expect("8", t150="0", t11="st")
     c.expect("8", t150="I", t39="0", t11="st")
     c.expect("8", t150="4", t11="st-f")
@@ -306,12 +300,7 @@ def test_a_status_request_is_answered_after_the_commands_sent_before_it(clients)
 
 def test_fills_a_replace_from_elsewhere_makes_reach_the_fix_order_owner(server, clients):
     c = clients(2)
-    c.run("""
-        send A 98=0 108=30 141=Y
-        expect A
-        send D 11=mine 55=BTC-USDT 54=1 38=0.01 40=2 44=49000 59=1
-        expect 8 150=0 11=mine
-    """)
+    logged_on_with_a_bid(c, "mine")
     url = f"http://127.0.0.1:{server.rest_port}"
     seller, owner = RestClient(url, credentials(server, 3)), RestClient(url, credentials(server, 2))
     seller.place(symbol="BTC-USDT", side="sell", type="limit", price="49500", qty="0.004")
