@@ -6,8 +6,10 @@ its commands' tags), keeps `requests` (its command count) and `pending`
 (number -> (Pending, index)), and implements `answer(pending, out_ns)`.
 A gateway that wants private updates (orders, fills, balances, positions)
 registers a `hook(account, channel, item)` for the channels it needs with
-`add_private`. Gateways with streams (`streams`) implement `command_end()`,
-`market_data(trades, books)` and `flush()`: the walk hands them every
+`add_private`; besides the streams' channels there is "amended", the order
+as an amend left it, before any fill the amend made. Gateways with streams
+(`streams`) implement `command_end()`, `market_data(trades, books)` and
+`flush()`: the walk hands them every
 private update of a command after the command's answer, and market data
 once per batch: the trades, and the books the batch moved
 (`BookView.take_changes` gives what moved; the walk forgets it after the
@@ -121,7 +123,7 @@ class Venue:
         self.history = history
         self.sessions: dict[int, object] = {}
         self.streams: list = []
-        self.private_to = dict.fromkeys(PRIVATE_CHANNELS, _ignore)  # channel -> hook
+        self.private_to = dict.fromkeys((*PRIVATE_CHANNELS, "amended"), _ignore)  # -> hook
         self.closed: collections.OrderedDict[int, OrderView] = collections.OrderedDict()
         self.closed_coids: dict[tuple[int, str], int] = {}  # -> the newest such closed order
         # per instrument, newest last: (trade_id, price, qty, taker side, ts_ns)
@@ -214,8 +216,8 @@ class Venue:
         view = self.view
         streams = self.streams
         to = self.private_to
-        to_orders, to_fills, to_balances, to_positions = (
-            to["orders"], to["fills"], to["balances"], to["positions"])  # fmt: skip
+        to_orders, to_fills, to_balances, to_positions, to_amended = (
+            to["orders"], to["fills"], to["balances"], to["positions"], to["amended"])  # fmt: skip
         outcome = self.outcome = Outcome()
         trades: dict[int, list] = {}
         for e in events_of(batch):
@@ -245,6 +247,8 @@ class Venue:
                     order = view.amended(e)
                     outcome.priority_kept = bool(e[E_FLAGS] & FLAG_PRIORITY_KEPT)
                 outcome.order = order
+                if kind == AMENDED:
+                    to_amended(order.account, "amended", order)
                 if to_orders is not _ignore:
                     to_orders(order.account, "orders", msgspec.structs.replace(order))
             elif kind == BALANCE:

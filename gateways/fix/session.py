@@ -137,6 +137,7 @@ class FixGateway:
         authenticator.on_revoked.append(self.key_revoked)
         venue.add_private(("fills",), self.fill)
         venue.add_private(("orders",), self.order_ended)
+        venue.add_private(("amended",), self.amended)
         self.recover_reports()
 
     def recover_reports(self):
@@ -260,6 +261,15 @@ class FixGateway:
                                                       (trade_id, price, qty)))  # fmt: skip
         if order.leaves == 0:
             self.owners.pop(order.order_id, None)
+
+    def amended(self, account: int, channel: str, order: OrderView):
+        """An order a FIX identity placed was replaced by anything but that
+        identity's own replace request (REST, WebSocket, another identity):
+        its owner gets the Replaced report, before any fill the new terms
+        made, stored if it is away."""
+        identity = self.owners.get(order.order_id)
+        if identity is not None and not self.answered(identity, order):
+            self.deliver(identity, b"8", execution_fields(self.instruments, order, b"5"))
 
     def order_ended(self, account: int, channel: str, order: OrderView):
         """An order a FIX identity placed was canceled or expired by anything

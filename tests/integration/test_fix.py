@@ -298,16 +298,26 @@ def test_a_status_request_is_answered_after_the_commands_sent_before_it(clients)
     c.expect("8", t150="I", t39="4", t11="st")
 
 
-def test_fills_a_replace_from_elsewhere_makes_reach_the_fix_order_owner(server, clients):
+def test_a_replace_from_elsewhere_and_its_fills_reach_the_fix_order_owner(server, clients):
     c = clients(2)
     logged_on_with_a_bid(c, "mine")
     url = f"http://127.0.0.1:{server.rest_port}"
     seller, owner = RestClient(url, credentials(server, 3)), RestClient(url, credentials(server, 2))
     seller.place(symbol="BTC-USDT", side="sell", type="limit", price="49500", qty="0.004")
-    owner.amend(owner.open_orders()[0].order_id, price="49500")  # the same account, over REST
+    order_id = owner.open_orders()[0].order_id
+    owner.amend(order_id, qty="0.008")  # the same account, over REST: priority kept
+    c.expect("8", t150="5", t11="mine", t38="0.008", t44="49000", t151="0.008", t39="0")
+    owner.amend(order_id, price="49500")  # it takes the seller's order at once
     seller.close()
     owner.close()
+    c.expect("8", t150="5", t11="mine", t38="0.008", t44="49500", t14="0", t39="0")
     c.expect("8", t150="F", t11="mine", t32="0.004", t31="49500", t14="0.004", t39="1")
+    # and from another FIX identity of the account
+    other = clients(2, sender="ACCOUNT2-B")
+    other.run("send A 98=0 108=30 141=Y\nexpect A")
+    other.send("G", [(41, "mine"), (11, "mine-b"), (38, "0.006")])
+    other.expect("8", t150="5", t11="mine", t38="0.006", t151="0.002", t39="1")
+    c.expect("8", t150="5", t11="mine", t38="0.006", t151="0.002", t39="1")
     c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")
 
 
