@@ -9,11 +9,10 @@ registers a `hook(account, channel, item)` for the channels it needs with
 `add_private`; besides the streams' channels there is "amended", the order
 as an amend left it, before any fill the amend made. Gateways with streams
 (`streams`) implement `command_end()`, `market_data(trades, books)` and
-`flush()`: the walk hands them every
-private update of a command after the command's answer, and market data
-once per batch: the trades, and the books the batch moved
-(`BookView.take_changes` gives what moved; the walk forgets it after the
-batch).
+`flush()`: the walk hands them every private update of a command after
+the command's answer, and market data once per batch: the trades, and the
+books the batch moved (`BookView.take_changes` gives what moved; the walk
+forgets it after the batch).
 """
 
 import collections
