@@ -299,12 +299,22 @@ class FixGateway:
         return isinstance(session, FixSession) and session.identity == identity
 
     def deliver(self, identity: tuple[str, str], msg_type: bytes, fields: list):
-        """A message to an identity: to its session, or stored if it is away."""
+        """A message to an identity: to its session, or stored if it is away.
+        While the command being walked is the session's own placement or
+        replace, it goes after the command's answer, which reports what came
+        first (the order, before the resting one self-trade prevention
+        canceled)."""
         session = self.live.get(identity)
-        if session is not None:
-            session.send(msg_type, fields)
-        else:
+        if session is None:
             send_stored(self.store(identity), msg_type, fields)
+        elif self.venue.outcome.order is not None and self.walking(session):
+            session.after_answer.append((msg_type, fields))
+        else:
+            session.send(msg_type, fields)
+
+    def walking(self, session: "FixSession") -> bool:
+        """Whether the command being walked is the session's."""
+        return self.venue.sessions.get(self.venue.outcome.tag >> 32) is session
 
 
 def send_stored(store: MessageStore, msg_type: bytes, fields: list, header: tuple = ()) -> bytes:
@@ -367,6 +377,7 @@ class FixSession(asyncio.Protocol):
         # status requests waiting for the answers to the commands sent before
         # them: (the last such command's number, fields, receive time)
         self.held_status: collections.deque[tuple[int, dict, int]] = collections.deque()
+        self.after_answer: list[tuple[bytes, list]] = []  # reports behind the answer walked
         self.reader = FixReader(keep_raw=gateway.dictionary is not None)
         self.transport: asyncio.Transport | None = None
         self.ip = ""
@@ -1005,6 +1016,9 @@ class FixSession(asyncio.Protocol):
         for the identity even when the connection has gone meanwhile."""
         self.store.release(int(pending.context[34]))  # (saved with the first report)
         self.report(pending, out_ns)
+        for msg_type, fields in self.after_answer:
+            self.send(msg_type, fields)
+        self.after_answer.clear()
         if self.held_status:
             self.release_status()
         if self.transport is None and not self.pending:  # the last one it waited for

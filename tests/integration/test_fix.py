@@ -321,6 +321,18 @@ def test_a_replace_from_elsewhere_and_its_fills_reach_the_fix_order_owner(server
     c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")
 
 
+def test_self_trade_prevention_reports_the_new_order_before_the_resting_one_it_cancels(
+    clients,
+):
+    c = clients(2)
+    logged_on_with_a_bid(c, "old")
+    c.send("D", [(11, "new"), (55, "BTC-USDT"), (54, 2), (38, "0.01"), (40, 2), (44, 49000),
+                 (7928, "cancel_oldest")])  # fmt: skip
+    c.expect("8", t150="0", t11="new")
+    c.expect("8", t150="4", t11="old", t39="4")
+    c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")
+
+
 def test_the_dead_mans_switch_over_fix(clients):
     c = clients(2)
     c.run("""
