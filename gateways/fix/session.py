@@ -50,6 +50,7 @@ STP_TAG = 7928  # custom: self-trade prevention on NewOrderSingle
 # custom CancelAllAfterRequest (U1): the timeout in ms (0 disarms); its report (U2)
 # also carries the deadline, in ns since the epoch (0 when disarmed)
 CANCEL_ALL_AFTER_TAG, DEADLINE_TAG = 7930, 7931
+PRIORITY_KEPT_TAG = 7932  # custom, on a Replaced: Y if the order kept its place in the queue
 MAX_UNOWNED_FILLS = 10_000  # orders kept in FixGateway.unowned_fills
 REQUEST_TYPES = {"place": b"D", "cancel": b"F", "amend": b"G", "cancel_all": b"q",
                  "cancel_all_after": b"U1"}  # fmt: skip
@@ -269,7 +270,9 @@ class FixGateway:
         made, stored if it is away."""
         identity = self.owners.get(order.order_id)
         if identity is not None and not self.answered(identity, order):
-            self.deliver(identity, b"8", execution_fields(self.instruments, order, b"5"))
+            kept = self.venue.outcome.priority_kept  # (the amend being walked)
+            self.deliver(identity, b"8", execution_fields(self.instruments, order, b"5")
+                         + [(PRIORITY_KEPT_TAG, b"Y" if kept else b"N")])  # fmt: skip
 
     def order_ended(self, account: int, channel: str, order: OrderView):
         """An order a FIX identity placed was canceled or expired by anything
@@ -1072,9 +1075,12 @@ class FixSession(asyncio.Protocol):
         filled = state.filled - sum(qty for _, _, qty in fills)
         quote = state.filled_quote - sum(price * qty for _, price, qty in fills)
         status = m.STATUS_CODE[m.OrderStatus.PARTIALLY_FILLED if filled else m.OrderStatus.NEW]
-        self.send(b"8", execution_fields(instruments, msgspec.structs.replace(
+        first = execution_fields(instruments, msgspec.structs.replace(
             state, filled=filled, leaves=state.qty - filled, filled_quote=quote, status=status,
-            reason=0), b"0" if kind == "place" else b"5", None, times))  # fmt: skip
+            reason=0), b"0" if kind == "place" else b"5", None, times)  # fmt: skip
+        if kind == "amend":
+            first.append((PRIORITY_KEPT_TAG, b"Y" if result["priority_kept"] else b"N"))
+        self.send(b"8", first)
         for trade in fills:
             filled += trade[2]
             quote += trade[1] * trade[2]

@@ -279,7 +279,7 @@ def test_a_replace_changes_price_and_quantity_only_and_beside_a_cancel_each_is_r
     c.send_together([("G", [(41, "both"), (11, "both-g"), (44, 48000), (54, 1),
                             (55, "BTC-USDT")]),
                      ("F", [(41, "both"), (11, "both-f")])])  # fmt: skip
-    c.expect("8", t150="5", t11="both", t44="48000")
+    c.expect("8", t150="5", t11="both", t44="48000", t7932="N")
     c.expect("8", t150="4", t11="both-f", t41="both")
     c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")
 
@@ -306,18 +306,19 @@ def test_a_replace_from_elsewhere_and_its_fills_reach_the_fix_order_owner(server
     seller.place(symbol="BTC-USDT", side="sell", type="limit", price="49500", qty="0.004")
     order_id = owner.open_orders()[0].order_id
     owner.amend(order_id, qty="0.008")  # the same account, over REST: priority kept
-    c.expect("8", t150="5", t11="mine", t38="0.008", t44="49000", t151="0.008", t39="0")
+    c.expect("8", t150="5", t11="mine", t38="0.008", t44="49000", t151="0.008", t39="0",
+             t7932="Y")  # fmt: skip
     owner.amend(order_id, price="49500")  # it takes the seller's order at once
     seller.close()
     owner.close()
-    c.expect("8", t150="5", t11="mine", t38="0.008", t44="49500", t14="0", t39="0")
+    c.expect("8", t150="5", t11="mine", t38="0.008", t44="49500", t14="0", t39="0", t7932="N")
     c.expect("8", t150="F", t11="mine", t32="0.004", t31="49500", t14="0.004", t39="1")
     # and from another FIX identity of the account
     other = clients(2, sender="ACCOUNT2-B")
     other.run("send A 98=0 108=30 141=Y\nexpect A")
     other.send("G", [(41, "mine"), (11, "mine-b"), (38, "0.006")])
-    other.expect("8", t150="5", t11="mine", t38="0.006", t151="0.002", t39="1")
-    c.expect("8", t150="5", t11="mine", t38="0.006", t151="0.002", t39="1")
+    other.expect("8", t150="5", t11="mine", t38="0.006", t151="0.002", t39="1", t7932="Y")
+    c.expect("8", t150="5", t11="mine", t38="0.006", t151="0.002", t39="1", t7932="Y")
     c.run("send 1 112=nothing-else\nexpect 0 112=nothing-else")
 
 
