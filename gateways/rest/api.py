@@ -39,7 +39,10 @@ class EnabledBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def dispatch(gateway, connection, request):
-    path, _, query_text = request.target.decode("latin-1").partition("?")
+    target = request.target.decode("latin-1")
+    if "#" in target:  # (a client's fragment stays with the client: RFC 9112)
+        raise wire.RequestError("INVALID_REQUEST", "a request target has no fragment (#)")
+    path, _, query_text = target.partition("?")
     if not path.startswith("/"):  # the absolute form (RFC 9112): the path after the authority
         _, separator, rest = path.partition("://")
         path = "/" + rest.partition("/")[2] if separator else path

@@ -90,6 +90,10 @@ def test_public_endpoints(server):
         server.rest_port, b"GET http://127.0.0.1/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 1
     )  # the absolute form (RFC 9112)
     assert status_of(absolute) == 200 and body_of(absolute)["status"] == "ok"
+    (fragment,) = raw_exchange(
+        server.rest_port, b"GET /v1/trades/BTC-USDT?limit=5#top HTTP/1.1\r\nHost: x\r\n\r\n", 1
+    )
+    assert status_of(fragment) == 400 and body_of(fragment)["error"]["code"] == "INVALID_REQUEST"
     (btc, eth) = public.instruments()
     assert (btc.symbol, btc.tick_size, btc.lot_size, btc.min_notional) == (
         "BTC-USDT", "0.01", "0.0001", "1")  # fmt: skip
