@@ -7,6 +7,7 @@ A test fails when the committed files and the generated ones differ.
 """
 
 import html
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -289,6 +290,9 @@ def spec() -> dict:
     bodies = [wire.PlaceParams, api.BatchBody, api.AmendBody, api.TimeoutBody, api.EnabledBody]
     types = [Error, ErrorBody, *(e[2] for e in ENDPOINTS.values() if e[2] is not None), *bodies]
     _, schemas = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    for schema in schemas.values():  # msgspec releases differ on dedenting docstrings
+        if "description" in schema:
+            schema["description"] = inspect.cleandoc(schema["description"])
     paths: dict[str, dict] = {}
     for method, pattern, handler, permission, body_type in api.ROUTES:
         summary, parameters, answer, errors = ENDPOINTS[handler]
