@@ -63,25 +63,34 @@ def _insert_stream(n_ops: int, depth: int, rng: random.Random) -> list[Op]:
     return ops
 
 
-def _cancel_stream(n_ops: int, rng: random.Random) -> list[Op]:
-    resting = [_passive_order(rng, ref) for ref in range(n_ops)]
-    ops: list[Op] = [(SETUP, LIMIT, ref, *order) for ref, order in enumerate(resting)]
-    order_of_cancels = list(range(n_ops))
-    rng.shuffle(order_of_cancels)
-    ops.extend((TIMED, CANCEL, ref, *resting[ref]) for ref in order_of_cancels)
+def _rounds(n_ops: int, book_orders: int) -> list[int]:
+    """Round sizes: n_ops operations, at most book_orders in each round."""
+    return [min(book_orders, n_ops - start) for start in range(0, n_ops, book_orders)]
+
+
+def _cancel_stream(n_ops: int, book_orders: int, rng: random.Random) -> list[Op]:
+    ops: list[Op] = []
+    first = 0
+    for size in _rounds(n_ops, book_orders):
+        resting = [_passive_order(rng, ref) for ref in range(first, first + size)]
+        ops.extend((SETUP, LIMIT, first + i, *order) for i, order in enumerate(resting))
+        order_of_cancels = list(range(size))
+        rng.shuffle(order_of_cancels)
+        ops.extend((TIMED, CANCEL, first + i, *resting[i]) for i in order_of_cancels)
+        first += size
     return ops
 
 
-def _aggressive_stream(n_ops: int, rng: random.Random) -> list[Op]:
-    resting = [_passive_order(rng, ref) for ref in range(n_ops)]
-    ops: list[Op] = [(SETUP, LIMIT, ref, *order) for ref, order in enumerate(resting)]
+def _aggressive_round(first: int, size: int, rng: random.Random) -> list[Op]:
+    resting = [_passive_order(rng, ref) for ref in range(size)]
+    ops: list[Op] = [(SETUP, LIMIT, first + i, *order) for i, order in enumerate(resting)]
 
     # Price-time priority of the resting book: best price first, FIFO within a price.
     bids = sorted(
-        (r for r in range(n_ops) if resting[r][0] == BUY), key=lambda r: (-resting[r][1], r)
+        (r for r in range(size) if resting[r][0] == BUY), key=lambda r: (-resting[r][1], r)
     )
     asks = sorted(
-        (r for r in range(n_ops) if resting[r][0] == SELL), key=lambda r: (resting[r][1], r)
+        (r for r in range(size) if resting[r][0] == SELL), key=lambda r: (resting[r][1], r)
     )
 
     # Each taker is limited at the price of the order at the head of the queue and
@@ -89,36 +98,50 @@ def _aggressive_stream(n_ops: int, rng: random.Random) -> list[Op]:
     # orders and cannot walk to a second order.  Takers alternate sides while both
     # sides have liquidity left.
     next_bid = next_ask = 0
-    for k in range(n_ops):
+    for k in range(size):
         if next_bid == len(bids) or (k % 2 == 0 and next_ask < len(asks)):
             _, price, qty = resting[asks[next_ask]]
             next_ask += 1
-            ops.append((TIMED, IOC, n_ops + k, BUY, price, qty))
+            ops.append((TIMED, IOC, first + size + k, BUY, price, qty))
         else:
             _, price, qty = resting[bids[next_bid]]
             next_bid += 1
-            ops.append((TIMED, IOC, n_ops + k, SELL, price, qty))
+            ops.append((TIMED, IOC, first + size + k, SELL, price, qty))
     return ops
 
 
-def operation_streams(n_ops: int, depth: int, seed: int) -> dict[str, list[tuple]]:
+def _aggressive_stream(n_ops: int, book_orders: int, rng: random.Random) -> list[Op]:
+    ops: list[Op] = []
+    first = 0
+    for size in _rounds(n_ops, book_orders):
+        ops.extend(_aggressive_round(first, size, rng))
+        first += 2 * size
+    return ops
+
+
+def operation_streams(
+    n_ops: int, depth: int, seed: int, book_orders: int | None = None
+) -> dict[str, list[tuple]]:
     """Build the three deterministic operation streams.
 
     ``insert``:     ``depth`` resting orders (setup), then ``n_ops`` passive limit
                     orders (timed).  All orders alternate buy/sell and sit 1..PRICE_BAND
                     ticks from ``MID_PRICE`` on their own side, so nothing crosses.
-    ``cancel``:     ``n_ops`` resting orders (setup), then one cancel for each of them
-                    in random order (timed).  The book ends empty.
-    ``aggressive``: ``n_ops`` resting orders (setup), then ``n_ops`` IOC limit orders
-                    (timed), each of which fully fills against exactly one resting
-                    order of equal quantity.  The book ends empty after ``n_ops``
-                    trades.
+    ``cancel``:     rounds of ``book_orders`` resting orders (setup), then one cancel
+                    for each of them in random order (timed); every round ends with
+                    an empty book, and the rounds add up to ``n_ops`` cancels.
+    ``aggressive``: rounds of ``book_orders`` resting orders (setup), then as many
+                    IOC limit orders (timed), each of which fully fills against
+                    exactly one resting order of equal quantity; every round ends
+                    with an empty book, after ``n_ops`` trades in all.
 
-    Each stream lists its setup operations first.  The streams depend only on
-    (n_ops, depth, seed).
+    ``book_orders`` defaults to ``n_ops``: one round, the whole stream resting at
+    once.  Each round lists its setup operations first.  The streams depend only
+    on (n_ops, depth, seed, book_orders).
     """
-    if n_ops < 1:
-        raise ValueError("n_ops must be positive")
+    book_orders = n_ops if book_orders is None else book_orders
+    if n_ops < 1 or book_orders < 1:
+        raise ValueError("n_ops and book_orders must be positive")
     if depth < 0:
         raise ValueError("depth must be non-negative")
 
@@ -128,8 +151,8 @@ def operation_streams(n_ops: int, depth: int, seed: int) -> dict[str, list[tuple
 
     return {
         "insert": _insert_stream(n_ops, depth, rng("insert")),
-        "cancel": _cancel_stream(n_ops, rng("cancel")),
-        "aggressive": _aggressive_stream(n_ops, rng("aggressive")),
+        "cancel": _cancel_stream(n_ops, book_orders, rng("cancel")),
+        "aggressive": _aggressive_stream(n_ops, book_orders, rng("aggressive")),
     }
 
 
@@ -182,31 +205,48 @@ class BookAdapter(Protocol):
         """Trades since the last reset, or None if the engine cannot report it cheaply."""
 
 
+def _round_blocks(stream: list[tuple]) -> list[tuple[list[tuple], list[tuple]]]:
+    """The stream's rounds: (setup ops, timed ops) in order."""
+    blocks: list[tuple[list[tuple], list[tuple]]] = []
+    for op in stream:
+        if op[0] == SETUP and (not blocks or blocks[-1][1]):
+            blocks.append(([], []))
+        elif op[0] == TIMED and not blocks:
+            blocks.append(([], []))
+        blocks[-1][op[0] == TIMED].append(op)
+    return blocks
+
+
 def _replay(adapter: BookAdapter, stream: list[tuple]) -> tuple[int, int]:
-    """Replay ``stream`` on a fresh book, verify the result, return (timed ops, ns)."""
-    setup = [op for op in stream if op[0] == SETUP]
-    timed = [op for op in stream if op[0] == TIMED]
-    actions = {op[1] for op in timed}
+    """Replay ``stream`` on a fresh book, verify the result, return (timed ops, ns).
+
+    Rounds run one after the other on the same book; only their timed
+    operations are on the clock."""
+    blocks = _round_blocks(stream)
+    actions = {op[1] for _, timed in blocks for op in timed}
     if len(actions) != 1:
         raise ValueError(f"timed operations must share one action, got {sorted(actions)}")
     (action,) = actions
 
     adapter.reset()
-    handles = {ref: adapter.place(side, price, qty) for _, _, ref, side, price, qty in setup}
-    args = adapter.prepare(action, timed, handles)
-    del handles
-
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    timed_ops = elapsed_ns = 0
     try:
-        start = time.perf_counter_ns()
-        adapter.execute(action, args)
-        elapsed_ns = time.perf_counter_ns() - start
+        for setup, timed in blocks:
+            handles = {
+                ref: adapter.place(side, price, qty) for _, _, ref, side, price, qty in setup
+            }
+            args = adapter.prepare(action, timed, handles)
+            start = time.perf_counter_ns()
+            adapter.execute(action, args)
+            elapsed_ns += time.perf_counter_ns() - start
+            timed_ops += len(timed)
+            del handles, args
     finally:
         if gc_was_enabled:
             gc.enable()
-    del args
 
     expected = expected_outcome(stream)
     orders, qty = adapter.resting()
@@ -219,7 +259,7 @@ def _replay(adapter: BookAdapter, stream: list[tuple]) -> tuple[int, int]:
             f"orders={orders} qty={qty} trades={trades}, expected {expected}"
         )
     adapter.reset()
-    return len(timed), elapsed_ns
+    return timed_ops, elapsed_ns
 
 
 def run_stream(adapter: BookAdapter, stream: list[tuple], warmup: bool = True) -> float:
@@ -418,28 +458,3 @@ class LiquibookAdapter:
 
     def trade_count(self) -> int | None:
         return self._listener.fills if self._listener is not None else None
-
-
-def describe() -> str:
-    """What each measured operation means, for the performance documentation."""
-    return (
-        "Each competitor is driven through its Python API with one library call per "
-        "operation (liquibook additionally needs a SimpleOrder object per submission, "
-        "which is built inside the timed loop); setup is untimed, the cyclic garbage "
-        "collector is disabled while timing, and the rate is operations divided by "
-        "the perf_counter_ns time of the whole loop, measured on a second replay "
-        "after an identical warm-up replay. Orders alternate buy and sell, rest 1 to "
-        f"{PRICE_BAND} ticks from a mid price of {MID_PRICE} ticks on their own side, "
-        f"and carry 1 to {MAX_QTY} lots. Insert: passive GTC limit orders added to a "
-        "book pre-seeded with the given number of resting orders; nothing crosses. "
-        "Cancel: every one of n resting orders is cancelled, in random order, by "
-        "order id (nanobook) or by the order object (liquibook); the book ends empty. "
-        "Note that liquibook finds an order by scanning its price level, so its "
-        "cancel rate falls as queues lengthen (about n/"
-        f"{2 * PRICE_BAND} orders per level here). Aggressive: n resting orders are "
-        "loaded untimed, then n immediate-or-cancel limit orders are timed, each "
-        "priced at and sized to the order at the head of the opposite queue, so every "
-        "taker produces exactly one trade that fully fills both sides; the book ends "
-        "empty. After each phase the resting orders, resting quantity and (where "
-        "available) trade count are checked against the expected values."
-    )

@@ -220,20 +220,40 @@ class FlowgateAdapter:
         return self.core.next_trade_id - 1
 
 
-def competitor_run(n_ops: int, depth: int, seed: int) -> dict:
-    streams = competitors.operation_streams(n_ops, depth, seed)
-    ours = competitors.run_streams(FlowgateAdapter(n_ops + depth + 16), streams)
+def compare_books(streams: dict, capacity: int, repeats: int) -> dict:
+    """Each other book's ops/s beside ours on each stream: the median of `repeats`
+    replays (after one warm-up replay each), the books taking turns replay by
+    replay, so a slow spell of the machine falls on all of them alike."""
+    ours = FlowgateAdapter(capacity)
+    others = [competitors.NanobookAdapter(), competitors.LiquibookAdapter()]
+    rates = {}
+    for op, stream in streams.items():
+        for repeat in range(repeats):
+            for book in (ours, *others):
+                rate = competitors.run_stream(book, stream, warmup=repeat == 0)
+                rates.setdefault((book.name, op), []).append(rate)
     out = {}
-    for adapter in (competitors.NanobookAdapter(), competitors.LiquibookAdapter()):
-        theirs = competitors.run_streams(adapter, streams)
-        out[adapter.name] = {"version": theirs["version"]}
+    for book in others:
+        out[book.name] = {"version": book.version}
         for op in streams:
-            them, us = theirs[f"{op}_ops_per_s"], ours[f"{op}_ops_per_s"]
-            out[adapter.name][op] = {
+            them = statistics.median(rates[book.name, op])
+            us = statistics.median(rates[ours.name, op])
+            out[book.name][op] = {
                 "them_ops_per_s": round(them),
                 "flowgate_ops_per_s": round(us),
                 "ratio": round(us / them, 2),
             }
+    return out
+
+
+def competitor_run(n_ops: int, depth: int, deep_ops: int, seed: int, repeats: int) -> dict:
+    """The other books on the mixed flow's book (cancels and takers in rounds of
+    `depth` resting orders), then cancels and takers on a deep book of `deep_ops`."""
+    streams = competitors.operation_streams(n_ops, depth, seed, book_orders=depth)
+    out = compare_books(streams, n_ops + depth + 16, repeats)
+    deep = competitors.operation_streams(deep_ops, 0, seed)
+    del deep["insert"]  # inserting does not depend on the book's depth
+    out["deep_book"] = compare_books(deep, deep_ops + 16, repeats)
     return out
 
 
@@ -247,6 +267,7 @@ def conditions(args) -> dict:
         "batch_size": BATCH,
         "reference_commands": args.reference_commands,
         "competitor_ops": args.competitor_ops,
+        "deep_book_orders": args.deep_ops,
         "seed": args.seed,
         "repeats": args.repeats,
     }
@@ -274,7 +295,9 @@ def run(args) -> dict:
         "latency": latency_run(config, records),
         "python_allocations": allocation_run(config, records),
     }
-    result.update(competitor_run(args.competitor_ops, args.depth, args.seed))
+    result.update(
+        competitor_run(args.competitor_ops, args.depth, args.deep_ops, args.seed, args.repeats)
+    )
     return result
 
 
@@ -309,20 +332,37 @@ def report(result: dict) -> str:
         f"peak grew by {alloc['traced_peak_growth_bytes']} bytes and "
         f"{alloc['traced_bytes_retained']} bytes stayed allocated.",
         "",
-        f"Other books, one Python call per operation ({c['competitor_ops']:,} operations):",
+        f"Other books, one Python call per operation, ops/s, the median of {c['repeats']} "
+        "replays taking turns. On the mixed flow's book: inserts into a book of "
+        f"{c['resting_orders']:,} resting orders, cancels and takers in rounds of "
+        f"{c['resting_orders']:,} resting orders ({c['competitor_ops']:,} operations each):",
         "",
+    ]
+    lines += _book_table(result, ("insert", "cancel", "aggressive"))
+    lines += [
+        "",
+        f"On a deep book: cancels and takers of {c['deep_book_orders']:,} orders all resting "
+        "at once (memory-bound: the book no longer fits in the CPU's caches):",
+        "",
+    ]
+    lines += _book_table(result["deep_book"], ("cancel", "aggressive"))
+    nb, lb = result["nanobook"], result["liquibook"]
+    lines += ["", f"nanobook {nb['version']}, liquibook {lb['version']}."]
+    return "\n".join(lines)
+
+
+def _book_table(books: dict, ops) -> list[str]:
+    nb, lb = books["nanobook"], books["liquibook"]
+    lines = [
         "| operation | nanobook | liquibook | Flowgate | vs nanobook | vs liquibook |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    nb, lb = result["nanobook"], result["liquibook"]
-    for op in ("insert", "cancel", "aggressive"):
+    for op in ops:
         lines.append(
             f"| {op} | {nb[op]['them_ops_per_s']:,} | {lb[op]['them_ops_per_s']:,} "
             f"| {nb[op]['flowgate_ops_per_s']:,} | {nb[op]['ratio']}x | {lb[op]['ratio']}x |"
         )
-    lines.append("")
-    lines.append(f"nanobook {nb['version']}, liquibook {lb['version']}.")
-    return "\n".join(lines)
+    return lines
 
 
 def parser() -> argparse.ArgumentParser:
@@ -334,6 +374,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--reference-commands", type=int, default=100_000)
     parser.add_argument("--competitor-ops", type=int, default=200_000)
+    parser.add_argument(
+        "--deep-ops", type=int, default=100_000, help="resting orders of the deep-book comparison"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cpu", type=int, default=None, help="pin the benchmark to this CPU")
