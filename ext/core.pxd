@@ -335,9 +335,12 @@ cdef class MatchingCore:
     cdef Position *positions
     cdef Amount *fees_collected
     cdef Amount *net_deposits
-    # order id -> slot, open addressing with linear probing in Robin Hood order
+    # order id -> slot: one bucket per id modulo the table size; an order whose
+    # bucket a newer id takes moves to old_ids (linear probing, Robin Hood order)
     cdef IdEntry *ids
+    cdef IdEntry *old_ids
     cdef uint64_t id_mask
+    cdef int64_t n_old_ids
     # (account, client order id) -> slot
     cdef uint64_t *coid_hashes
     cdef Slot *coid_slots
@@ -416,10 +419,14 @@ cdef class MatchingCore:
     cdef Slot _forget_oldest(self) noexcept nogil
     cdef inline void _free_slot(self, Slot s) noexcept nogil
     cdef void _release(self, Slot s) noexcept nogil
-    cdef inline uint64_t _id_distance(self, uint64_t i) noexcept nogil
-    cdef Slot _find_id(self, OrderId order_id) noexcept nogil
-    cdef void _insert_id(self, OrderId order_id, Slot s) noexcept nogil
-    cdef void _remove_id(self, OrderId order_id) noexcept nogil
+    cdef inline Slot _find_id(self, OrderId order_id) noexcept nogil
+    cdef inline void _insert_id(self, OrderId order_id, Slot s) noexcept nogil
+    cdef inline void _remove_id(self, OrderId order_id) noexcept nogil
+    cdef inline uint64_t _old_home(self, OrderId order_id) noexcept nogil
+    cdef inline uint64_t _old_distance(self, uint64_t i) noexcept nogil
+    cdef Slot _find_old_id(self, OrderId order_id) noexcept nogil
+    cdef void _insert_old_id(self, IdEntry entry) noexcept nogil
+    cdef void _remove_old_id(self, OrderId order_id) noexcept nogil
     cdef Slot _find_coid(self, int32_t account, const char *coid, uint8_t n,
                          uint64_t h) noexcept nogil
     cdef void _insert_coid(self, Slot s) noexcept nogil

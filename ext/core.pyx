@@ -231,6 +231,7 @@ cdef class MatchingCore:
         self.net_deposits = <Amount *>calloc(n_assets, sizeof(Amount))
         self.id_mask = table_size(order_capacity) - 1
         self.ids = <IdEntry *>fg_alloc_prefaulted((self.id_mask + 1) * sizeof(IdEntry))
+        self.old_ids = <IdEntry *>fg_alloc_prefaulted((self.id_mask + 1) * sizeof(IdEntry))
         self.coid_mask = table_size(order_capacity) - 1
         self.coid_hashes = <uint64_t *>fg_alloc_prefaulted((self.coid_mask + 1) * sizeof(uint64_t))
         self.coid_slots = <Slot *>fg_alloc_prefaulted((self.coid_mask + 1) * sizeof(Slot))
@@ -245,7 +246,7 @@ cdef class MatchingCore:
                 or self.levels == NULL or self.instruments == NULL
                 or self.accounts == NULL or self.balances == NULL or self.positions == NULL
                 or self.fees_collected == NULL or self.net_deposits == NULL
-                or self.ids == NULL or self.coid_hashes == NULL
+                or self.ids == NULL or self.old_ids == NULL or self.coid_hashes == NULL
                 or self.coid_slots == NULL or self.retired == NULL or self.expiries == NULL
                 or self.touched_balances == NULL or self.touched_positions == NULL
                 or self.events == NULL):
@@ -282,6 +283,7 @@ cdef class MatchingCore:
         free(self.fees_collected)
         free(self.net_deposits)
         free(self.ids)
+        free(self.old_ids)
         free(self.coid_hashes)
         free(self.coid_slots)
         free(self.retired)
@@ -1248,54 +1250,84 @@ cdef class MatchingCore:
         if self.orders[s].coid_len:
             self._remove_coid(s)
 
-    # Order ids are sequential, so the id itself is the hash: recent orders sit in
-    # neighbouring buckets, which keeps placement and lookup in cache. Live ids
-    # form long runs of full buckets, so the table keeps Robin Hood order (the
-    # further an entry is from home, the earlier it wins a bucket): a lookup or a
-    # deletion stops at the first entry nearer its home than the probe is.
+    # Order ids are sequential, so the id itself places an order in `ids`:
+    # recent orders sit in neighbouring buckets, which keeps placement and lookup
+    # in cache, and each bucket holds one order, found in one probe. An order
+    # still there when the ids come round the table to its bucket again moves to
+    # `old_ids`, a hash table of its own: probing past a run of long-lived orders
+    # instead would make every placement that lands on the run probe all of it.
 
-    cdef inline uint64_t _id_distance(self, uint64_t i) noexcept nogil:
-        return (i - <uint64_t>self.ids[i].order_id) & self.id_mask
+    cdef inline Slot _find_id(self, OrderId order_id) noexcept nogil:
+        cdef IdEntry *entry = &self.ids[<uint64_t>order_id & self.id_mask]
+        if entry.order_id == order_id:
+            return entry.slot
+        if self.n_old_ids:
+            return self._find_old_id(order_id)
+        return -1
 
-    cdef Slot _find_id(self, OrderId order_id) noexcept nogil:
-        cdef uint64_t i = <uint64_t>order_id & self.id_mask, d = 0
-        while self.ids[i].order_id:
-            if self.ids[i].order_id == order_id:
-                return self.ids[i].slot
-            if self._id_distance(i) < d:
+    cdef inline void _insert_id(self, OrderId order_id, Slot s) noexcept nogil:
+        cdef IdEntry *entry = &self.ids[<uint64_t>order_id & self.id_mask]
+        if entry.order_id:
+            self._insert_old_id(entry[0])
+        entry.order_id = order_id
+        entry.slot = s
+
+    cdef inline void _remove_id(self, OrderId order_id) noexcept nogil:
+        cdef IdEntry *entry = &self.ids[<uint64_t>order_id & self.id_mask]
+        if entry.order_id == order_id:
+            entry.order_id = 0
+        elif self.n_old_ids:
+            self._remove_old_id(order_id)
+
+    # `old_ids` keeps Robin Hood order (the further an entry is from home, the
+    # earlier it wins a bucket): a lookup or a deletion stops at the first entry
+    # nearer its home than the probe is.
+
+    cdef inline uint64_t _old_home(self, OrderId order_id) noexcept nogil:
+        return mix64(<uint64_t>order_id) & self.id_mask
+
+    cdef inline uint64_t _old_distance(self, uint64_t i) noexcept nogil:
+        return (i - self._old_home(self.old_ids[i].order_id)) & self.id_mask
+
+    cdef Slot _find_old_id(self, OrderId order_id) noexcept nogil:
+        cdef uint64_t i = self._old_home(order_id), d = 0
+        while self.old_ids[i].order_id:
+            if self.old_ids[i].order_id == order_id:
+                return self.old_ids[i].slot
+            if self._old_distance(i) < d:
                 return -1
             i = (i + 1) & self.id_mask
             d += 1
         return -1
 
-    cdef void _insert_id(self, OrderId order_id, Slot s) noexcept nogil:
-        cdef uint64_t i = <uint64_t>order_id & self.id_mask, d = 0, there
-        cdef IdEntry entry, displaced
-        entry.order_id = order_id
-        entry.slot = s
-        while self.ids[i].order_id:
-            there = self._id_distance(i)
+    cdef void _insert_old_id(self, IdEntry entry) noexcept nogil:
+        cdef uint64_t i = self._old_home(entry.order_id), d = 0, there
+        cdef IdEntry displaced
+        while self.old_ids[i].order_id:
+            there = self._old_distance(i)
             if there < d:
-                displaced = self.ids[i]
-                self.ids[i] = entry
+                displaced = self.old_ids[i]
+                self.old_ids[i] = entry
                 entry, d = displaced, there
             i = (i + 1) & self.id_mask
             d += 1
-        self.ids[i] = entry
+        self.old_ids[i] = entry
+        self.n_old_ids += 1
 
-    cdef void _remove_id(self, OrderId order_id) noexcept nogil:
-        cdef uint64_t i = <uint64_t>order_id & self.id_mask, d = 0, j
-        while self.ids[i].order_id != order_id:
-            if self.ids[i].order_id == 0 or self._id_distance(i) < d:
+    cdef void _remove_old_id(self, OrderId order_id) noexcept nogil:
+        cdef uint64_t i = self._old_home(order_id), d = 0, j
+        while self.old_ids[i].order_id != order_id:
+            if self.old_ids[i].order_id == 0 or self._old_distance(i) < d:
                 return
             i = (i + 1) & self.id_mask
             d += 1
         j = (i + 1) & self.id_mask
-        while self.ids[j].order_id and self._id_distance(j) > 0:
-            self.ids[i] = self.ids[j]
+        while self.old_ids[j].order_id and self._old_distance(j) > 0:
+            self.old_ids[i] = self.old_ids[j]
             i = j
             j = (j + 1) & self.id_mask
-        self.ids[i].order_id = 0
+        self.old_ids[i].order_id = 0
+        self.n_old_ids -= 1
 
     cdef Slot _find_coid(self, int32_t account, const char *coid, uint8_t n,
                          uint64_t h) noexcept nogil:
