@@ -148,7 +148,8 @@ def core_run(args) -> dict:
     d = args.duration
     return core.run(core.parser().parse_args([
         "--commands", str(int(100_000 * d)), "--reference-commands", str(int(10_000 * d)),
-        "--competitor-ops", str(int(20_000 * d)), "--repeats", "3" if d >= 5 else "1",
+        "--competitor-ops", str(int(20_000 * d)), "--deep-ops", str(int(20_000 * d)),
+        "--repeats", "3" if d >= 5 else "1",
         "--cpu", str(args.server_cpu)]))  # fmt: skip
 
 
