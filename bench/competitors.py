@@ -209,11 +209,10 @@ def _round_blocks(stream: list[tuple]) -> list[tuple[list[tuple], list[tuple]]]:
     """The stream's rounds: (setup ops, timed ops) in order."""
     blocks: list[tuple[list[tuple], list[tuple]]] = []
     for op in stream:
-        if op[0] == SETUP and (not blocks or blocks[-1][1]):
+        timed = op[0] == TIMED
+        if not blocks or (not timed and blocks[-1][1]):  # a setup after timed ops opens a round
             blocks.append(([], []))
-        elif op[0] == TIMED and not blocks:
-            blocks.append(([], []))
-        blocks[-1][op[0] == TIMED].append(op)
+        blocks[-1][timed].append(op)
     return blocks
 
 
