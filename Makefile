@@ -38,15 +38,18 @@ lint: $(STAMP)
 
 test: lint test-release test-checked
 
+# one pytest worker per CPU: the integration tests mostly wait on the servers they start
+PYTEST := -m pytest -q -n auto
+
 # docs/openapi.json and docs/api.html from the code (a test fails while they are stale)
 openapi: build
 	$(PY) -m gateways.rest.openapi
 
 test-release: build tools
-	$(PY) -m pytest -q
+	$(PY) $(PYTEST)
 
 test-checked: checked
-	cd $(CHECKED_TREE) && FLOWGATE_EXPECT_CHECKED=1 $(CURDIR)/$(PY) -m pytest -q tests/unit tests/reference
+	cd $(CHECKED_TREE) && FLOWGATE_EXPECT_CHECKED=1 $(CURDIR)/$(PY) $(PYTEST) tests/unit tests/reference
 
 # every protocol beside the transport floors, the core, the engine and a rate sweep, into
 # bench/results/<timestamp>/ (python -m bench --help: one protocol, rates, pinning...)
