@@ -6,8 +6,9 @@ its commands' tags), keeps `requests` (its command count) and `pending`
 (number -> (Pending, index)), and implements `answer(pending, out_ns)`.
 A gateway that wants private updates (orders, fills, balances, positions)
 registers a `hook(account, channel, item)` for the channels it needs with
-`add_private`; besides the streams' channels there is "amended", the order
-as an amend left it, before any fill the amend made. Gateways with streams
+`add_private`; besides the streams' channels there are "amended", the order
+as an amend left it, before any fill the amend made, and "ended", an order
+canceled or expired (also on "orders"). Gateways with streams
 (`streams`) implement `command_end()`, `market_data(trades, books)` and
 `flush()`: the walk hands them every private update of a command after
 the command's answer, and market data once per batch: the trades, and the
@@ -122,7 +123,7 @@ class Venue:
         self.history = history
         self.sessions: dict[int, object] = {}
         self.streams: list = []
-        self.private_to = dict.fromkeys((*PRIVATE_CHANNELS, "amended"), _ignore)  # -> hook
+        self.private_to = dict.fromkeys((*PRIVATE_CHANNELS, "amended", "ended"), _ignore)
         self.closed: collections.OrderedDict[int, OrderView] = collections.OrderedDict()
         self.closed_coids: dict[tuple[int, str], int] = {}  # -> the newest such closed order
         # per instrument, newest last: (trade_id, price, qty, taker side, ts_ns)
@@ -215,8 +216,9 @@ class Venue:
         view = self.view
         streams = self.streams
         to = self.private_to
-        to_orders, to_fills, to_balances, to_positions, to_amended = (
-            to["orders"], to["fills"], to["balances"], to["positions"], to["amended"])  # fmt: skip
+        to_orders, to_fills, to_balances, to_positions, to_amended, to_ended = (
+            to["orders"], to["fills"], to["balances"], to["positions"], to["amended"],
+            to["ended"])  # fmt: skip
         outcome = self.outcome = Outcome()
         trades: dict[int, list] = {}
         for e in events_of(batch):
@@ -267,6 +269,7 @@ class Venue:
                     outcome.order = order
                 self.remember(order)
                 to_orders(order.account, "orders", order)
+                to_ended(order.account, "ended", order)
             elif kind == REJECTED:
                 outcome.code = wire.result_name(e[E_RESULT])
                 outcome.deadline_ns = e[E_EXPIRE]  # of a command sequenced too late

@@ -291,7 +291,7 @@ BatchOrders = list[Annotated[msgspec.Raw, msgspec.Meta(
 def batch_records(instruments: Instruments, limiter, account: int, orders: list[msgspec.Raw],
                   decode, recv_ns: int) -> list:  # fmt: skip
     """The records of up to MAX_BATCH placements (each decoded with
-    `decode(raw, type=PlaceParams)`), in order. An order refused here (its
+    `decode(raw)` into PlaceParams), in order. An order refused here (its
     shape, a bad value, the rate limit) is a RequestError in its place and
     does not stop the others. The batch spends the account's order budget
     (`limiter`, a RateLimiter) at once when the budget holds all of it, else
@@ -305,7 +305,7 @@ def batch_records(instruments: Instruments, limiter, account: int, orders: list[
             if not budgeted:
                 spend_order(limiter, account)
             try:
-                order = decode(raw, type=PlaceParams)
+                order = decode(raw)
             except msgspec.ValidationError as e:
                 raise RequestError("INVALID_PARAMS", str(e)) from None
             items.append(bytearray(place_record(instruments, order, account, recv_ns)))

@@ -137,7 +137,7 @@ class FixGateway:
         self.sweeper: asyncio.TimerHandle | None = None
         authenticator.on_revoked.append(self.key_revoked)
         venue.add_private(("fills",), self.fill)
-        venue.add_private(("orders",), self.order_ended)
+        venue.add_private(("ended",), self.order_ended)
         venue.add_private(("amended",), self.amended)
         self.recover_reports()
 
@@ -280,15 +280,10 @@ class FixGateway:
         expiry, a mass cancel, another protocol or identity,
         cancel-on-disconnect, self-trade prevention. Its owner gets the
         report, stored if it is away."""
-        if order.order_id not in self.owners:  # most updates: not a FIX order's
+        identity = self.owners.pop(order.order_id, None)
+        if identity is None or self.answered(identity, order):  # (most: not a FIX order)
             return
-        status = m.STATUS_OF[order.status]
-        if status is not m.OrderStatus.CANCELED and status is not m.OrderStatus.EXPIRED:
-            return
-        identity = self.owners.pop(order.order_id)
-        if self.answered(identity, order):
-            return
-        exec_type = b"C" if status is m.OrderStatus.EXPIRED else b"4"
+        exec_type = b"C" if m.STATUS_OF[order.status] is m.OrderStatus.EXPIRED else b"4"
         self.deliver(identity, b"8", execution_fields(self.instruments, order, exec_type))
 
     def answered(self, identity: tuple[str, str], order: OrderView) -> bool:

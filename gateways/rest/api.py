@@ -321,9 +321,12 @@ def post_order(gateway, connection, request, principal, segments, query, body):
     connection.enter(request, principal, "place", [bytearray(record)])
 
 
+PLACEMENT = msgspec.json.Decoder(wire.PlaceParams).decode  # a batch's orders, one by one
+
+
 def post_batch(gateway, connection, request, principal, segments, query, body):
     items = wire.batch_records(gateway.instruments, gateway.limiter, principal.account,
-                               body.orders, msgspec.json.decode, request.recv_ns)  # fmt: skip
+                               body.orders, PLACEMENT, request.recv_ns)  # fmt: skip
     connection.enter(request, principal, "batch", items)
 
 

@@ -142,7 +142,6 @@ def request_id_of(kind: WSMsgType, payload: bytes):
         return None
 
 
-PARAMS = {TEXT: msgspec.json.decode, BINARY: msgspec.msgpack.decode}
 EMPTY_MAP = {TEXT: b"{}", BINARY: msgspec.msgpack.encode({})}
 
 
@@ -192,7 +191,7 @@ class WsGateway:
         self.bbo_last: list = [None] * n
         self.deferred: list = []  # pushes of the command being walked, sent after its answer
         self.dirty: list[WsSession] = []  # sessions with messages queued
-        self.decode = msgspec.json.decode  # the decoder of the request being handled
+        self.decoders = PARAM_DECODERS[TEXT]  # params decoders of the request being handled
         authenticator.on_revoked.append(self.key_revoked)
         venue.streams.append(self)
         venue.add_private(PRIVATE_CHANNELS, self.private)
@@ -251,10 +250,10 @@ class WsGateway:
                 raise wire.RequestError("UNAUTHENTICATED", "log on first (session.logon)")
             if permission is not None and permission not in session.permissions:
                 raise wire.RequestError("FORBIDDEN", f"this key lacks the {permission} permission")
-            decode = self.decode = PARAMS[kind]  # the request's encoding, for what is decoded later
+            decoders = self.decoders = PARAM_DECODERS[kind]  # (for what is decoded later)
             raw = EMPTY_MAP[kind] if request.params is NO_PARAMS else request.params
             try:
-                params = decode(raw, type=params_type)
+                params = decoders[params_type](raw)
             except (msgspec.DecodeError, RecursionError) as e:
                 raise wire.RequestError("INVALID_PARAMS", str(e)) from None
             method(self, session, request, params, recv_ns)
@@ -644,7 +643,7 @@ def _place(gateway: WsGateway, session: WsSession, request, p: wire.PlaceParams,
 def _batch(gateway: WsGateway, session: WsSession, request, p: BatchParams, recv_ns):
     """Up to MAX_BATCH placements, one answer each, in order."""
     items = wire.batch_records(gateway.instruments, gateway.limiter, session.account, p.orders,
-                               gateway.decode, recv_ns)  # fmt: skip
+                               gateway.decoders[wire.PlaceParams], recv_ns)  # fmt: skip
     gateway.venue.enter(session, pending_for(request, len(items), recv_ns), items)
 
 
@@ -778,6 +777,10 @@ METHODS = {
     "ping": (_ping, NoParams, None),
 }
 WAITS_AS = {name: name.rpartition(".")[2] for name in METHODS}
+# per encoding, a decoder for each params type (and a batch's placements), made once
+PARAM_DECODERS = {kind: {t: codec.Decoder(t).decode
+                         for t in {wire.PlaceParams, *(t for _, t, _ in METHODS.values())}}
+                  for kind, codec in ((TEXT, msgspec.json), (BINARY, msgspec.msgpack))}  # fmt: skip
 # order commands: every answer to one carries the venue's timestamps, a refusal's too
 ORDER_METHODS = frozenset(("session.cancel_all_after", "order.place", "order.batch",
                            "order.amend", "order.cancel", "order.cancel_all"))  # fmt: skip
