@@ -335,9 +335,10 @@ cdef class MatchingCore:
     cdef Position *positions
     cdef Amount *fees_collected
     cdef Amount *net_deposits
-    # order id -> slot: one bucket per id modulo the table size; an order whose
+    # order id -> slot: one bucket per id modulo the table size, holding the
+    # slot (-1: none; the slot's order says which id it is); an order whose
     # bucket a newer id takes moves to old_ids (linear probing, Robin Hood order)
-    cdef IdEntry *ids
+    cdef Slot *ids
     cdef IdEntry *old_ids
     cdef uint64_t id_mask
     cdef int64_t n_old_ids
@@ -421,7 +422,7 @@ cdef class MatchingCore:
     cdef void _release(self, Slot s) noexcept nogil
     cdef inline Slot _find_id(self, OrderId order_id) noexcept nogil
     cdef inline void _insert_id(self, OrderId order_id, Slot s) noexcept nogil
-    cdef inline void _remove_id(self, OrderId order_id) noexcept nogil
+    cdef inline void _remove_id(self, OrderId order_id, Slot s) noexcept nogil
     cdef inline uint64_t _old_home(self, OrderId order_id) noexcept nogil
     cdef inline uint64_t _old_distance(self, uint64_t i) noexcept nogil
     cdef Slot _find_old_id(self, OrderId order_id) noexcept nogil

@@ -230,7 +230,7 @@ cdef class MatchingCore:
         self.fees_collected = <Amount *>calloc(n_assets, sizeof(Amount))
         self.net_deposits = <Amount *>calloc(n_assets, sizeof(Amount))
         self.id_mask = table_size(order_capacity) - 1
-        self.ids = <IdEntry *>fg_alloc_prefaulted((self.id_mask + 1) * sizeof(IdEntry))
+        self.ids = <Slot *>fg_alloc_prefaulted((self.id_mask + 1) * sizeof(Slot))
         self.old_ids = <IdEntry *>fg_alloc_prefaulted((self.id_mask + 1) * sizeof(IdEntry))
         self.coid_mask = table_size(order_capacity) - 1
         self.coid_hashes = <uint64_t *>fg_alloc_prefaulted((self.coid_mask + 1) * sizeof(uint64_t))
@@ -263,6 +263,8 @@ cdef class MatchingCore:
         for i in range(self.level_capacity):
             self.levels[i].head = i + 1 if i + 1 < self.level_capacity else -1
         self.level_free_head = 0
+        for i in range(<int32_t>(self.id_mask + 1)):
+            self.ids[i] = -1
         for i in range(<int32_t>(self.coid_mask + 1)):
             self.coid_slots[i] = -1
 
@@ -1246,7 +1248,7 @@ cdef class MatchingCore:
         self.free_head = s
 
     cdef void _release(self, Slot s) noexcept nogil:
-        self._remove_id(self.orders[s].order_id)
+        self._remove_id(self.orders[s].order_id, s)
         if self.orders[s].coid_len:
             self._remove_coid(s)
 
@@ -1257,25 +1259,31 @@ cdef class MatchingCore:
     # `old_ids`, a hash table of its own: probing past a run of long-lived orders
     # instead would make every placement that lands on the run probe all of it.
 
+    # A bucket holds just the slot (4 bytes, not the 16 of an id and a slot):
+    # forgetting an order closed tens of thousands of orders ago then clears a
+    # bucket still in cache. Whoever looks an id up reads its order anyway.
+
     cdef inline Slot _find_id(self, OrderId order_id) noexcept nogil:
-        cdef IdEntry *entry = &self.ids[<uint64_t>order_id & self.id_mask]
-        if entry.order_id == order_id:
-            return entry.slot
+        cdef Slot s = self.ids[<uint64_t>order_id & self.id_mask]
+        if s >= 0 and self.orders[s].order_id == order_id:
+            return s
         if self.n_old_ids:
             return self._find_old_id(order_id)
         return -1
 
     cdef inline void _insert_id(self, OrderId order_id, Slot s) noexcept nogil:
-        cdef IdEntry *entry = &self.ids[<uint64_t>order_id & self.id_mask]
-        if entry.order_id:
-            self._insert_old_id(entry[0])
-        entry.order_id = order_id
-        entry.slot = s
+        cdef Slot *bucket = &self.ids[<uint64_t>order_id & self.id_mask]
+        cdef IdEntry moved
+        if bucket[0] >= 0:
+            moved.order_id = self.orders[bucket[0]].order_id
+            moved.slot = bucket[0]
+            self._insert_old_id(moved)
+        bucket[0] = s
 
-    cdef inline void _remove_id(self, OrderId order_id) noexcept nogil:
-        cdef IdEntry *entry = &self.ids[<uint64_t>order_id & self.id_mask]
-        if entry.order_id == order_id:
-            entry.order_id = 0
+    cdef inline void _remove_id(self, OrderId order_id, Slot s) noexcept nogil:
+        cdef Slot *bucket = &self.ids[<uint64_t>order_id & self.id_mask]
+        if bucket[0] == s:
+            bucket[0] = -1
         elif self.n_old_ids:
             self._remove_old_id(order_id)
 
