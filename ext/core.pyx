@@ -1902,3 +1902,34 @@ def record_layout():
         coid=<char *>&e.coid - eb,
     )
     return (sizeof(CommandRecord), command), (sizeof(EventRecord), event)
+
+
+@cython.binding(False)  # a plain function: cheaper to call than a bound one
+def pack_command(int64_t recv_ns, int32_t account, uint8_t type, int32_t instrument=0,
+                 int64_t order_id=0, int64_t price=0, int64_t qty=0, int64_t expire_ns=0,
+                 int64_t amount=0, uint8_t side=0, uint8_t order_type=0, uint8_t tif=0,
+                 uint8_t post_only=0, uint8_t stp=0, bytes coid=b""):
+    """A command record as a gateway enters it, in a new bytearray: seq, ts_ns,
+    tag and deadline_ns are 0 (the sequencer and the gateway stamp them). A
+    client order id is kept to COID_CAPACITY bytes; its length, up to 255,
+    tells the core when it was longer."""
+    cdef bytearray out = bytearray(sizeof(CommandRecord))
+    cdef CommandRecord *c = <CommandRecord *><char *>out
+    cdef Py_ssize_t n = len(coid)
+    c.recv_ns = recv_ns
+    c.order_id = order_id
+    c.price = price
+    c.qty = qty
+    c.expire_ns = expire_ns
+    c.amount = amount
+    c.account = account
+    c.instrument = instrument
+    c.type = type
+    c.side = side
+    c.order_type = order_type
+    c.tif = tif
+    c.post_only = post_only
+    c.stp = stp
+    c.coid_len = <uint8_t>min(n, 255)
+    memcpy(c.coid, <const char *>coid, min(n, <Py_ssize_t>COID_CAPACITY))
+    return out

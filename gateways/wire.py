@@ -22,9 +22,7 @@ from engine.records import COMMAND_DTYPE
 from engine.views import OrderView
 from ext import core, decimal
 
-# ext/core.pxd CommandRecord, field by field; the gateway sets the tag last
-COMMAND_STRUCT = struct.Struct("<10q2i8B36s4x")
-assert COMMAND_STRUCT.size == core.COMMAND_SIZE
+# a command record is made by core.pack_command; the gateway sets the tag last
 TAG = struct.Struct("<q")
 TAG_OFFSET = COMMAND_DTYPE.fields["tag"][1]
 _TYPE, _INSTRUMENT, _SIDE, _ORDER_TYPE, _TIF, _COID_LEN, _COID = (
@@ -241,16 +239,8 @@ def order_id_of(ref: OrderRef) -> tuple[int, bytes]:
     return 0, coid_bytes(ref.client_order_id)
 
 
-def _pack(recv_ns, account, type_, instrument=0, order_id=0, price=0, qty=0, expire_ns=0,
-          amount=0, side=0, order_type=0, tif=0, post_only=0, stp=0,
-          coid=b"") -> bytes:  # fmt: skip
-    return COMMAND_STRUCT.pack(
-        0, 0, recv_ns, 0, 0, order_id, price, qty, expire_ns, amount, account, instrument,
-        type_, side, order_type, tif, post_only, stp, min(len(coid), 255), 0, coid[:36],
-    )  # fmt: skip
-
-
-def place_record(instruments: Instruments, p: PlaceParams, account: int, recv_ns: int) -> bytes:
+def place_record(instruments: Instruments, p: PlaceParams, account: int,
+                 recv_ns: int) -> bytearray:  # fmt: skip
     spec = instruments.spec(p.symbol)
     qty = instruments.lots(spec, p.qty)
     if p.type == MARKET:
@@ -266,7 +256,7 @@ def place_record(instruments: Instruments, p: PlaceParams, account: int, recv_ns
     if p.expire_ts is not None and not 0 < p.expire_ts <= MAX_INT64 // 1_000_000:
         raise RequestError("INVALID_EXPIRE_TIME", MESSAGES["INVALID_EXPIRE_TIME"])
     expire_ns = 0 if p.expire_ts is None else p.expire_ts * 1_000_000
-    return _pack(  # positional: recv_ns, account, type_, instrument, order_id, price... coid
+    return core.pack_command(  # positional: recv_ns, account, type, instrument, order_id...
         recv_ns, account, CMD_PLACE, spec.index, 0, price, qty, expire_ns, 0,
         m.SIDE_CODE[p.side], m.TYPE_CODE[p.type], m.TIF_CODE[tif], p.post_only,
         m.STP_CODE[p.stp], coid_bytes(p.client_order_id),
@@ -308,7 +298,7 @@ def batch_records(instruments: Instruments, limiter, account: int, orders: list[
                 order = decode(raw)
             except msgspec.ValidationError as e:
                 raise RequestError("INVALID_PARAMS", str(e)) from None
-            items.append(bytearray(place_record(instruments, order, account, recv_ns)))
+            items.append(place_record(instruments, order, account, recv_ns))
         except RequestError as e:
             items.append(e)
     return items
@@ -331,13 +321,13 @@ def instrument_of(record) -> int:
     return _INT32.unpack_from(record, _INSTRUMENT)[0]
 
 
-def cancel_record(ref: OrderRef, account: int, recv_ns: int) -> bytes:
+def cancel_record(ref: OrderRef, account: int, recv_ns: int) -> bytearray:
     order_id, coid = order_id_of(ref)
-    return _pack(recv_ns, account, CMD_CANCEL, order_id=order_id, coid=coid)
+    return core.pack_command(recv_ns, account, CMD_CANCEL, order_id=order_id, coid=coid)
 
 
 def amend_record(instruments: Instruments, p: AmendParams, instrument: int, account: int,
-                 recv_ns: int) -> bytes:  # fmt: skip
+                 recv_ns: int) -> bytearray:  # fmt: skip
     """`instrument` is the amended order's (for its tick and lot); -1 if unknown."""
     order_id, coid = order_id_of(p)
     if p.price is None and p.qty is None:
@@ -352,22 +342,23 @@ def amend_record(instruments: Instruments, p: AmendParams, instrument: int, acco
         raise RequestError("INVALID_PRICE", MESSAGES["INVALID_PRICE"])
     if qty == 0 and p.qty is not None:
         raise RequestError("INVALID_QUANTITY", MESSAGES["INVALID_QUANTITY"])
-    return _pack(recv_ns, account, CMD_AMEND, order_id=order_id, price=price, qty=qty,
-                 coid=coid)  # fmt: skip
+    return core.pack_command(recv_ns, account, CMD_AMEND, order_id=order_id, price=price,
+                             qty=qty, coid=coid)  # fmt: skip
 
 
 def mass_cancel_record(instruments: Instruments, p: CancelAllParams, account: int,
-                       recv_ns: int) -> bytes:  # fmt: skip
+                       recv_ns: int) -> bytearray:  # fmt: skip
     instrument = -1 if p.symbol is None else instruments.spec(p.symbol).index
     side = 0 if p.side is None else m.SIDE_CODE[p.side]
-    return _pack(recv_ns, account, CMD_MASS_CANCEL, instrument, side=side)
+    return core.pack_command(recv_ns, account, CMD_MASS_CANCEL, instrument, side=side)
 
 
 MAX_CANCEL_AFTER_MS = core.MAX_CANCEL_AFTER_NS // 1_000_000  # the longest dead man's switch
 
 
-def cancel_all_after_record(timeout_ms: int, account: int, recv_ns: int) -> bytes:
-    return _pack(recv_ns, account, CMD_CANCEL_ALL_AFTER, amount=timeout_ms * 1_000_000)
+def cancel_all_after_record(timeout_ms: int, account: int, recv_ns: int) -> bytearray:
+    return core.pack_command(recv_ns, account, CMD_CANCEL_ALL_AFTER,
+                             amount=timeout_ms * 1_000_000)  # fmt: skip
 
 
 # -- values out --

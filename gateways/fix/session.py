@@ -1004,10 +1004,10 @@ class FixSession(asyncio.Protocol):
         record = wire.cancel_all_after_record(int(timeout), self.account, recv_ns)
         self.enter(fields, "cancel_all_after", record, recv_ns)
 
-    def enter(self, fields: dict, kind: str, record: bytes, recv_ns: int):
+    def enter(self, fields: dict, kind: str, record: bytearray, recv_ns: int):
         self.store.hold(int(fields[34]))  # asked for again after a crash, until answered
         pending = Pending(fields, kind, 1, recv_ns)
-        self.gateway.venue.enter_one(self, pending, bytearray(record))
+        self.gateway.venue.enter_one(self, pending, record)
 
     def answer(self, pending: Pending, out_ns: int):
         """The engine's outcome as FIX answers (the venue calls this), stored

@@ -318,7 +318,7 @@ def get_positions(gateway, connection, request, principal, segments, query, body
 def post_order(gateway, connection, request, principal, segments, query, body):
     wire.spend_order(gateway.limiter, principal.account)
     record = wire.place_record(gateway.instruments, body, principal.account, request.recv_ns)
-    connection.enter(request, principal, "place", [bytearray(record)])
+    connection.enter(request, principal, "place", [record])
 
 
 PLACEMENT = msgspec.json.Decoder(wire.PlaceParams).decode  # a batch's orders, one by one
@@ -337,13 +337,13 @@ def patch_order(gateway, connection, request, principal, segments, query, body):
     instrument, _ = gateway.venue.amend_target(connection, principal.account, order_id, b"")
     record = wire.amend_record(gateway.instruments, params, instrument, principal.account,
                                request.recv_ns)  # fmt: skip
-    connection.enter(request, principal, "amend", [bytearray(record)])
+    connection.enter(request, principal, "amend", [record])
 
 
 def delete_order(gateway, connection, request, principal, segments, query, body):
     record = wire.cancel_record(wire.OrderRef(order_id=segments[2]), principal.account,
                                 request.recv_ns)  # fmt: skip
-    connection.enter(request, principal, "cancel", [bytearray(record)])
+    connection.enter(request, principal, "cancel", [record])
 
 
 def delete_orders(gateway, connection, request, principal, segments, query, body):
@@ -351,7 +351,7 @@ def delete_orders(gateway, connection, request, principal, segments, query, body
     if "client_order_id" in query:
         ref = wire.OrderRef(client_order_id=query["client_order_id"])
         record = wire.cancel_record(ref, principal.account, request.recv_ns)
-        connection.enter(request, principal, "cancel", [bytearray(record)])
+        connection.enter(request, principal, "cancel", [record])
         return
     side = query.get("side")
     if side not in (None, "buy", "sell"):
@@ -359,14 +359,14 @@ def delete_orders(gateway, connection, request, principal, segments, query, body
     params = wire.CancelAllParams(symbol=query.get("symbol"), side=side)
     record = wire.mass_cancel_record(gateway.instruments, params, principal.account,
                                      request.recv_ns)  # fmt: skip
-    connection.enter(request, principal, "cancel_all", [bytearray(record)])
+    connection.enter(request, principal, "cancel_all", [record])
 
 
 def post_cancel_all_after(gateway, connection, request, principal, segments, query, body):
     if not 0 <= body.timeout_ms <= wire.MAX_CANCEL_AFTER_MS:
         raise wire.RequestError("INVALID_TIMEOUT", wire.MESSAGES["INVALID_TIMEOUT"])
     record = wire.cancel_all_after_record(body.timeout_ms, principal.account, request.recv_ns)
-    connection.enter(request, principal, "cancel_all_after", [bytearray(record)])
+    connection.enter(request, principal, "cancel_all_after", [record])
 
 
 def post_cancel_on_disconnect(gateway, connection, request, principal, segments, query, body):

@@ -631,13 +631,13 @@ def _cancel_all_after(gateway: WsGateway, session: WsSession, request, p: Timeou
     if not 0 <= p.timeout_ms <= wire.MAX_CANCEL_AFTER_MS:
         raise wire.RequestError("INVALID_TIMEOUT", wire.MESSAGES["INVALID_TIMEOUT"])
     record = wire.cancel_all_after_record(p.timeout_ms, session.account, recv_ns)
-    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
+    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), record)
 
 
 def _place(gateway: WsGateway, session: WsSession, request, p: wire.PlaceParams, recv_ns):
     wire.spend_order(gateway.limiter, session.account)
     record = wire.place_record(gateway.instruments, p, session.account, recv_ns)
-    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
+    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), record)
 
 
 def _batch(gateway: WsGateway, session: WsSession, request, p: BatchParams, recv_ns):
@@ -652,17 +652,17 @@ def _amend(gateway: WsGateway, session: WsSession, request, p: wire.AmendParams,
     order_id, coid = wire.order_id_of(p)
     instrument, _ = gateway.venue.amend_target(session, session.account, order_id, coid)
     record = wire.amend_record(gateway.instruments, p, instrument, session.account, recv_ns)
-    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
+    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), record)
 
 
 def _cancel(gateway: WsGateway, session: WsSession, request, p: wire.OrderRef, recv_ns):
     record = wire.cancel_record(p, session.account, recv_ns)
-    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
+    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), record)
 
 
 def _cancel_all(gateway: WsGateway, session: WsSession, request, p: wire.CancelAllParams, recv_ns):
     record = wire.mass_cancel_record(gateway.instruments, p, session.account, recv_ns)
-    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), bytearray(record))
+    gateway.venue.enter_one(session, pending_for(request, 1, recv_ns), record)
 
 
 def _status(gateway: WsGateway, session: WsSession, request, p: wire.OrderRef, recv_ns):

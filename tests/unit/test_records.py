@@ -47,6 +47,23 @@ def test_client_order_ids_survive_the_records_byte_for_byte():
     assert accepted.client_order_id == "a\x00"
 
 
+def test_a_packed_command_reads_back_field_for_field():
+    fields = dict(recv_ns=1_700_000_000_000_000_000, account=7, instrument=2, order_id=2**62,
+                  price=-5, qty=9_000_000_000, expire_ns=3, amount=-4, side=2, order_type=1,
+                  tif=3, post_only=True, stp=2)  # fmt: skip
+    record = core.pack_command(type=core.CommandType.CMD_AMEND, coid=b"c-1", **fields)
+    assert isinstance(record, bytearray) and len(record) == core.COMMAND_SIZE
+    (read,) = np.frombuffer(bytes(record), dtype=COMMAND_DTYPE)
+    for name, value in fields.items():
+        assert read[name] == value, name
+    assert read["type"] == core.CommandType.CMD_AMEND
+    assert (read["seq"], read["ts_ns"], read["tag"], read["deadline_ns"]) == (0, 0, 0, 0)
+    assert (read["coid_len"], bytes(read["coid"])) == (3, b"c-1")
+    # a longer client order id: the bytes that fit, and its length to refuse it by
+    (read,) = np.frombuffer(bytes(core.pack_command(1, 1, 1, coid=b"x" * 300)), COMMAND_DTYPE)
+    assert (read["coid_len"], bytes(read["coid"])) == (255, b"x" * 36)
+
+
 def test_unknown_command_type_is_rejected():
     from engine import config
     from engine.engine import Engine
