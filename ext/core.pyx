@@ -1254,14 +1254,13 @@ cdef class MatchingCore:
 
     # Order ids are sequential, so the id itself places an order in `ids`:
     # recent orders sit in neighbouring buckets, which keeps placement and lookup
-    # in cache, and each bucket holds one order, found in one probe. An order
+    # in cache, and each bucket holds one order, found in one probe. A bucket
+    # holds just the slot (4 bytes, not the 16 of an id and a slot), so
+    # forgetting an order closed tens of thousands of orders ago clears a bucket
+    # still in cache; whoever looks an id up reads its order anyway. An order
     # still there when the ids come round the table to its bucket again moves to
     # `old_ids`, a hash table of its own: probing past a run of long-lived orders
     # instead would make every placement that lands on the run probe all of it.
-
-    # A bucket holds just the slot (4 bytes, not the 16 of an id and a slot):
-    # forgetting an order closed tens of thousands of orders ago then clears a
-    # bucket still in cache. Whoever looks an id up reads its order anyway.
 
     cdef inline Slot _find_id(self, OrderId order_id) noexcept nogil:
         cdef Slot s = self.ids[<uint64_t>order_id & self.id_mask]

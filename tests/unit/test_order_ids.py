@@ -57,3 +57,15 @@ def test_a_restored_core_finds_the_orders_that_moved_aside():
     churn(venue, 40)  # the restored index, too, sees the ids come round
     for order_id in resting:
         assert canceled(venue.apply(m.CancelOrder(account=1, order_id=order_id))) == [order_id]
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_an_id_that_shares_a_live_orders_bucket_names_no_order(implementation):
+    venue = Venue(implementation, make_config(capacity=CAPACITY))
+    resting = long_lived(venue)
+    for order_id in resting:
+        # 32 ids on, the same bucket: not yet an order
+        refused = venue.apply(m.CancelOrder(account=1, order_id=order_id + 32))
+        assert [e.code for e in refused if isinstance(e, m.OrderRejected)] == ["UNKNOWN_ORDER"]
+    for order_id in resting:
+        assert canceled(venue.apply(m.CancelOrder(account=1, order_id=order_id))) == [order_id]
