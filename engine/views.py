@@ -7,21 +7,18 @@ gateways answer queries and build streams from: the L2 book of every
 instrument, open orders, balances and positions. It never reaches into the
 engine.
 
-Events are read as plain tuples (`EVENT_STRUCT`), which is several times
-cheaper than numpy records field by field; `E_*` name the tuple's indexes.
+Events are read as plain tuples (`core.event_tuples`), which is several
+times cheaper than numpy records field by field; `E_*` name the tuple's
+indexes, in the order of ext/core.pxd EventRecord.
 """
 
 import bisect
-import struct
-from collections.abc import Iterator
 
 import msgspec
 
 from engine.config import InstrumentSpec
 from ext import core
 
-EVENT_STRUCT = struct.Struct("<21q3iH10B36s4x")  # ext/core.pxd EventRecord
-assert EVENT_STRUCT.size == core.EVENT_SIZE
 (E_SEQ, E_TS, E_RECV, E_TAG, E_ORDER_ID, E_PRICE, E_QTY, E_LEAVES, E_FILLED, E_FILLED_QUOTE,
  E_EXPIRE, E_TRADE_ID, E_MAKER_ORDER_ID, E_MAKER_LEAVES, E_TAKER_FEE, E_MAKER_FEE, E_TOTAL,
  E_LOCKED, E_NET_QTY, E_COST, E_REALIZED_PNL, E_ACCOUNT, E_INSTRUMENT, E_MAKER_ACCOUNT, E_RESULT,
@@ -46,13 +43,15 @@ FLAG_POST_ONLY = int(core.EventFlag.FLAG_POST_ONLY)
 FLAG_PRIORITY_KEPT = int(core.EventFlag.FLAG_PRIORITY_KEPT)
 
 
-def events_of(batch) -> Iterator[tuple]:
-    return EVENT_STRUCT.iter_unpack(batch)
+def events_of(batch) -> list[tuple]:
+    """The batch's events; an event's client order id is text."""
+    return core.event_tuples(batch)
 
 
 class OrderView(msgspec.Struct, gc=False):
     """An order as its events left it (core codes, integer units). Holds no
-    containers, so the cyclic GC need not track the many alive at once."""
+    containers, so the cyclic GC need not track the many alive at once. Once
+    the view has handed one out it is not changed: a fill replaces it."""
 
     order_id: int
     account: int
@@ -82,7 +81,7 @@ def order_of(event: tuple) -> OrderView:
         event[E_ORDER_TYPE], event[E_TIF], event[E_STP], bool(event[E_FLAGS] & FLAG_POST_ONLY),
         event[E_PRICE], event[E_QTY], event[E_LEAVES], event[E_FILLED], event[E_FILLED_QUOTE],
         event[E_STATUS], event[E_EXPIRE],
-        event[E_COID][: event[E_COID_LEN]].decode(errors="replace"), event[E_TS], event[E_REASON],
+        event[E_COID], event[E_TS], event[E_REASON],
     )  # fmt: skip
 
 
@@ -232,23 +231,28 @@ class VenueView:
         qty, price = event[E_QTY], event[E_PRICE]
         taker = self.orders.get(event[E_ORDER_ID])
         if taker is not None:
-            self._fill(taker, qty, price, event[E_LEAVES], event[E_TS])
+            taker = self._fill(taker, qty, price, event[E_LEAVES], event[E_TS])
         maker = self.orders.get(event[E_MAKER_ORDER_ID])
         if maker is not None:
-            self._fill(maker, qty, price, event[E_MAKER_LEAVES], event[E_TS])
+            maker = self._fill(maker, qty, price, event[E_MAKER_LEAVES], event[E_TS])
         self.books[event[E_INSTRUMENT]].trade_seq += 1
         return taker, maker
 
-    def _fill(self, order: OrderView, qty: int, price: int, leaves: int, ts_ns: int):
+    def _fill(self, order: OrderView, qty: int, price: int, leaves: int,
+              ts_ns: int) -> OrderView:  # fmt: skip
+        """The order after a fill: a new OrderView in its place (one the view
+        has handed out is never changed, so it can be kept as it was)."""
         if order.type == LIMIT and order.tif in RESTING_TIFS:
             self.books[order.instrument].add(order.side, order.price, leaves - order.leaves)
-        order.leaves = leaves
-        order.filled += qty
-        order.filled_quote += qty * price
-        order.status = PARTIALLY_FILLED if leaves else FILLED
-        order.ts_ns = ts_ns
+        filled = msgspec.structs.replace(
+            order, leaves=leaves, filled=order.filled + qty,
+            filled_quote=order.filled_quote + qty * price,
+            status=PARTIALLY_FILLED if leaves else FILLED, ts_ns=ts_ns,
+        )  # fmt: skip
+        self.orders[order.order_id] = self.open[order.account][order.order_id] = filled
         if not leaves:
             self._close(order.order_id)
+        return filled
 
     def balance(self, event: tuple):
         self.balances.setdefault(event[E_ACCOUNT], {})[event[E_INSTRUMENT]] = (

@@ -76,22 +76,19 @@ RECENT_TRADES = 1_000  # public trades kept per instrument for queries
 ONE_ORDER = (wire.CMD_PLACE, wire.CMD_CANCEL, wire.CMD_AMEND)  # commands about one order
 
 
-class Outcome:
-    """What one command did, gathered from its events for the answer."""
+class Outcome(msgspec.Struct, gc=False):
+    """What one command did, gathered from its events for the answer. (A
+    Struct: one is made per command, and a Struct's defaults are set in C.)"""
 
-    __slots__ = ("tag", "order", "fills", "code", "retry", "count", "deadline_ns", "ts_ns",
-                 "priority_kept")  # fmt: skip
-
-    def __init__(self):
-        self.tag = 0  # the command's: its session and request
-        self.order: OrderView | None = None  # its own order (not others it ended)
-        self.fills: list = []
-        self.code = ""
-        self.retry = False
-        self.count = 0  # orders a mass cancel canceled
-        self.deadline_ns = 0  # of a dead man's switch, or of a command sequenced too late
-        self.ts_ns = 0  # the sequencer's time of the command
-        self.priority_kept = False  # an amend's order kept its place in the queue
+    tag: int = 0  # the command's: its session and request
+    order: OrderView | None = None  # its own order (not others it ended)
+    fills: list = []
+    code: str = ""
+    retry: bool = False
+    count: int = 0  # orders a mass cancel canceled
+    deadline_ns: int = 0  # of a dead man's switch, or of a command sequenced too late
+    ts_ns: int = 0  # the sequencer's time of the command
+    priority_kept: bool = False  # an amend's order kept its place in the queue
 
 
 class Pending:
@@ -231,17 +228,17 @@ class Venue:
                                              (maker, e[E_MAKER_FEE], True)):  # fmt: skip
                     if order is None:
                         continue
-                    snapshot = msgspec.structs.replace(order)
-                    fill = (snapshot, trade_id, price, qty, fee, is_maker, ts)
-                    to_orders(order.account, "orders", snapshot)
+                    fill = (order, trade_id, price, qty, fee, is_maker, ts)
+                    to_orders(order.account, "orders", order)
                     to_fills(order.account, "fills", fill)
                     if not is_maker and tag:
                         outcome.fills.append(fill)
+                        outcome.order = order  # the command's own order, as filled
                     if order.leaves == 0:
-                        self.remember(snapshot)
+                        self.remember(order)
                 trades.setdefault(e[E_INSTRUMENT], []).append(e)
                 self.recent_trades[e[E_INSTRUMENT]].append((trade_id, price, qty, e[E_SIDE], ts))
-            elif kind == ACCEPTED or kind == AMENDED:  # the order lives on: a copy for streams
+            elif kind == ACCEPTED or kind == AMENDED:
                 if kind == ACCEPTED:
                     order = view.accepted(e)
                 else:
@@ -250,8 +247,7 @@ class Venue:
                 outcome.order = order
                 if kind == AMENDED:
                     to_amended(order.account, "amended", order)
-                if to_orders is not _ignore:
-                    to_orders(order.account, "orders", msgspec.structs.replace(order))
+                to_orders(order.account, "orders", order)
             elif kind == BALANCE:
                 view.balance(e)
                 to_balances(e[E_ACCOUNT], "balances", (e[E_INSTRUMENT], e[E_TOTAL], e[E_LOCKED]))
@@ -376,10 +372,11 @@ class Venue:
     def result_of(self, method: str, outcome: Outcome):
         """The result of a command that succeeded, in the shapes of the API;
         for a refusal, its details if it has any."""
-        if outcome.code == "DEADLINE_EXCEEDED":
-            return wire.RequestError(outcome.code, wire.MESSAGES[outcome.code],
-                                     deadline_ns=outcome.deadline_ns)  # fmt: skip
-        if outcome.code:
+        code = outcome.code
+        if code:
+            if code == "DEADLINE_EXCEEDED":
+                return wire.RequestError(code, wire.MESSAGES[code],
+                                         deadline_ns=outcome.deadline_ns)  # fmt: skip
             return None
         instruments = self.instruments
         if method == "cancel_all_after":
@@ -388,7 +385,8 @@ class Venue:
             return {"canceled": outcome.count}
         result = {"order": wire.order_out(instruments, outcome.order)}
         if method != "cancel":
-            result["fills"] = [wire.fill_out(instruments, *fill) for fill in outcome.fills]
+            fills = outcome.fills  # (most orders have none: no comprehension for them)
+            result["fills"] = [wire.fill_out(instruments, *f) for f in fills] if fills else []
         if outcome.retry:
             result["retry"] = True
         if method == "amend":
