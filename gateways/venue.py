@@ -149,21 +149,24 @@ class Venue:
         RequestError stands for an order refused at the gateway); the session
         is answered after the last event of its last command. A record the
         full command ring did not take is answered OVERLOADED at once."""
-        numbers, records = [], bytearray()
+        records = bytearray()
         pending.records = items
+        first = number = session.requests  # its commands are numbered first + 1...
+        tag, tag_at, waits = wire.TAG.pack_into, wire.TAG_OFFSET, session.pending
+        base = session.id << 32
         for i, item in enumerate(items):
             if isinstance(item, wire.RequestError):
                 pending.results[i] = (item.code, item)  # answered in its own words
                 pending.waiting -= 1
                 continue
-            session.requests += 1
-            wire.TAG.pack_into(item, wire.TAG_OFFSET, (session.id << 32) + session.requests)
-            session.pending[session.requests] = (pending, i)
-            numbers.append(session.requests)
+            number += 1
+            tag(item, tag_at, base + number)
+            waits[number] = (pending, i)
             records += item
+        session.requests = number
         taken = self.submit(records) if records else 0
-        for number in numbers[taken:]:
-            _, i = session.pending.pop(number)
+        for refused in range(first + taken + 1, number + 1):
+            _, i = waits.pop(refused)
             pending.results[i] = ("OVERLOADED", None)
             pending.waiting -= 1
         if pending.waiting == 0:

@@ -753,6 +753,28 @@ def test_a_batch_over_the_budget_places_what_the_budget_holds_in_order(start):
     assert venue.stop() == 0
 
 
+def test_a_batch_the_full_command_ring_cuts_short_is_answered_overloaded_for_the_rest(start):
+    venue = start("--command-ring-slots", "4")
+
+    async def scenario():
+        client = await connect(venue, 2)
+
+        async def batch(n: int) -> list:
+            orders = [limit("buy", "46000", "0.001", client_order_id=f"b{n}-{i}")
+                      for i in range(n)]  # fmt: skip
+            answer = await client.request("order.batch", {"orders": orders})
+            return [r["order"]["client_order_id"] if "order" in r else r["error"]["code"]
+                    for r in answer["results"]]  # fmt: skip
+
+        # the ring takes the first four, in order; nothing of the rest was entered
+        assert await batch(10) == [f"b10-{i}" for i in range(4)] + ["OVERLOADED"] * 6
+        assert await batch(3) == ["b3-0", "b3-1", "b3-2"]  # the next request starts afresh
+        assert (await client.request("order.cancel_all", {}))["canceled"] == 7
+
+    run(scenario())
+    assert venue.stop() == 0
+
+
 def test_a_revoked_key_closes_its_live_session(server):
     async def scenario():
         client = await connect(server, 4)
