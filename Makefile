@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.
 CHECKED_TREE := build/checked-tree
 
 .PHONY: build checked demo test test-release test-checked lint openapi tools bench bench-core \
-	bench-engine bench-placement bench-auth bench-ws bench-rest bench-fix bench-fix-codec clean
+	bench-engine bench-placement bench-auth bench-ws bench-gateway bench-rest bench-fix \
+	bench-fix-codec clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +81,10 @@ bench-auth: build
 
 bench-ws: build
 	$(PY) -m bench.ws
+
+# the WebSocket gateway's CPU per order, in one process, without sockets
+bench-gateway: build
+	$(PY) -m bench.gateway
 
 bench-rest: build tools
 	$(PY) -m bench.rest

@@ -2,7 +2,9 @@
 
 Release build by default, optimised for the CPU it is built on (the venue is
 built where it runs; `-march=native` is what turns event zeroing into vector
-stores). ``FLOWGATE_CHECKED=1`` builds with Cython's bounds,
+stores; ``FLOWGATE_MARCH=x86-64-v2``, say, builds for any CPU of that level,
+which tools that do not know every instruction, like valgrind, also run).
+``FLOWGATE_CHECKED=1`` builds with Cython's bounds,
 wraparound and initialisation checks on, without optimisation, and with the
 undefined-behaviour sanitizer aborting on any signed overflow, so the test suite
 can run against both. (Cython's None checks stay off: the core runs without the
@@ -31,7 +33,8 @@ if CHECKED:
     compile_args = ["-O0", "-g", "-fsanitize=undefined", "-fno-sanitize-recover=all"]
     link_args = ["-fsanitize=undefined"]
 else:
-    compile_args, link_args = ["-O3", "-march=native", "-fno-strict-aliasing"], []
+    march = os.environ.get("FLOWGATE_MARCH", "native")
+    compile_args, link_args = ["-O3", f"-march={march}", "-fno-strict-aliasing"], []
 
 extensions = [
     Extension(
