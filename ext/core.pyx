@@ -1946,12 +1946,23 @@ def event_tuples(const unsigned char[::1] batch):
         raise ValueError(f"{batch.shape[0]} bytes is not a whole number of events")
     cdef const EventRecord *e
     cdef list out = [None] * n
+    cdef const EventRecord *last = NULL  # a command's events share these four: made once
+    seq = ts_ns = recv_ns = tag = None
     for i in range(n):
         e = <const EventRecord *>&batch[i * sizeof(EventRecord)]
         coid = (PyUnicode_DecodeUTF8(e.coid, min(e.coid_len, <uint8_t>COID_CAPACITY), "replace")
                 if e.coid_len else "")
+        if last == NULL or e.seq != last.seq:
+            seq = e.seq
+        if last == NULL or e.ts_ns != last.ts_ns:
+            ts_ns = e.ts_ns
+        if last == NULL or e.recv_ns != last.recv_ns:
+            recv_ns = e.recv_ns
+        if last == NULL or e.tag != last.tag:
+            tag = e.tag
+        last = e
         out[i] = (
-            e.seq, e.ts_ns, e.recv_ns, e.tag, e.order_id, e.price, e.qty, e.leaves, e.filled,
+            seq, ts_ns, recv_ns, tag, e.order_id, e.price, e.qty, e.leaves, e.filled,
             e.filled_quote, e.expire_ns, e.trade_id, e.maker_order_id, e.maker_leaves,
             e.taker_fee, e.maker_fee, e.total, e.locked, e.net_qty, e.cost, e.realized_pnl,
             e.account, e.instrument, e.maker_account, e.result, e.type, e.cmd_type, e.side,

@@ -117,3 +117,28 @@ def test_a_cut_off_command_waits_for_its_last_event():
     whole, rest = whole_commands(rest + events[cut:])
     assert whole == events[first * core.EVENT_SIZE :] and rest == b""
     assert whole_commands(b"") == (b"", b"")
+
+
+def test_event_tuples_give_every_field_of_every_event_in_record_order():
+    from engine import views
+
+    rng = np.random.default_rng(7)
+    events = np.zeros(500, dtype=EVENT_DTYPE)
+    names = [n for n in EVENT_DTYPE.names if n not in ("coid", "_pad")]
+    for name in names:
+        info = np.iinfo(EVENT_DTYPE[name])
+        events[name] = rng.integers(info.min, info.max, len(events), endpoint=True)
+    for name in ("seq", "ts_ns", "recv_ns", "tag"):  # runs of equal values, as a command's
+        events[name] = rng.integers(-2, 2, len(events)) * 10**15
+    coids = [b"", b"abc", b"\xff-not-utf8", b"x" * EVENT_DTYPE["coid"].itemsize]
+    for i, event in enumerate(events):
+        coid = coids[i % len(coids)]
+        event["coid"], event["coid_len"] = coid, len(coid)
+    events["coid_len"][3] = 255  # a length beyond what the record holds
+    tuples = core.event_tuples(events.tobytes())
+    assert len(tuples) == len(events) and len(names) + 1 == len(tuples[0]) == views.E_COID + 1
+    for i, (event, got) in enumerate(zip(events, tuples, strict=True)):
+        assert got[:-1] == tuple(int(event[name]) for name in names), i
+        coid = coids[i % len(coids)]
+        assert got[views.E_COID] == coid.decode(errors="replace"), i
+    assert core.event_tuples(b"") == []
