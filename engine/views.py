@@ -13,6 +13,7 @@ indexes, in the order of ext/core.pxd EventRecord.
 """
 
 import bisect
+from collections import defaultdict
 
 import msgspec
 
@@ -149,21 +150,23 @@ class VenueView:
         self.seq = seq
         self.books = [BookView(spec) for spec in specs]
         self.orders: dict[int, OrderView] = {}  # open orders by id
-        self.open: dict[int, dict[int, OrderView]] = {}  # account -> open orders by id
         self.coids: dict[tuple[int, str], int] = {}  # (account, client order id) -> order id
-        self.balances: dict[int, dict[int, tuple[int, int]]] = {}  # -> (total, locked)
-        self.positions: dict[int, dict[int, tuple[int, int, int]]] = {}  # -> (net, cost, pnl)
+        # per account, made on first use (read them with `.get`): open orders by
+        # id, and per asset (total, locked), per instrument (net, cost, pnl)
+        self.open: defaultdict[int, dict[int, OrderView]] = defaultdict(dict)
+        self.balances: defaultdict[int, dict[int, tuple[int, int]]] = defaultdict(dict)
+        self.positions: defaultdict[int, dict[int, tuple[int, int, int]]] = defaultdict(dict)
         self.n_accounts = n_accounts = core_state.shape()[0]
         self.first_order_id = core_state.next_order_id  # the first order placed after this
         for account in range(1, n_accounts + 1):
             for asset in range(n_assets):
                 total, locked = core_state.balance(account, asset)
                 if total or locked:
-                    self.balances.setdefault(account, {})[asset] = (total, locked)
+                    self.balances[account][asset] = (total, locked)
             for spec in specs:
                 position = core_state.position(account, spec.index)
                 if any(position):
-                    self.positions.setdefault(account, {})[spec.index] = position
+                    self.positions[account][spec.index] = position
             open_ids = core_state.open_orders(account)
             times = history.updated_ns(open_ids) if history is not None else {}
             for order_id in open_ids:
@@ -180,7 +183,7 @@ class VenueView:
 
     def _open(self, order: OrderView):
         self.orders[order.order_id] = order
-        self.open.setdefault(order.account, {})[order.order_id] = order
+        self.open[order.account][order.order_id] = order
         if order.client_order_id:
             self.coids[order.account, order.client_order_id] = order.order_id
         if order.type == LIMIT and order.tif in RESTING_TIFS:
@@ -255,11 +258,11 @@ class VenueView:
         return filled
 
     def balance(self, event: tuple):
-        self.balances.setdefault(event[E_ACCOUNT], {})[event[E_INSTRUMENT]] = (
+        self.balances[event[E_ACCOUNT]][event[E_INSTRUMENT]] = (
             event[E_TOTAL], event[E_LOCKED])  # fmt: skip
 
     def position(self, event: tuple):
-        self.positions.setdefault(event[E_ACCOUNT], {})[event[E_INSTRUMENT]] = (
+        self.positions[event[E_ACCOUNT]][event[E_INSTRUMENT]] = (
             event[E_NET_QTY], event[E_COST], event[E_REALIZED_PNL])  # fmt: skip
 
     def apply(self, event: tuple):

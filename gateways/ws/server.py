@@ -165,6 +165,8 @@ class PrivateStream:
     """One account's private updates: a sequence, the last PRIVATE_HISTORY
     updates for replay, and the sessions subscribed to each channel."""
 
+    __slots__ = ("seq", "history", "subscribers")
+
     def __init__(self):
         self.seq = 0
         self.history: collections.deque = collections.deque(maxlen=PRIVATE_HISTORY)
