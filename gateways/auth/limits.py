@@ -81,8 +81,8 @@ class RateLimiter:
         """The hot path of `order` for answers without rate-limit headers:
         None when allowed (all the orders), else the refusal (of all)."""
         now = self.clock()
-        bucket = self.buckets.get(("orders", account))
-        if bucket is None:  # (the common case, an account seen before, without a call)
+        bucket = self.buckets.get(("orders", account))  # (most often there: no call)
+        if bucket is None:
             c = self.config
             bucket = self._bucket(("orders", account), c.order_rate, c.order_burst, now)
         return None if bucket.spend(now, orders) else bucket.take(now, orders)
