@@ -21,7 +21,6 @@ the spread of the other rounds.
 
 import argparse
 import asyncio
-import gc
 import os
 import shutil
 import statistics
@@ -102,8 +101,7 @@ async def measure(args, data: Path) -> dict:
                                   history=False)  # fmt: skip
     pipeline, gateways = await server.build_pipeline(config, options, args.cpu)
     gateway = next(g for name, g, _ in gateways if name == "ws_port")
-    gc.freeze()  # as the server does
-    gc.set_threshold(100_000, 50, 100)
+    server.settle_gc()  # as the server does
     sizes = {"place": 1, "batch": args.batch}  # orders per request
     kinds = {sizes[k]: requests(args.orders, sizes[k]) for k in sizes if k in args.kinds}
     us = {per: [] for per in kinds}

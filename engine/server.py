@@ -237,14 +237,18 @@ async def build_pipeline(config: VenueConfig, options: ServeOptions, engine_cpu:
     return pipeline, gateways
 
 
-async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> int:
-    pipeline, gateways = await build_pipeline(config, options, engine_cpu)
-    # What start-up built lives as long as the venue: keep it out of the cyclic
-    # GC's sight, and let a collection wait for many more allocations (the hot
-    # path makes no cycles; at the default threshold one in a few hundred
-    # requests paid for a collection).
+def settle_gc():
+    """After start-up: what start-up built lives as long as the venue, so keep
+    it out of the cyclic GC's sight, and let a collection wait for many more
+    allocations (the hot path makes no cycles; at the default threshold one in
+    a few hundred requests paid for a collection)."""
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+
+
+async def serve(config: VenueConfig, options: ServeOptions, engine_cpu: int) -> int:
+    pipeline, gateways = await build_pipeline(config, options, engine_cpu)
+    settle_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

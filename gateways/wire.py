@@ -242,7 +242,7 @@ def order_id_of(ref: OrderRef) -> tuple[int, bytes]:
 def place_record(instruments: Instruments, p: PlaceParams, account: int,
                  recv_ns: int) -> bytearray:  # fmt: skip
     spec = instruments.spec(p.symbol)
-    qty = instruments.lots_of[spec.index][p.qty]  # (`Instruments.lots`, without a call)
+    qty = instruments.lots(spec, p.qty)
     if p.type == MARKET:
         if p.price is not None:
             raise RequestError("INVALID_PRICE", "market orders take no price")
@@ -251,7 +251,7 @@ def place_record(instruments: Instruments, p: PlaceParams, account: int,
     else:
         if p.price is None:
             raise RequestError("INVALID_PRICE", "limit orders need a price")
-        price = instruments.ticks_of[spec.index][p.price]
+        price = instruments.ticks(spec, p.price)
         tif = p.tif or GTC
     if p.expire_ts is not None and not 0 < p.expire_ts <= MAX_INT64 // 1_000_000:
         raise RequestError("INVALID_EXPIRE_TIME", MESSAGES["INVALID_EXPIRE_TIME"])

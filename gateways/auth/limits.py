@@ -80,11 +80,8 @@ class RateLimiter:
     def spend_order(self, account: int, orders: int = 1) -> Decision | None:
         """The hot path of `order` for answers without rate-limit headers:
         None when allowed (all the orders), else the refusal (of all)."""
-        now = self.clock()
-        bucket = self.buckets.get(("orders", account))  # (most often there: no call)
-        if bucket is None:
-            c = self.config
-            bucket = self._bucket(("orders", account), c.order_rate, c.order_burst, now)
+        c, now = self.config, self.clock()
+        bucket = self._bucket(("orders", account), c.order_rate, c.order_burst, now)
         return None if bucket.spend(now, orders) else bucket.take(now, orders)
 
     def spend_ip(self, ip: str) -> Decision | None:
