@@ -20,7 +20,6 @@ the spread of the other rounds.
 """
 
 import argparse
-import asyncio
 import os
 import shutil
 import statistics
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 import orjson
+import uvloop
 
 from bench.report import UNLIMITED, emit, machine, output_arguments
 from bench.ws import order_params
@@ -177,7 +177,7 @@ def main(argv=None):
     args.data_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="flowgate-bench-", dir=args.data_root))
     try:
-        result = asyncio.run(measure(args, work / "venue"))
+        result = uvloop.run(measure(args, work / "venue"))  # the server's loop
     finally:
         shutil.rmtree(work, ignore_errors=True)
     emit(result, args, report)

@@ -246,8 +246,10 @@ class EngineRuntime:
     def run_pending(self) -> int:
         """Step until the command ring is empty; return the commands applied."""
         total = 0
-        while self.timers or self.commands:  # (not a step more than needed)
-            total += self.step(self.timers) + self.step()
+        while self.commands or self.timers:
+            if self.timers:  # (a tick goes before the commands that came with it)
+                total += self.step(self.timers)
+            total += self.step()
         if total:
             self.maybe_snapshot()
         return total

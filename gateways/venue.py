@@ -71,6 +71,7 @@ from gateways import wire
 log = logging.getLogger("flowgate.venue")
 
 PRIVATE_CHANNELS = ("orders", "fills", "balances", "positions")
+HOOKED = (*PRIVATE_CHANNELS, "amended", "ended")  # what `add_private` takes
 CLOSED_ORDERS = 100_000  # recently closed orders a status query still finds in memory
 RECENT_TRADES = 1_000  # public trades kept per instrument for queries
 ONE_ORDER = (wire.CMD_PLACE, wire.CMD_CANCEL, wire.CMD_AMEND)  # commands about one order
@@ -120,7 +121,8 @@ class Venue:
         self.history = history
         self.sessions: dict[int, object] = {}
         self.streams: list = []
-        self.private_to = dict.fromkeys((*PRIVATE_CHANNELS, "amended", "ended"), _ignore)
+        self.private_to = dict.fromkeys(HOOKED, _ignore)
+        self.hooks = tuple(self.private_to.values())  # in HOOKED's order, for the walk
         self.closed: collections.OrderedDict[int, OrderView] = collections.OrderedDict()
         self.closed_coids: dict[tuple[int, str], int] = {}  # -> the newest such closed order
         # per instrument, newest last: (trade_id, price, qty, taker side, ts_ns)
@@ -137,6 +139,7 @@ class Venue:
         for channel in channels:
             before = self.private_to[channel]
             self.private_to[channel] = hook if before is _ignore else _both(before, hook)
+        self.hooks = tuple(self.private_to[channel] for channel in HOOKED)
 
     def close(self):
         if self.history is not None:
@@ -215,16 +218,20 @@ class Venue:
         out_ns = time.time_ns()
         view = self.view
         streams = self.streams
-        to = self.private_to
-        to_orders, to_fills, to_balances, to_positions, to_amended, to_ended = (
-            to["orders"], to["fills"], to["balances"], to["positions"], to["amended"],
-            to["ended"])  # fmt: skip
+        to_orders, to_fills, to_balances, to_positions, to_amended, to_ended = self.hooks
         outcome = self.outcome = Outcome()
         trades: dict[int, list] = {}
         for e in events_of(batch):
             kind = e[E_TYPE]
             tag = outcome.tag = e[E_TAG]
-            if kind == TRADE:
+            # (the commonest first: a placement's acceptance and its hold)
+            if kind == ACCEPTED:
+                order = outcome.order = view.accepted(e)
+                to_orders(order.account, "orders", order)
+            elif kind == BALANCE:
+                view.balance(e)
+                to_balances(e[E_ACCOUNT], "balances", (e[E_INSTRUMENT], e[E_TOTAL], e[E_LOCKED]))
+            elif kind == TRADE:
                 taker, maker = view.trade(e)
                 trade_id, price, qty, ts = e[E_TRADE_ID], e[E_PRICE], e[E_QTY], e[E_TS]
                 for order, fee, is_maker in ((taker, e[E_TAKER_FEE], False),
@@ -241,19 +248,11 @@ class Venue:
                         self.remember(order)
                 trades.setdefault(e[E_INSTRUMENT], []).append(e)
                 self.recent_trades[e[E_INSTRUMENT]].append((trade_id, price, qty, e[E_SIDE], ts))
-            elif kind == ACCEPTED or kind == AMENDED:
-                if kind == ACCEPTED:
-                    order = view.accepted(e)
-                else:
-                    order = view.amended(e)
-                    outcome.priority_kept = bool(e[E_FLAGS] & FLAG_PRIORITY_KEPT)
-                outcome.order = order
-                if kind == AMENDED:
-                    to_amended(order.account, "amended", order)
+            elif kind == AMENDED:
+                order = outcome.order = view.amended(e)
+                outcome.priority_kept = bool(e[E_FLAGS] & FLAG_PRIORITY_KEPT)
+                to_amended(order.account, "amended", order)
                 to_orders(order.account, "orders", order)
-            elif kind == BALANCE:
-                view.balance(e)
-                to_balances(e[E_ACCOUNT], "balances", (e[E_INSTRUMENT], e[E_TOTAL], e[E_LOCKED]))
             elif kind == POSITION:
                 view.position(e)
                 held = (e[E_INSTRUMENT], e[E_NET_QTY], e[E_COST], e[E_REALIZED_PNL])

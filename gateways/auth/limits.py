@@ -63,25 +63,36 @@ class RateLimiter:
     def __init__(self, config: LimitsConfig, clock=time.monotonic_ns):
         self.config = config
         self.clock = clock
-        self.buckets: dict[tuple, TokenBucket] = {}
+        self.buckets: dict[tuple, TokenBucket] = {}  # ("key", key id) or ("ip", address)
+        self.order_buckets: dict[int, TokenBucket] = {}  # per account (every order spends)
 
-    def _bucket(self, key: tuple, rate: int, burst: int, now: int) -> TokenBucket:
-        bucket = self.buckets.get(key)
+    def _bucket(self, key, rate: int, burst: int, now: int, buckets: dict | None = None
+                ) -> TokenBucket:  # fmt: skip
+        """The bucket under key in `buckets` (default: the keys' and addresses'),
+        made full if there is none."""
+        if buckets is None:
+            buckets = self.buckets
+        bucket = buckets.get(key)
         if bucket is None:
-            if len(self.buckets) >= MAX_BUCKETS:
-                self.buckets = {k: b for k, b in self.buckets.items() if not b.full(now)}
-            bucket = self.buckets[key] = TokenBucket(rate, burst, now)
+            if len(buckets) >= MAX_BUCKETS:
+                for idle in [k for k, b in buckets.items() if b.full(now)]:
+                    del buckets[idle]
+            bucket = buckets[key] = TokenBucket(rate, burst, now)
         return bucket
 
     def _take(self, key: tuple, rate: int, burst: int) -> Decision:
         now = self.clock()
         return self._bucket(key, rate, burst, now).take(now)
 
+    def _order_bucket(self, account: int, now: int) -> TokenBucket:
+        c = self.config
+        return self._bucket(account, c.order_rate, c.order_burst, now, self.order_buckets)
+
     def spend_order(self, account: int, orders: int = 1) -> Decision | None:
         """The hot path of `order` for answers without rate-limit headers:
         None when allowed (all the orders), else the refusal (of all)."""
-        c, now = self.config, self.clock()
-        bucket = self._bucket(("orders", account), c.order_rate, c.order_burst, now)
+        now = self.clock()
+        bucket = self.order_buckets.get(account) or self._order_bucket(account, now)
         return None if bucket.spend(now, orders) else bucket.take(now, orders)
 
     def spend_ip(self, ip: str) -> Decision | None:
@@ -100,10 +111,10 @@ class RateLimiter:
     def order(self, account: int, cancel: bool) -> Decision:
         """A new order or amend spends the account's order budget; a cancel
         never does, and is never refused."""
-        c = self.config
         if cancel:
-            return Decision(True, c.order_burst, -1, 0, 0)
-        return self._take(("orders", account), c.order_rate, c.order_burst)
+            return Decision(True, self.config.order_burst, -1, 0, 0)
+        now = self.clock()
+        return self._order_bucket(account, now).take(now)
 
 
 def refuse(decision: Decision, what: str):

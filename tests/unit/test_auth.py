@@ -5,7 +5,7 @@ import random
 import pytest
 
 from engine.config import LimitsConfig
-from gateways.auth import AuthError
+from gateways.auth import AuthError, limits
 from gateways.auth.keys import KeyStore
 from gateways.auth.limits import Guard, RateLimiter
 from gateways.auth.verify import Authenticator, canonical, fix_logon_payload, sign
@@ -185,6 +185,23 @@ def test_an_account_over_its_order_budget_can_still_cancel():
     assert [limiter.spend_order(3) for _ in range(3)] == [None] * 3
     assert limiter.spend_order(3).retry_after_ms == 100
     assert not limiter.order(3, cancel=False).allowed
+
+
+def test_idle_budgets_are_dropped_beyond_the_cap_and_spent_ones_kept(monkeypatch):
+    monkeypatch.setattr(limits, "MAX_BUCKETS", 2)
+    clock = Clock()
+    limiter = RateLimiter(LimitsConfig(order_rate=1, order_burst=2, ip_rate=1, ip_burst=2), clock)
+    assert limiter.spend_order(1, 2) is None  # account 1 spends its whole burst
+    assert limiter.spend_order(2) is None
+    clock.advance_ms(1_000)  # account 2's bucket is full again, account 1's is not
+    assert limiter.spend_order(3) is None  # over the cap: the idle bucket (2) goes
+    assert sorted(limiter.order_buckets) == [1, 3]
+    assert limiter.spend_order(1, 2) is not None  # account 1 kept its spent budget
+    assert limiter.spend_ip("10.0.0.1") is None and limiter.spend_ip("10.0.0.2") is None
+    clock.advance_ms(2_000)
+    assert limiter.spend_ip("10.0.0.3") is None  # addresses are capped on their own
+    assert sorted(limiter.buckets) == [("ip", "10.0.0.3")]
+    assert sorted(limiter.order_buckets) == [1, 3]
 
 
 def test_requests_over_the_key_budget_are_rate_limited(tmp_path):
