@@ -5,9 +5,9 @@ sent survive reconnects and restarts and a ResendRequest can be answered.
 `fix/<sender>-<target>/account` names the account the identity belongs to
 (the account of the first key that logged on with it); `seqnums` holds the
 next incoming and outgoing MsgSeqNum (two little-endian int64, rewritten in
-place; the incoming one stays at a command whose answer is not stored yet, so
-after a crash the peer sends it again; `refused` lists the commands refused
-behind such a number); `messages` appends each sent message
+place, and only when they change; the incoming one stays at a command whose
+answer is not stored yet, so after a crash the peer sends it again; `refused`
+lists the commands refused behind such a number); `messages` appends each sent message
 as a record `seq (int64), length (int32), bytes`. Writes go to the file at
 once (they survive a crash of the process, like the journal's default); a
 record cut short by a crash is dropped when the store opens. Reset
@@ -44,7 +44,8 @@ class MessageStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.seqnums_fd = os.open(self.directory / "seqnums", os.O_RDWR | os.O_CREAT, 0o600)
         raw = os.pread(self.seqnums_fd, SEQNUMS.size, 0)
-        self.next_in, self.next_out = SEQNUMS.unpack(raw) if len(raw) == SEQNUMS.size else (1, 1)
+        self.saved = SEQNUMS.unpack(raw) if len(raw) == SEQNUMS.size else None  # the file's
+        self.next_in, self.next_out = self.saved or (1, 1)
         self.messages_fd = os.open(self.directory / "messages", os.O_RDWR | os.O_CREAT, 0o600)
         self.index: dict[int, tuple[int, int]] = {}  # seq -> (offset of the bytes, length)
         self.unanswered: dict[int, None] = {}  # incoming numbers held, oldest first
@@ -92,8 +93,10 @@ class MessageStore:
     def _save_seqnums(self):
         # the next incoming number as the next start should expect it: the oldest
         # command still unanswered, which the peer is then asked to send again
-        expected = next(iter(self.unanswered), self.next_in)
-        os.pwrite(self.seqnums_fd, SEQNUMS.pack(expected, self.next_out), 0)
+        numbers = (next(iter(self.unanswered), self.next_in), self.next_out)
+        if numbers != self.saved:  # (a command held for its answer changes neither)
+            os.pwrite(self.seqnums_fd, SEQNUMS.pack(*numbers), 0)
+            self.saved = numbers
 
     def set_next_in(self, seq: int):
         self.next_in = seq

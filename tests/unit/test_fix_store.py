@@ -3,7 +3,7 @@ reopen, answers ranges for resends, drops a torn last record, and resets."""
 
 import os
 
-from gateways.fix.store import MessageStore
+from gateways.fix.store import SEQNUMS, MessageStore
 
 
 def test_numbers_and_messages_survive_a_reopen(tmp_path):
@@ -73,3 +73,28 @@ def test_the_stored_incoming_number_waits_for_unanswered_commands(tmp_path):
     assert again.refused == set()
     again.close()
     assert MessageStore(tmp_path, "A", "B").next_in == 7
+
+
+def test_the_numbers_are_written_when_they_change_and_only_then(tmp_path, monkeypatch):
+    store = MessageStore(tmp_path, "A", "B")
+    written = []
+    pwrite = os.pwrite
+
+    def recording(fd, data, offset):
+        if fd == store.seqnums_fd:
+            written.append(SEQNUMS.unpack(data))
+        return pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", recording)
+    store.set_next_in(5)  # a command numbered 4 arrived: expect 5
+    store.hold(5)  # command 5 went to the engine...
+    store.set_next_in(6)  # ...so 5 is still the number to ask for again: nothing to write
+    assert written == [(5, 1)]
+    store.release(5)
+    store.sent(1, b"its answer")  # answered: 6 next, and 2 out
+    store.sent(2, b"a heartbeat")
+    assert written == [(5, 1), (6, 2), (6, 3)]
+    store.close()
+    again = MessageStore(tmp_path, "A", "B")
+    assert (again.next_in, again.next_out) == (6, 3)
+    again.close()
