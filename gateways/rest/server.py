@@ -226,11 +226,12 @@ class HttpConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes):
         self.current.target += url
-        self.count(len(url))
+        self.current.header_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes):
-        self.current.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-        self.count(len(name) + len(value))
+        request = self.current
+        request.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        request.header_bytes += len(name) + len(value)
 
     def stop(self, code: str, message: str):
         """From a parser callback: refuse the request being read (the parser
@@ -238,16 +239,14 @@ class HttpConnection(asyncio.Protocol):
         self.refusal = (code, message)
         raise httptools.HttpParserError(message)
 
-    def count(self, size: int):
-        request = self.current
-        request.header_bytes += size
-        if request.header_bytes > MAX_HEADER_BYTES:
-            self.stop("HEADERS_TOO_LARGE", f"headers over {MAX_HEADER_BYTES} bytes")
-
     def on_headers_complete(self):
         self.unfinished = 0
         self.in_body = True
         request = self.current
+        # (checked once they are all in: while they arrive, what data_received
+        # has fed the parser bounds them)
+        if request.header_bytes > MAX_HEADER_BYTES:
+            self.stop("HEADERS_TOO_LARGE", f"headers over {MAX_HEADER_BYTES} bytes")
         request.method = self.parser.get_method().decode()
         length = request.headers.get("content-length", "0").strip()  # trailing spaces are legal
         if not wire.whole_number(length, self.gateway.max_body):
